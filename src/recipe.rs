@@ -1,0 +1,404 @@
+//! The adaptation recipe: exactly how the device turns episodes into ζ gradient steps.
+//!
+//! Meta-training optimises `V_ζ(θ) = E[J(θ_ζ)]` for one particular inner update rule; the
+//! recipe *is* that rule (step size, number of steps, batch size, horizon, discount,
+//! advantage rule, loss scaling, action mapping). It travels inside the bundle so that the
+//! objective trained on the laptop is the one realised on the robot.
+
+use crate::policy::{Distribution, PolicyShape};
+
+/// How the per-step weight of `∇ log π(a_h|s_h)` is formed from rewards.
+///
+/// `R^h = Σ_{t≥h} γ^t r_t` is the reward-to-go of the paper's eq. 4 (note `γ^t`, not
+/// `γ^{t-h}`). Every rule is a function of the batch's rewards and states only (never of
+/// θ), which keeps the SG-MRL estimator unbiased for the objective that uses it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Advantage {
+    /// `A_h = R^h`. Streams episode by episode: RAM for one episode.
+    RewardToGo,
+    /// `A_h = R^h − b_h` with a per-time-step table `b` (H values, in the units of `R^h`)
+    /// carried in the bundle. Streams: RAM for one episode.
+    TimeBaseline,
+    /// `A_h = R^h − mean_j R^h_j`, the mean over the batch's episodes at the same step
+    /// (episodes that ended earlier count as 0). Needs the whole batch in RAM.
+    BatchMeanBaseline,
+    /// GAE(λ) (discounted with γ) on a linear feature baseline refitted to the batch's
+    /// discounted returns (features `obs, obs², t/H', (t/H')², (t/H')³, 1` with `H' = 100`
+    /// as in the paper's code; ridge with retries). Needs the whole batch in RAM.
+    LinearFeatureGae {
+        /// GAE's λ in `[0, 1]`.
+        lambda: f32,
+    },
+}
+
+/// What a batch's summed score terms are divided by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LossScale {
+    /// Divide by the number of episodes `N` (the paper's eq. 5).
+    PerEpisode,
+    /// Divide by `N·H`, the mean over all time steps as in the paper's released code.
+    PerStep,
+}
+
+/// Maps a Gaussian policy's raw sample `u` to the action the environment receives:
+/// `clamp(scale · u, −clip, clip)` per component. Ignored for softmax policies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ActionMap {
+    /// Multiplier applied to `u` (nav2d in the paper: 0.01).
+    pub scale: f32,
+    /// Symmetric limit after scaling; `None` leaves the action unclipped.
+    pub clip: Option<f32>,
+}
+
+impl ActionMap {
+    /// `scale = 1`, no clipping.
+    pub const IDENTITY: Self = Self {
+        scale: 1.0,
+        clip: None,
+    };
+
+    /// The environment action for raw component `u`.
+    #[inline]
+    pub fn apply(&self, u: f32) -> f32 {
+        let a = self.scale * u;
+        match self.clip {
+            Some(c) => a.clamp(-c, c),
+            None => a,
+        }
+    }
+}
+
+/// The adaptation recipe. Construct it, then call [`Recipe::validate`]; a parsed bundle's
+/// recipe is always valid.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Recipe {
+    /// Inner step size α (ascent: `θ ← θ + α ĝ`).
+    pub alpha: f32,
+    /// Number of adaptation steps ζ.
+    pub steps: u16,
+    /// Episodes per step `N` (the inner batch size).
+    pub episodes: u16,
+    /// Horizon `H`: the most actions in one episode.
+    pub horizon: u16,
+    /// Discount γ.
+    pub gamma: f32,
+    /// Advantage rule.
+    pub advantage: Advantage,
+    /// Normalise the batch's advantages to zero mean and unit standard deviation.
+    pub normalize: bool,
+    /// Loss scaling.
+    pub loss: LossScale,
+    /// Raw Gaussian sample → environment action.
+    pub action: ActionMap,
+}
+
+/// Largest ζ a recipe may ask for.
+pub const MAX_STEPS: u16 = 64;
+
+/// Why a recipe is rejected. Each variant names the field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RecipeError {
+    /// α is not finite and positive.
+    Alpha,
+    /// ζ is 0 or above [`MAX_STEPS`].
+    Steps,
+    /// No episodes per step, or fewer than 2 for a rule that compares episodes.
+    Episodes,
+    /// Horizon 0.
+    Horizon,
+    /// γ outside `[0, 1]` or not finite.
+    Gamma,
+    /// GAE λ outside `[0, 1]` or not finite.
+    Lambda,
+    /// Action scale not finite and positive, or clip not finite and positive.
+    ActionMap,
+}
+
+impl core::fmt::Display for RecipeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Alpha => "step size alpha must be finite and > 0",
+            Self::Steps => "number of adaptation steps must be in 1..=64",
+            Self::Episodes => {
+                "episodes per step must be >= 1 (>= 2 for batch baselines or normalisation)"
+            }
+            Self::Horizon => "horizon must be >= 1",
+            Self::Gamma => "discount gamma must be in [0, 1]",
+            Self::Lambda => "GAE lambda must be in [0, 1]",
+            Self::ActionMap => "action scale and clip must be finite and > 0",
+        })
+    }
+}
+
+const fn finite_pos(x: f32) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+const fn unit(x: f32) -> bool {
+    x.is_finite() && x >= 0.0 && x <= 1.0
+}
+
+impl Recipe {
+    /// Checks every field's range.
+    pub const fn validate(&self) -> Result<(), RecipeError> {
+        if !finite_pos(self.alpha) {
+            return Err(RecipeError::Alpha);
+        }
+        if self.steps == 0 || self.steps > MAX_STEPS {
+            return Err(RecipeError::Steps);
+        }
+        let min_episodes = if self.needs_batch() { 2 } else { 1 };
+        if self.episodes < min_episodes {
+            return Err(RecipeError::Episodes);
+        }
+        if self.horizon == 0 {
+            return Err(RecipeError::Horizon);
+        }
+        if !unit(self.gamma) {
+            return Err(RecipeError::Gamma);
+        }
+        if let Advantage::LinearFeatureGae { lambda } = self.advantage {
+            if !unit(lambda) {
+                return Err(RecipeError::Lambda);
+            }
+        }
+        if !finite_pos(self.action.scale) {
+            return Err(RecipeError::ActionMap);
+        }
+        if let Some(c) = self.action.clip {
+            if !finite_pos(c) {
+                return Err(RecipeError::ActionMap);
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the advantage rule needs every episode of a step before any gradient can
+    /// be accumulated (so the device must buffer the whole batch).
+    pub const fn needs_batch(&self) -> bool {
+        self.normalize
+            || matches!(
+                self.advantage,
+                Advantage::BatchMeanBaseline | Advantage::LinearFeatureGae { .. }
+            )
+    }
+
+    /// The factor a summed batch gradient is multiplied by before the step: `α/N` or
+    /// `α/(N·H)`.
+    pub fn step_scale(&self) -> f32 {
+        let n = f32::from(self.episodes);
+        match self.loss {
+            LossScale::PerEpisode => self.alpha / n,
+            LossScale::PerStep => self.alpha / (n * f32::from(self.horizon)),
+        }
+    }
+
+    /// RAM the adapter needs for `shape` under this recipe, split by purpose.
+    pub const fn memory(&self, shape: &PolicyShape) -> Memory {
+        let p = shape.n_params();
+        let h = self.horizon as usize;
+        let obs = shape.obs_dim as usize;
+        // One step record: observation, action on the wire, reward (later its weight).
+        let per_step = obs + shape.action_width() + 1;
+        let episodes_held = if self.needs_batch() {
+            self.episodes as usize
+        } else {
+            1
+        };
+        // Batch rules also keep each episode's length.
+        let mut episode_floats = episodes_held * h * per_step;
+        if self.needs_batch() {
+            episode_floats += self.episodes as usize;
+        }
+        if let Advantage::LinearFeatureGae { .. } = self.advantage {
+            let f = linear_feature_count(obs);
+            // Normal equations (f×f + f) plus the solution (f).
+            episode_floats += f * f + 2 * f;
+        }
+        Memory {
+            // ζ = 1 forms θ₁ = θ₀ + c·g inside the accumulator (θ₀ is read from flash).
+            params_floats: if self.steps > 1 { p } else { 0 },
+            grad_floats: p,
+            episode_floats,
+        }
+    }
+}
+
+/// Number of features of the linear baseline for an observation of length `obs`.
+pub const fn linear_feature_count(obs: usize) -> usize {
+    2 * obs + 4
+}
+
+/// RAM requirement of an adapter, in `f32` scalars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Memory {
+    /// Adapted parameters (0 when ζ = 1: they are formed in the accumulator).
+    pub params_floats: usize,
+    /// Gradient accumulator (`P`).
+    pub grad_floats: usize,
+    /// Episode or batch buffer, with whatever the advantage rule needs.
+    pub episode_floats: usize,
+}
+
+impl Memory {
+    /// Total scalars: the length of the buffer to hand to the adapter.
+    pub const fn total_floats(&self) -> usize {
+        self.params_floats + self.grad_floats + self.episode_floats
+    }
+    /// Total bytes.
+    pub const fn total_bytes(&self) -> usize {
+        4 * self.total_floats()
+    }
+    /// The yardstick of DESIGN.md: `P` floats plus one episode buffer.
+    pub const fn lower_bound_floats(shape: &PolicyShape, horizon: u16) -> usize {
+        shape.n_params() + horizon as usize * (shape.obs_dim as usize + shape.action_width() + 1)
+    }
+}
+
+impl Distribution {
+    /// Whether a recipe's [`ActionMap`] applies to this distribution.
+    pub const fn uses_action_map(&self) -> bool {
+        matches!(self, Distribution::Gaussian)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Recipe {
+        Recipe {
+            alpha: 0.1,
+            steps: 1,
+            episodes: 20,
+            horizon: 100,
+            gamma: 0.99,
+            advantage: Advantage::RewardToGo,
+            normalize: false,
+            loss: LossScale::PerEpisode,
+            action: ActionMap {
+                scale: 0.01,
+                clip: Some(0.1),
+            },
+        }
+    }
+
+    #[test]
+    fn valid_recipe_passes_and_each_field_is_checked() {
+        assert_eq!(base().validate(), Ok(()));
+        let cases: [(Recipe, RecipeError); 9] = [
+            (
+                Recipe {
+                    alpha: f32::NAN,
+                    ..base()
+                },
+                RecipeError::Alpha,
+            ),
+            (
+                Recipe {
+                    alpha: 0.0,
+                    ..base()
+                },
+                RecipeError::Alpha,
+            ),
+            (Recipe { steps: 0, ..base() }, RecipeError::Steps),
+            (
+                Recipe {
+                    episodes: 0,
+                    ..base()
+                },
+                RecipeError::Episodes,
+            ),
+            (
+                Recipe {
+                    episodes: 1,
+                    advantage: Advantage::BatchMeanBaseline,
+                    ..base()
+                },
+                RecipeError::Episodes,
+            ),
+            (
+                Recipe {
+                    horizon: 0,
+                    ..base()
+                },
+                RecipeError::Horizon,
+            ),
+            (
+                Recipe {
+                    gamma: 1.5,
+                    ..base()
+                },
+                RecipeError::Gamma,
+            ),
+            (
+                Recipe {
+                    advantage: Advantage::LinearFeatureGae { lambda: -0.1 },
+                    ..base()
+                },
+                RecipeError::Lambda,
+            ),
+            (
+                Recipe {
+                    action: ActionMap {
+                        scale: 1.0,
+                        clip: Some(f32::INFINITY),
+                    },
+                    ..base()
+                },
+                RecipeError::ActionMap,
+            ),
+        ];
+        for (r, e) in cases {
+            assert_eq!(r.validate(), Err(e), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn memory_streams_for_one_step_and_buffers_batches() {
+        let shape = PolicyShape {
+            distribution: Distribution::Gaussian,
+            obs_dim: 2,
+            hidden: [16, 0],
+            act_dim: 2,
+        };
+        let m = base().memory(&shape);
+        let p = shape.n_params();
+        assert_eq!(m.params_floats, 0);
+        assert_eq!(m.grad_floats, p);
+        assert_eq!(m.episode_floats, 100 * (2 + 2 + 1));
+        assert_eq!(m.total_floats(), Memory::lower_bound_floats(&shape, 100));
+        let two = Recipe { steps: 2, ..base() }.memory(&shape);
+        assert_eq!(two.total_floats(), m.total_floats() + p);
+        let batch = Recipe {
+            advantage: Advantage::BatchMeanBaseline,
+            ..base()
+        }
+        .memory(&shape);
+        assert_eq!(batch.episode_floats, 20 * 100 * 5 + 20);
+    }
+
+    #[test]
+    fn action_map_scales_then_clips() {
+        let m = base().action;
+        assert_eq!(m.apply(5.0), 0.01f32 * 5.0);
+        assert_eq!(m.apply(-50.0), -0.1);
+        assert_eq!(ActionMap::IDENTITY.apply(123.0), 123.0);
+    }
+
+    #[test]
+    fn step_scale_per_step_divides_by_horizon() {
+        let r = Recipe {
+            loss: LossScale::PerStep,
+            ..base()
+        };
+        assert!((r.step_scale() - 0.1 / 2000.0).abs() < 1e-12);
+        assert!((base().step_scale() - 0.1 / 20.0).abs() < 1e-9);
+    }
+}
