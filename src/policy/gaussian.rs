@@ -1,6 +1,6 @@
 //! Diagonal Gaussian policy: the mean from a tanh MLP (or a linear map), and one learned,
 //! state-independent log standard deviation per action dimension. The math is in
-//! [`net`](super::net); this type fixes the sizes at compile time and keeps scratch on the
+//! [`net`]; this type fixes the sizes at compile time and keeps scratch on the
 //! stack.
 
 use super::net::{self, delegate_to_net};

@@ -214,7 +214,7 @@ pub trait ParamSource<T: Real>: Copy {
     fn values(self) -> impl Iterator<Item = T>;
 }
 
-impl<'a, T: Real> ParamSource<T> for &'a [T] {
+impl<T: Real> ParamSource<T> for &[T] {
     #[inline]
     fn len(self) -> usize {
         <[T]>::len(self)
@@ -238,7 +238,7 @@ pub struct LeF32s<'a> {
 impl<'a> LeF32s<'a> {
     /// The view, or `None` unless `bytes.len()` is a multiple of 4.
     pub const fn new(bytes: &'a [u8]) -> Option<Self> {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             Some(Self { bytes })
         } else {
             None
@@ -381,6 +381,7 @@ pub trait Policy {
     /// Adds `weight · ∇²_θ log π(action | obs; θ) · direction` to `out`, exactly, by
     /// running the gradient on dual numbers. `scratch` must hold `P` duals; it is
     /// overwritten. Host-side reference for the batched Hessian-vector kernels.
+    #[allow(clippy::too_many_arguments)] // each argument is one term of the formula
     fn accumulate_hvp_log_prob<T: Real>(
         &self,
         params: &[T],

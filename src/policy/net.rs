@@ -306,7 +306,9 @@ impl<S> Net<S> {
         let act = usize::from(shape.act_dim);
         let mut rest = params;
         let mut take = |n_in: usize, n_out: usize| -> Result<Dense<S>, PolicyError> {
-            let (w, r) = rest.split_at(n_in * n_out).ok_or(err)?;
+            let (w, r) = rest
+                .split_at(n_in.checked_mul(n_out).ok_or(err)?)
+                .ok_or(err)?;
             let (b, r) = r.split_at(n_out).ok_or(err)?;
             rest = r;
             Ok(Dense { w, b })
@@ -686,10 +688,7 @@ fn increments_finite<T: Real>(delta: &[T], x: &[T]) -> bool {
 
 /// Adds one dense layer's gradient, `δ xᵀ` (row-major) then `δ`, to the next entries of
 /// `g`.
-fn add_dense_grad<'g, T: Real>(g: &mut impl Iterator<Item = &'g mut T>, delta: &[T], x: &[T])
-where
-    T: 'g,
-{
+fn add_dense_grad<'g, T: Real + 'g>(g: &mut impl Iterator<Item = &'g mut T>, delta: &[T], x: &[T]) {
     for &d in delta {
         // `x` first: zip then stops without consuming the next row's entry.
         for (&xi, gi) in x.iter().zip(g.by_ref()) {
@@ -1098,5 +1097,152 @@ pub(crate) mod check {
         let got = p.accumulate_hvp_log_prob(th, &th[1..], obs, act, 1.0, &mut scratch, &mut out);
         assert_eq!(got, Err(PolicyError::GradLength(len(n, n - 1))));
         assert_eq!(out, init);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::check::{close, normals, reference_log_prob};
+    use super::*;
+    use std::vec;
+
+    fn shape(distribution: Distribution, hidden: [u16; 2], act_dim: u16) -> PolicyShape {
+        PolicyShape {
+            distribution,
+            obs_dim: 3,
+            hidden,
+            act_dim,
+        }
+    }
+
+    /// Shapes picked at run time (as the host does from CLI flags) against the reference.
+    #[test]
+    fn runtime_shapes_match_reference() {
+        let shapes = [
+            shape(Distribution::Softmax, [0, 0], 2),
+            shape(Distribution::Softmax, [7, 0], 5),
+            shape(Distribution::Gaussian, [6, 2], 1),
+            shape(Distribution::Gaussian, [2, 9], 4),
+        ];
+        let mut rng = Rng::new(21);
+        for s in shapes {
+            let params = normals(&mut rng, s.n_params(), 0.7);
+            let obs = normals(&mut rng, 3, 1.0);
+            let action = match s.distribution {
+                Distribution::Softmax => vec![f64::from(s.act_dim - 1)],
+                Distribution::Gaussian => normals(&mut rng, s.action_width(), 1.0),
+            };
+            let mut buf = vec![0.0; s.scratch_len()];
+            let mut scratch = Scratch::from_slice(&s, &mut buf).unwrap();
+            let mut grad = vec![0.0; s.n_params()];
+            let lp = accumulate_grad_log_prob(
+                &s,
+                &params[..],
+                &obs,
+                &action,
+                1.0,
+                &mut scratch,
+                &mut grad,
+            )
+            .unwrap();
+            let want = reference_log_prob(&s, &params, &obs, &action);
+            assert!(close(lp, want, 1e-12), "{s:?}: {lp} vs {want}");
+        }
+    }
+
+    #[test]
+    fn scratch_is_cut_in_order_and_may_be_longer() {
+        let s = shape(Distribution::Softmax, [4, 3], 2);
+        assert_eq!(s.scratch_len(), 2 * Layers::<f32>::len_for(&s));
+        let mut buf: std::vec::Vec<f32> = (0..s.scratch_len() + 5).map(|i| i as f32).collect();
+        let scratch = Scratch::from_slice(&s, &mut buf).unwrap();
+        assert_eq!(scratch.act.h1, &[0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(scratch.act.h2, &[4.0, 5.0, 6.0]);
+        assert_eq!(scratch.act.head, &[7.0, 8.0]);
+        assert_eq!(scratch.delta.h1, &[9.0, 10.0, 11.0, 12.0]);
+        assert_eq!(scratch.delta.head, &[16.0, 17.0]);
+    }
+
+    /// Each of the six scratch vectors one short is an error naming that vector's size,
+    /// and `grad` is untouched.
+    #[test]
+    fn any_short_scratch_vector_is_an_error() {
+        let s = shape(Distribution::Gaussian, [4, 3], 2);
+        let params = normals(&mut Rng::new(1), s.n_params(), 0.5);
+        let (obs, action) = ([0.1, 0.2, 0.3], [0.5, -0.5]);
+        let sizes = [4, 3, 2];
+        for i in 0..6 {
+            let mut bufs = [
+                vec![0.0; 4],
+                vec![0.0; 3],
+                vec![0.0; 2],
+                vec![0.0; 4],
+                vec![0.0; 3],
+                vec![0.0; 2],
+            ];
+            bufs[i].pop();
+            let [a1, a2, z, d1, d2, dz] = &mut bufs;
+            let mut scratch = Scratch {
+                act: Layers {
+                    h1: a1,
+                    h2: a2,
+                    head: z,
+                },
+                delta: Layers {
+                    h1: d1,
+                    h2: d2,
+                    head: dz,
+                },
+            };
+            let mut grad = vec![1.5; s.n_params()];
+            let got = accumulate_grad_log_prob(
+                &s,
+                &params[..],
+                &obs,
+                &action,
+                1.0,
+                &mut scratch,
+                &mut grad,
+            );
+            let want = PolicyError::ScratchLength(LenMismatch {
+                expected: sizes[i % 3],
+                got: sizes[i % 3] - 1,
+            });
+            assert_eq!(got, Err(want));
+            assert!(grad.iter().all(|&g| g == 1.5));
+        }
+    }
+
+    #[test]
+    fn invalid_shape_is_an_error() {
+        for s in [
+            shape(Distribution::Softmax, [0, 4], 3),
+            shape(Distribution::Softmax, [4, 0], 1),
+            PolicyShape {
+                obs_dim: 0,
+                ..shape(Distribution::Gaussian, [0, 0], 1)
+            },
+        ] {
+            let params = vec![0.0f32; s.n_params()];
+            let mut buf = vec![0.0f32; s.scratch_len()];
+            let mut scratch = Scratch::from_slice(&s, &mut buf).unwrap();
+            let got = forward(&s, &params[..], &[0.0; 3], &mut scratch.act);
+            assert_eq!(got, Err(PolicyError::InvalidShape));
+            let mut grad = vec![1.5f32; s.n_params()];
+            let action = vec![0.0; s.action_width()];
+            let got = accumulate_grad_log_prob(
+                &s,
+                &params[..],
+                &[0.0; 3],
+                &action,
+                1.0,
+                &mut scratch,
+                &mut grad,
+            );
+            assert_eq!(got, Err(PolicyError::InvalidShape));
+            assert!(grad.iter().all(|&g| g == 1.5));
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Categorical policies over `ACT` discrete actions: linear logits, or logits from a tanh
-//! MLP. The math is in [`net`](super::net); these types fix the sizes at compile time and
+//! MLP. The math is in [`net`]; these types fix the sizes at compile time and
 //! keep scratch on the stack.
 
 use super::net::{self, delegate_to_net};
