@@ -162,18 +162,18 @@ impl Recipe {
         if !unit(self.gamma) {
             return Err(RecipeError::Gamma);
         }
-        if let Advantage::LinearFeatureGae { lambda } = self.advantage {
-            if !unit(lambda) {
-                return Err(RecipeError::Lambda);
-            }
+        if let Advantage::LinearFeatureGae { lambda } = self.advantage
+            && !unit(lambda)
+        {
+            return Err(RecipeError::Lambda);
         }
         if !finite_pos(self.action.scale) {
             return Err(RecipeError::ActionMap);
         }
-        if let Some(c) = self.action.clip {
-            if !finite_pos(c) {
-                return Err(RecipeError::ActionMap);
-            }
+        if let Some(c) = self.action.clip
+            && !finite_pos(c)
+        {
+            return Err(RecipeError::ActionMap);
         }
         Ok(())
     }
