@@ -22,8 +22,8 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 76;
 /// Bytes of the trailing CRC-32.
 pub const CHECKSUM_LEN: usize = 4;
-/// The shortest possible bundle: a header and a checksum (no floats can only fail later,
-/// since every valid shape has parameters).
+/// A header plus a checksum: the fewest bytes that can be checked as far as the CRC (every
+/// valid shape has parameters, so a real bundle is longer).
 pub const MIN_LEN: usize = HEADER_LEN + CHECKSUM_LEN;
 
 /// CRC-32/ISO-HDLC (the zlib / PNG / Ethernet CRC): `CRC32.checksum(b"123456789")` is
@@ -63,8 +63,57 @@ mod field {
     pub const PARAM_COUNT: usize = 72;
 }
 
-// The last field ends exactly where the payload begins, so every fixed offset is in bounds.
-const _: () = assert!(field::PARAM_COUNT + 4 == HEADER_LEN);
+/// Every header field as `(offset, size)`, in order: the table of `docs/bundle.md`.
+const LAYOUT: [(usize, usize); 29] = {
+    use field::*;
+    [
+        (MAGIC, 4),
+        (VERSION, 2),
+        (HEADER_LEN, 2),
+        (DISTRIBUTION, 1),
+        (RESERVED_POLICY, 1),
+        (OBS_DIM, 2),
+        (HIDDEN_0, 2),
+        (HIDDEN_1, 2),
+        (ACT_DIM, 2),
+        (RESERVED_PAD_0, 2),
+        (ALPHA, 4),
+        (STEPS, 2),
+        (EPISODES, 2),
+        (HORIZON, 2),
+        (RESERVED_PAD_1, 2),
+        (GAMMA, 4),
+        (ADVANTAGE, 1),
+        (FLAGS, 1),
+        (RESERVED_PAD_2, 2),
+        (GAE_LAMBDA, 4),
+        (ACTION_SCALE, 4),
+        (ACTION_CLIP, 4),
+        (TASK, 2),
+        (TRAINER, 1),
+        (RESERVED_PROVENANCE, 1),
+        (SEED, 8),
+        (META_ITERATIONS, 4),
+        (BASELINE_LEN, 4),
+        (PARAM_COUNT, 4),
+    ]
+};
+
+/// The fields tile the header exactly: no gap, no overlap, every offset in bounds (which is
+/// why the header reads below cannot run past the end).
+const fn layout_is_contiguous() -> bool {
+    let mut rest: &[(usize, usize)] = &LAYOUT;
+    let mut end = 0;
+    while let [(offset, size), tail @ ..] = rest {
+        if *offset != end {
+            return false;
+        }
+        end = *offset + *size;
+        rest = tail;
+    }
+    end == HEADER_LEN
+}
+const _: () = assert!(layout_is_contiguous());
 
 /// Recipe flag: normalise the batch's advantages.
 const FLAG_NORMALIZE: u8 = 1 << 0;
@@ -395,8 +444,8 @@ pub const fn encoded_len(shape: &PolicyShape, baseline_len: usize) -> usize {
     saturate_usize(total_len_u64(baseline_len as u64, param_count(shape)))
 }
 
-/// `N` bytes of `h` from `at`. The offsets are the constants of [`field`], all in bounds
-/// (asserted at compile time above), so the zero fill never happens.
+/// `N` bytes of `h` from `at`. The offsets are the constants of [`field`], in bounds by
+/// [`layout_is_contiguous`], so the zero fill never happens.
 fn read<const N: usize>(h: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
     let mut out = [0u8; N];
     for (o, b) in out.iter_mut().zip(h.iter().skip(at)) {
@@ -1158,8 +1207,54 @@ mod tests {
         ]
         .concat()
         .replace(' ', "");
+        assert_eq!(bytes.len(), 116);
         assert_eq!(hex, want);
         assert_eq!(Bundle::parse(&bytes).unwrap().checksum(), 0x866A_510E);
+    }
+
+    #[test]
+    fn fields_sit_at_the_documented_offsets() {
+        // Literal offsets from the table of docs/bundle.md, for the fields the example
+        // leaves at zero.
+        let p = params(&GAUSSIAN);
+        let baseline = [7.0f32; 5];
+        let s = BundleSpec {
+            recipe: Recipe {
+                advantage: Advantage::LinearFeatureGae { lambda: 0.97 },
+                normalize: true,
+                loss: LossScale::PerStep,
+                ..recipe()
+            },
+            trainer: Trainer::EMaml,
+            ..spec(GAUSSIAN, &p)
+        };
+        let b = encode(&s).unwrap();
+        assert_eq!(b[8], 1);
+        assert_eq!(&b[12..16], &[8, 0, 4, 0]);
+        assert_eq!(b[36], 3);
+        assert_eq!(b[37], 0b11);
+        assert_eq!(&b[40..44], &0.97f32.to_le_bytes());
+        assert_eq!(&b[44..48], &0.01f32.to_le_bytes());
+        assert_eq!(&b[48..52], &0.1f32.to_le_bytes());
+        assert_eq!(b[54], 5);
+        assert_eq!(&b[56..64], &0x0123_4567_89AB_CDEFu64.to_le_bytes());
+        assert_eq!(&b[64..68], &500u32.to_le_bytes());
+        assert_eq!(&b[72..76], &(p.len() as u32).to_le_bytes());
+        assert_eq!(b.len(), 80 + 4 * p.len());
+        let s = BundleSpec {
+            recipe: Recipe {
+                advantage: Advantage::TimeBaseline,
+                ..recipe()
+            },
+            baseline: Some(&baseline),
+            ..spec(GAUSSIAN, &p)
+        };
+        let b = encode(&s).unwrap();
+        assert_eq!(b[36], 1);
+        assert_eq!(&b[68..72], &5u32.to_le_bytes());
+        assert_eq!(&b[76..80], &7.0f32.to_le_bytes());
+        assert_eq!(&b[96..100], &p[0].to_le_bytes());
+        assert_eq!(b.len(), 80 + 4 * (5 + p.len()));
     }
 
     #[test]
