@@ -25,7 +25,9 @@ pub enum Advantage {
     BatchMeanBaseline,
     /// GAE(λ) (discounted with γ) on a linear feature baseline refitted to the batch's
     /// discounted returns (features `obs, obs², t/H', (t/H')², (t/H')³, 1` with `H' = 100`
-    /// as in the paper's code; ridge with retries). Needs the whole batch in RAM.
+    /// and `obs` clipped to ±10, as in the paper's code; ridge with retries). Discounts
+    /// relative to each step (`γ^{t'−t}`), unlike the other rules: see
+    /// [`crate::estimator`]. Needs the whole batch in RAM.
     LinearFeatureGae {
         /// GAE's λ in `[0, 1]`.
         lambda: f32,
