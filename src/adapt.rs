@@ -23,8 +23,8 @@
 //! the meta-parameters are never written. [`Adapter::reset`] returns to the meta-policy.
 
 use crate::env::Env;
-use crate::estimator::{self, Episode, EstimatorError};
-use crate::policy::{ParamSource, Policy, PolicyError, PolicyShape};
+use crate::estimator::{self, Advantages, Episode, EstimatorError};
+use crate::policy::{ParamSource, Policy, PolicyError};
 use crate::recipe::{Advantage, Memory, Recipe, RecipeError};
 use crate::rng::Rng;
 
@@ -82,9 +82,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for AdaptError<E> {
             }
             Self::Shape => f.write_str("parameters or baseline do not fit the policy and recipe"),
             Self::TooWide => f.write_str("observation or action longer than adapt::MAX_IO"),
-            Self::NonFiniteObservation => {
-                f.write_str("non-finite observation; episode dropped")
-            }
+            Self::NonFiniteObservation => f.write_str("non-finite observation; episode dropped"),
             Self::NonFiniteReward => f.write_str("non-finite reward; episode dropped"),
             Self::HorizonReached => f.write_str("horizon reached; call end_episode"),
             Self::RewardWithoutAction => f.write_str("reward without a preceding act"),
@@ -490,7 +488,6 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
     /// After an episode: streaming rules fold it into the accumulator now; batch rules
     /// record its length for later.
     fn finish_episode(&mut self, steps: usize) -> Result<(), AdaptError> {
-        let h = usize::from(self.recipe.horizon);
         let len = self.slot_len();
         if self.recipe.needs_batch() {
             let lens_at = usize::from(self.recipe.episodes) * len + usize::from(self.episode);
@@ -498,45 +495,104 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
             return Ok(());
         }
         let slot = self.episodes.get_mut(..len).ok_or(AdaptError::Shape)?;
-        let (obs, act, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
-        let obs = &obs[..steps * P::OBS_DIM];
-        let act = &act[..steps * P::ACTION_WIDTH];
-        let rew = rew.get_mut(..steps).ok_or(AdaptError::Shape)?;
-        // Weights overwrite the rewards in place: the streaming rules need nothing else.
-        estimator::streaming_weights(&self.recipe, self.baseline, rew)?;
-        let episode = Episode {
-            obs,
-            actions: act,
-            rewards: rew,
-        };
-        match self.current {
-            Current::Meta => estimator::accumulate_episode_gradient(
-                &self.policy,
-                self.meta,
-                &episode,
-                episode.rewards,
-                self.grad,
-            ),
-            Current::InParams => estimator::accumulate_episode_gradient(
-                &self.policy,
-                &*self.params,
-                &episode,
-                episode.rewards,
-                self.grad,
-            ),
-            // ζ = 1 is done once the accumulator holds θ₁; no further steps reach here.
-            Current::InGrad => Err(EstimatorError::Length),
-        }?;
-        Ok(())
+        let mut advantages = Advantages::new(&self.recipe, P::OBS_DIM, self.baseline, &mut [])?;
+        Self::fold_episode(
+            &self.policy,
+            self.current,
+            self.meta,
+            self.params,
+            self.grad,
+            &mut advantages,
+            slot,
+            usize::from(self.recipe.horizon),
+            steps,
+        )
     }
 
-    /// Batch rules: compute every episode's advantages and accumulate the gradient.
+    /// Batch rules: the advantage passes over every stored episode, then each episode's
+    /// weighted score into the accumulator.
     fn finish_batch(&mut self) -> Result<(), AdaptError> {
         if !self.recipe.needs_batch() {
             return Ok(());
         }
-        let _ = PolicyShape::n_params;
-        Err(EstimatorError::Length.into())
+        let h = usize::from(self.recipe.horizon);
+        let n = usize::from(self.recipe.episodes);
+        let len = self.slot_len();
+        let (slots, rest) = self
+            .episodes
+            .split_at_mut_checked(n * len)
+            .ok_or(AdaptError::Shape)?;
+        let (lens, scratch) = rest.split_at_mut_checked(n).ok_or(AdaptError::Shape)?;
+        let mut advantages = Advantages::new(&self.recipe, P::OBS_DIM, self.baseline, scratch)?;
+        while !advantages.is_ready() {
+            for (slot, &steps) in slots.chunks_exact_mut(len).zip(lens.iter()) {
+                let (obs, act, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
+                advantages.observe(&Self::view(obs, act, rew, steps as usize)?)?;
+            }
+            advantages.finish_pass()?;
+        }
+        for (slot, &steps) in slots.chunks_exact_mut(len).zip(lens.iter()) {
+            Self::fold_episode(
+                &self.policy,
+                self.current,
+                self.meta,
+                self.params,
+                self.grad,
+                &mut advantages,
+                slot,
+                h,
+                steps as usize,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The first `steps` records of an episode slot's planes, as estimator data.
+    fn view<'e>(
+        obs: &'e [f32],
+        act: &'e [f32],
+        rew: &'e [f32],
+        steps: usize,
+    ) -> Result<Episode<'e, f32>, AdaptError> {
+        Ok(Episode {
+            obs: obs.get(..steps * P::OBS_DIM).ok_or(AdaptError::Shape)?,
+            actions: act
+                .get(..steps * P::ACTION_WIDTH)
+                .ok_or(AdaptError::Shape)?,
+            rewards: rew.get(..steps).ok_or(AdaptError::Shape)?,
+        })
+    }
+
+    /// Turns one stored episode's rewards into weights (in place) and adds
+    /// `Σ_h w_h ∇log π(a_h|s_h; θ)` at the current parameters to the accumulator.
+    #[allow(clippy::too_many_arguments)]
+    fn fold_episode(
+        policy: &P,
+        current: Current,
+        meta: M,
+        params: &[f32],
+        grad: &mut [f32],
+        advantages: &mut Advantages<'_, f32, M>,
+        slot: &mut [f32],
+        h: usize,
+        steps: usize,
+    ) -> Result<(), AdaptError> {
+        let (obs, act, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
+        let obs = obs.get(..steps * P::OBS_DIM).ok_or(AdaptError::Shape)?;
+        let rew = rew.get_mut(..steps).ok_or(AdaptError::Shape)?;
+        advantages.weights_in_place(obs, rew)?;
+        let episode = Self::view(obs, act, rew, steps)?;
+        match current {
+            Current::Meta => {
+                estimator::accumulate_episode_gradient(policy, meta, &episode, rew, grad)
+            }
+            Current::InParams => {
+                estimator::accumulate_episode_gradient(policy, params, &episode, rew, grad)
+            }
+            // With ζ = 1 the accumulator holds θ₁ and no step is left to take.
+            Current::InGrad => return Err(AdaptError::NonFiniteStep),
+        }?;
+        Ok(())
     }
 
     /// `θ ← θ + c·g`, only if every resulting scalar is finite.
@@ -566,7 +622,12 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
                 self.current = Current::InGrad;
             }
             Current::Meta => {
-                for ((a, &g), p) in self.params.iter_mut().zip(self.grad.iter()).zip(self.meta.values()) {
+                for ((a, &g), p) in self
+                    .params
+                    .iter_mut()
+                    .zip(self.grad.iter())
+                    .zip(self.meta.values())
+                {
                     *a = p + c * g;
                 }
                 self.current = Current::InParams;
@@ -618,7 +679,11 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
 
     /// Plays `episodes` episodes with the current (adapted) policy without learning and
     /// returns their mean undiscounted return. Call after adaptation.
-    pub fn evaluate<E: Env>(&mut self, env: &mut E, episodes: u16) -> Result<f32, AdaptError<E::Error>> {
+    pub fn evaluate<E: Env>(
+        &mut self,
+        env: &mut E,
+        episodes: u16,
+    ) -> Result<f32, AdaptError<E::Error>> {
         let mut sum = 0.0;
         for _ in 0..episodes {
             match self.play_episode(env)?.0 {
@@ -629,7 +694,10 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         Ok(sum / f32::from(episodes.max(1)))
     }
 
-    fn play_episode<E: Env>(&mut self, env: &mut E) -> Result<(Progress, u32), AdaptError<E::Error>> {
+    fn play_episode<E: Env>(
+        &mut self,
+        env: &mut E,
+    ) -> Result<(Progress, u32), AdaptError<E::Error>> {
         let mut obs = [0.0f32; MAX_IO];
         let obs = obs.get_mut(..P::OBS_DIM).ok_or(AdaptError::TooWide)?;
         if env.obs_dim() != P::OBS_DIM || env.action_width() != P::ACTION_WIDTH {
@@ -698,5 +766,347 @@ impl<M: ParamSource<f32>> ParamsRef<'_, M> {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::estimator::{batch_gradient, batch_gradient_scratch_len};
+    use crate::policy::{GaussianMlp, LeF32s, SoftmaxLinear};
+    use crate::recipe::{ActionMap, LossScale};
+    use crate::sim::{Nav2d, Nav2dDiscrete};
+    use std::vec;
+    use std::vec::Vec;
+
+    type Pol = GaussianMlp<2, 8, 0, 2>;
+
+    fn recipe() -> Recipe {
+        Recipe {
+            alpha: 0.05,
+            steps: 1,
+            episodes: 4,
+            horizon: 20,
+            gamma: 0.99,
+            advantage: Advantage::RewardToGo,
+            normalize: false,
+            loss: LossScale::PerEpisode,
+            action: ActionMap {
+                scale: 0.1,
+                clip: Some(0.1),
+            },
+        }
+    }
+
+    fn meta_params<P: Policy>(seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..P::N_PARAMS).map(|_| 0.3 * rng.normal()).collect()
+    }
+
+    fn memory_for<P: Policy>(r: &Recipe) -> Vec<f32> {
+        vec![0.0; r.memory(&P::SHAPE).total_floats()]
+    }
+
+    /// One recorded step: observation, raw action, reward.
+    type Record = (Vec<f32>, Vec<f32>, f32);
+
+    /// Plays one episode tick by tick on `env`, returning what the adapter saw (with the
+    /// raw actions recovered from the stored episode buffer is not possible from outside,
+    /// so the test inverts the action map, which is exact for unclipped values).
+    fn play<P: Policy, M: ParamSource<f32>, E: Env<Error = core::convert::Infallible>>(
+        ad: &mut Adapter<'_, P, M>,
+        env: &mut E,
+    ) -> (Progress, Vec<Record>) {
+        let mut obs = vec![0.0; P::OBS_DIM];
+        env.reset(&mut obs).unwrap();
+        let mut recs = Vec::new();
+        for _ in 0..ad.recipe().horizon {
+            let a = ad.act(&obs).unwrap().to_vec();
+            let o = obs.clone();
+            let tr = env.step(&a, &mut obs).unwrap();
+            ad.reward(tr.reward).unwrap();
+            recs.push((o, a, tr.reward));
+            if tr.done {
+                break;
+            }
+        }
+        (ad.end_episode().unwrap(), recs)
+    }
+
+    #[test]
+    fn memory_is_split_exactly_and_short_memory_is_refused() {
+        let meta = meta_params::<Pol>(1);
+        let r = recipe();
+        let need = r.memory(&Pol::SHAPE).total_floats();
+        // ζ = 1, streaming: P + one episode, the lower bound.
+        assert_eq!(need, Memory::lower_bound_floats(&Pol::SHAPE, r.horizon));
+        let mut short = vec![0.0; need - 1];
+        let err = Adapter::new(Pol::default(), &meta[..], None, r, &mut short, 0).err();
+        assert_eq!(
+            err,
+            Some(AdaptError::Memory {
+                needed: need,
+                got: need - 1
+            })
+        );
+        let mut mem = memory_for::<Pol>(&r);
+        assert!(Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 0).is_ok());
+        // Wrong parameter count, missing or unexpected baseline table.
+        let err = Adapter::new(Pol::default(), &meta[1..], None, r, &mut mem, 0).err();
+        assert_eq!(err, Some(AdaptError::Shape));
+        let table = vec![0.0; 20];
+        let err = Adapter::new(Pol::default(), &meta[..], Some(&table[..]), r, &mut mem, 0).err();
+        assert_eq!(err, Some(AdaptError::Shape));
+        let tb = Recipe {
+            advantage: Advantage::TimeBaseline,
+            ..r
+        };
+        let err = Adapter::new(Pol::default(), &meta[..], None, tb, &mut mem, 0).err();
+        assert_eq!(err, Some(AdaptError::Shape));
+        let bad = Recipe { alpha: -1.0, ..r };
+        let err = Adapter::new(Pol::default(), &meta[..], None, bad, &mut mem, 0).err();
+        assert_eq!(err, Some(AdaptError::Recipe(RecipeError::Alpha)));
+    }
+
+    #[test]
+    fn tick_protocol_errors() {
+        let meta = meta_params::<Pol>(2);
+        let r = Recipe {
+            horizon: 2,
+            ..recipe()
+        };
+        let mut mem = memory_for::<Pol>(&r);
+        let mut ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 0).unwrap();
+        assert_eq!(ad.reward(1.0), Err(AdaptError::RewardWithoutAction));
+        assert_eq!(ad.end_episode(), Err(AdaptError::EmptyEpisode));
+        ad.act(&[0.0, 0.0]).unwrap();
+        assert_eq!(ad.act(&[0.0, 0.0]).err(), Some(AdaptError::MissingReward));
+        assert_eq!(ad.end_episode(), Err(AdaptError::MissingReward));
+        ad.reward(-1.0).unwrap();
+        ad.act(&[0.0, 0.0]).unwrap();
+        ad.reward(-1.0).unwrap();
+        assert_eq!(ad.act(&[0.0, 0.0]).err(), Some(AdaptError::HorizonReached));
+        assert!(matches!(
+            ad.act(&[0.0]).err(),
+            Some(AdaptError::Policy(PolicyError::ObsLength(_)))
+        ));
+        assert_eq!(
+            ad.end_episode(),
+            Ok(Progress::Recorded {
+                step: 0,
+                episodes: 1
+            })
+        );
+    }
+
+    #[test]
+    fn bad_observation_or_reward_drops_only_the_episode() {
+        let meta = meta_params::<Pol>(3);
+        let r = recipe();
+        let mut mem = memory_for::<Pol>(&r);
+        let mut ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 0).unwrap();
+        let mut env = Nav2d::new([0.3, -0.2]);
+        let (p, _) = play(&mut ad, &mut env);
+        assert_eq!(
+            p,
+            Progress::Recorded {
+                step: 0,
+                episodes: 1
+            }
+        );
+        ad.act(&[0.0, 0.0]).unwrap();
+        assert_eq!(ad.reward(f32::NAN), Err(AdaptError::NonFiniteReward));
+        assert_eq!(
+            ad.act(&[f32::INFINITY, 0.0]).err(),
+            Some(AdaptError::NonFiniteObservation)
+        );
+        // The recorded episode survived; the dropped ones did not count.
+        let (p, _) = play(&mut ad, &mut env);
+        assert_eq!(
+            p,
+            Progress::Recorded {
+                step: 0,
+                episodes: 2
+            }
+        );
+        assert_eq!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))), true);
+    }
+
+    /// The adapter's step equals `θ₀ + c·batch_gradient(θ₀, episodes)` computed independently
+    /// by the estimator on the same episodes, for a streaming and for batch rules.
+    #[test]
+    fn step_equals_estimator_on_recorded_episodes() {
+        let rules = [
+            (Advantage::RewardToGo, false),
+            (Advantage::BatchMeanBaseline, false),
+            (Advantage::RewardToGo, true),
+            (Advantage::LinearFeatureGae { lambda: 0.97 }, true),
+        ];
+        for (advantage, normalize) in rules {
+            // Unclipped action map: the raw action is recoverable as a / scale.
+            let r = Recipe {
+                advantage,
+                normalize,
+                action: ActionMap {
+                    scale: 0.1,
+                    clip: None,
+                },
+                ..recipe()
+            };
+            let meta = meta_params::<Pol>(4);
+            let mut mem = memory_for::<Pol>(&r);
+            let mut ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 11).unwrap();
+            let mut env = Nav2d::new([0.2, 0.1]);
+            let mut batch = Vec::new();
+            loop {
+                let (p, recs) = play(&mut ad, &mut env);
+                batch.push(recs);
+                if let Progress::Stepped { step, .. } = p {
+                    assert_eq!(step, 1);
+                    break;
+                }
+            }
+            assert!(ad.is_adapted());
+            let mut adapted = vec![0.0; Pol::N_PARAMS];
+            assert!(ad.with_params(|p| p.copy_to(&mut adapted)));
+
+            let flat: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = batch
+                .iter()
+                .map(|recs| {
+                    let obs = recs.iter().flat_map(|(o, _, _)| o.clone()).collect();
+                    let act = recs
+                        .iter()
+                        .flat_map(|(_, a, _)| a.iter().map(|x| x / 0.1).collect::<Vec<_>>())
+                        .collect();
+                    let rew = recs.iter().map(|(_, _, r)| *r).collect();
+                    (obs, act, rew)
+                })
+                .collect();
+            let episodes: Vec<Episode<'_, f32>> = flat
+                .iter()
+                .map(|(o, a, rw)| Episode {
+                    obs: o,
+                    actions: a,
+                    rewards: rw,
+                })
+                .collect();
+            let mut g = vec![0.0f32; Pol::N_PARAMS];
+            let mut scratch = vec![0.0f32; batch_gradient_scratch_len(&r, 2)];
+            batch_gradient(
+                &Pol::default(),
+                &meta[..],
+                &r,
+                None::<&[f32]>,
+                &episodes,
+                &mut g,
+                &mut scratch,
+            )
+            .unwrap();
+            let c = r.step_scale();
+            for ((&m, &gi), &a) in meta.iter().zip(&g).zip(&adapted) {
+                let want = m + c * gi;
+                // Raw actions were recovered through a/0.1, which rounds: allow float noise.
+                assert!(
+                    (want - a).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{advantage:?} {normalize}: {want} vs {a}"
+                );
+            }
+            assert!(adapted.iter().zip(&meta).any(|(a, m)| a != m));
+        }
+    }
+
+    #[test]
+    fn too_large_alpha_is_rolled_back_and_meta_untouched() {
+        let meta = meta_params::<Pol>(5);
+        let bytes: Vec<u8> = meta.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let before = bytes.clone();
+        let src = LeF32s::new(&bytes).unwrap();
+        let r = Recipe {
+            alpha: 3.0e38,
+            ..recipe()
+        };
+        let mut mem = memory_for::<Pol>(&r);
+        let mut ad = Adapter::new(Pol::default(), src, None, r, &mut mem, 0).unwrap();
+        let meta_sum = ad.with_params(|p| p.checksum());
+        let mut env = Nav2d::new([0.4, 0.4]);
+        let mut obs = [0.0f32; 2];
+        let mut result = Ok(Progress::Adapted {
+            episode_return: 0.0,
+        });
+        for _ in 0..r.episodes {
+            env.reset(&mut obs).unwrap();
+            for _ in 0..r.horizon {
+                let a: [f32; 2] = ad.act(&obs).unwrap().try_into().unwrap();
+                let tr = env.step(&a, &mut obs).unwrap();
+                ad.reward(tr.reward).unwrap();
+            }
+            result = ad.end_episode();
+        }
+        assert_eq!(result, Err(AdaptError::NonFiniteStep));
+        assert_eq!(ad.steps_done(), 0);
+        assert_eq!(ad.with_params(|p| p.checksum()), meta_sum);
+        assert!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))));
+        drop(ad);
+        assert_eq!(bytes, before);
+    }
+
+    #[test]
+    fn run_equals_tick_by_tick_and_reset_returns_to_meta() {
+        let meta = meta_params::<Pol>(6);
+        let r = Recipe {
+            steps: 3,
+            ..recipe()
+        };
+        let mut mem1 = memory_for::<Pol>(&r);
+        let mut mem2 = memory_for::<Pol>(&r);
+        let mut a1 = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem1, 42).unwrap();
+        let mut a2 = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem2, 42).unwrap();
+        let report = a1.run(&mut Nav2d::new([-0.3, 0.2])).unwrap();
+        assert_eq!(report.step_returns.len(), 3);
+        let mut env = Nav2d::new([-0.3, 0.2]);
+        let mut steps = 0;
+        while !a2.is_adapted() {
+            if let (Progress::Stepped { step, mean_return }, _) = play(&mut a2, &mut env) {
+                assert_eq!(mean_return, report.step_returns[usize::from(step) - 1]);
+                steps += 1;
+            }
+        }
+        assert_eq!(steps, 3);
+        let (s1, s2) = (
+            a1.with_params(|p| p.checksum()),
+            a2.with_params(|p| p.checksum()),
+        );
+        assert_eq!(s1, s2);
+        let meta_sum = ParamsRef::<&[f32]>::Meta(&meta[..]).checksum();
+        assert_ne!(s1, meta_sum);
+        a1.reset();
+        assert_eq!(a1.with_params(|p| p.checksum()), meta_sum);
+        // After reset the same seed replays the same adaptation.
+        a1.run(&mut Nav2d::new([-0.3, 0.2])).unwrap();
+        assert_eq!(a1.with_params(|p| p.checksum()), s2);
+    }
+
+    #[test]
+    fn softmax_policy_adapts_on_discrete_nav2d_with_a_batch_rule() {
+        type Sm = SoftmaxLinear<2, 9>;
+        let meta = vec![0.0f32; Sm::N_PARAMS];
+        let r = Recipe {
+            alpha: 0.5,
+            advantage: Advantage::BatchMeanBaseline,
+            normalize: true,
+            ..recipe()
+        };
+        let mut mem = memory_for::<Sm>(&r);
+        let mut ad = Adapter::new(Sm::default(), &meta[..], None, r, &mut mem, 3).unwrap();
+        let report = ad.run(&mut Nav2dDiscrete::new([0.4, 0.0])).unwrap();
+        assert_eq!(report.step_returns.len(), 1);
+        assert!(ad.is_adapted());
+        let mut p = vec![0.0; Sm::N_PARAMS];
+        ad.with_params(|x| x.copy_to(&mut p));
+        assert!(p.iter().all(|x| x.is_finite()) && p.iter().any(|&x| x != 0.0));
+        // Deployed episodes are played, not recorded.
+        let ret = ad.evaluate(&mut Nav2dDiscrete::new([0.4, 0.0]), 3).unwrap();
+        assert!(ret.is_finite() && ret < 0.0);
     }
 }

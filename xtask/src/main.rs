@@ -220,32 +220,35 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             &[],
         )
     });
-    check("core builds for Cortex-M (with and without defmt)", &mut || {
-        for target in THUMB_TARGETS {
-            run(
-                root,
-                "cargo",
-                &["build", "-p", "sgmrl", "--release", "--target", target],
-                &[],
-            )?;
-            run(
-                root,
-                "cargo",
-                &[
-                    "build",
-                    "-p",
-                    "sgmrl",
-                    "--release",
-                    "--target",
-                    target,
-                    "--features",
-                    "defmt",
-                ],
-                &[],
-            )?;
-        }
-        Ok(())
-    });
+    check(
+        "core builds for Cortex-M (with and without defmt)",
+        &mut || {
+            for target in THUMB_TARGETS {
+                run(
+                    root,
+                    "cargo",
+                    &["build", "-p", "sgmrl", "--release", "--target", target],
+                    &[],
+                )?;
+                run(
+                    root,
+                    "cargo",
+                    &[
+                        "build",
+                        "-p",
+                        "sgmrl",
+                        "--release",
+                        "--target",
+                        target,
+                        "--features",
+                        "defmt",
+                    ],
+                    &[],
+                )?;
+            }
+            Ok(())
+        },
+    );
     let qemu_script = root.join("boards/qemu/run-all.sh");
     if !skip_qemu && qemu_script.exists() {
         check("firmware under QEMU (M0, M4F, M33)", &mut || {
