@@ -855,7 +855,7 @@ mod tests {
         // Wrong parameter count, missing or unexpected baseline table.
         let err = Adapter::new(Pol::default(), &meta[1..], None, r, &mut mem, 0).err();
         assert_eq!(err, Some(AdaptError::Shape));
-        let table = vec![0.0; 20];
+        let table = [0.0; 20];
         let err = Adapter::new(Pol::default(), &meta[..], Some(&table[..]), r, &mut mem, 0).err();
         assert_eq!(err, Some(AdaptError::Shape));
         let tb = Recipe {
@@ -930,7 +930,7 @@ mod tests {
                 episodes: 2
             }
         );
-        assert_eq!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))), true);
+        assert!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))));
     }
 
     /// The adapter's step equals `θ₀ + c·batch_gradient(θ₀, episodes)` computed independently
@@ -1047,7 +1047,7 @@ mod tests {
         assert_eq!(ad.steps_done(), 0);
         assert_eq!(ad.with_params(|p| p.checksum()), meta_sum);
         assert!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))));
-        drop(ad);
+        let _ = ad;
         assert_eq!(bytes, before);
     }
 
@@ -1090,7 +1090,7 @@ mod tests {
     #[test]
     fn softmax_policy_adapts_on_discrete_nav2d_with_a_batch_rule() {
         type Sm = SoftmaxLinear<2, 9>;
-        let meta = vec![0.0f32; Sm::N_PARAMS];
+        let meta = [0.0f32; Sm::N_PARAMS];
         let r = Recipe {
             alpha: 0.5,
             advantage: Advantage::BatchMeanBaseline,
