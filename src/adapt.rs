@@ -21,6 +21,14 @@
 //! progress is dropped; a step whose result would be non-finite is not applied (the
 //! parameters stay where they were, the step's batch is discarded and collected again);
 //! the meta-parameters are never written. [`Adapter::reset`] returns to the meta-policy.
+//!
+//! # Stopping the robot
+//! Whenever an error interrupts an episode the robot must not keep executing its last
+//! command. [`Adapter::safe_action`] is the command that stops it (all zeros: no motion for
+//! a Gaussian policy, action index 0 for a softmax one; see [`crate::env`]).
+//! [`Adapter::run`] and [`Adapter::evaluate`] send it themselves through [`Env::stop`]
+//! before returning an error; a caller driving [`Adapter::act`] tick by tick sends it when
+//! any call returns an error. `crate::faults` injects the failures these paths handle.
 
 use crate::env::Env;
 use crate::estimator::{self, Advantages, Episode, EstimatorError};
@@ -61,11 +69,14 @@ pub enum AdaptError<E = core::convert::Infallible> {
     MissingReward,
     /// `end_episode` on an episode with no steps.
     EmptyEpisode,
-    /// The step's result would be non-finite (e.g. α too large for this batch): the step
+    /// The step's result would be non-finite, or would leave a policy that cannot act
+    /// (its action or log-probability overflows), e.g. α too large for this batch: the step
     /// was not applied and its batch was discarded.
     NonFiniteStep,
-    /// The policy rejected an input or produced a non-finite value; the step's batch was
-    /// discarded.
+    /// The policy rejected an input or produced a non-finite value (or an action that the
+    /// action map overflowed). From [`Adapter::act`] the episode in progress was dropped
+    /// (except for an observation of the wrong length, which changes nothing); from
+    /// [`Adapter::end_episode`] the step's batch was discarded.
     Policy(PolicyError),
     /// The estimator rejected the batch; the step's batch was discarded.
     Estimator(EstimatorError),
@@ -91,7 +102,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for AdaptError<E> {
             Self::NonFiniteStep => {
                 f.write_str("adaptation step would be non-finite; not applied, batch discarded")
             }
-            Self::Policy(e) => write!(f, "policy: {e}; batch discarded"),
+            Self::Policy(e) => write!(f, "policy: {e}; episode or batch discarded"),
             Self::Estimator(e) => write!(f, "estimator: {e}; batch discarded"),
             Self::Env(e) => write!(f, "environment: {e:?}; episode dropped"),
         }
@@ -300,6 +311,16 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         self.step >= self.recipe.steps
     }
 
+    /// The action that stops the robot, `action_width` zeros: for a Gaussian policy the
+    /// zero command (the recipe's action map sends 0 to 0), for a softmax policy action
+    /// index 0, which by convention means "stop" or "stay" (see [`crate::env`]). Command it
+    /// whenever an adapter call fails mid-episode.
+    pub fn safe_action(&self) -> &'static [f32] {
+        static ZEROS: [f32; MAX_IO] = [0.0; MAX_IO];
+        // `new` checked ACTION_WIDTH <= MAX_IO, so the fallback is never taken.
+        ZEROS.get(..P::ACTION_WIDTH).unwrap_or(&[])
+    }
+
     /// Memory this adapter uses, by purpose.
     pub fn memory(&self) -> Memory {
         self.recipe.memory(&P::SHAPE)
@@ -351,6 +372,10 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
     /// The action for `obs`, as the environment should receive it (scaled and clipped by
     /// the recipe for a Gaussian policy; a discrete index as one scalar for softmax).
     /// While adapting, the step is recorded; call [`Adapter::reward`] next.
+    ///
+    /// The action is always finite. A non-finite observation, or a policy that cannot
+    /// produce a finite action for it (overflow), drops the episode in progress; command
+    /// [`Adapter::safe_action`] after any error.
     pub fn act(&mut self, obs: &[f32]) -> Result<&[f32], AdaptError> {
         if self.tick == Tick::Reward {
             return Err(AdaptError::MissingReward);
@@ -379,14 +404,25 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
             Current::InGrad => self.policy.sample(&*self.grad, obs, &mut self.rng, raw),
             Current::InParams => self.policy.sample(&*self.params, obs, &mut self.rng, raw),
         };
-        sampled?;
-        if !self.is_adapted() {
-            self.record(obs, raw)?;
+        if let Err(e) = sampled {
+            // The episode cannot continue from this observation: like a non-finite one.
+            self.drop_episode();
+            return Err(e.into());
         }
         let map = self.recipe.action;
         let gaussian = P::SHAPE.distribution.uses_action_map();
         for (o, &u) in self.action_out.iter_mut().zip(raw.iter()) {
             *o = if gaussian { map.apply(u) } else { u };
+        }
+        // A finite sample can still overflow `scale·u` when the map does not clip: never
+        // send ±∞ to an actuator.
+        let width = self.action_out.get(..P::ACTION_WIDTH).unwrap_or(&[]);
+        if !width.iter().all(|x| x.is_finite()) {
+            self.drop_episode();
+            return Err(PolicyError::NonFiniteOutput.into());
+        }
+        if !self.is_adapted() {
+            self.record(obs, raw)?;
         }
         self.tick = Tick::Reward;
         self.action_out
@@ -595,23 +631,24 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         Ok(())
     }
 
-    /// `θ ← θ + c·g`, only if every resulting scalar is finite.
+    /// `θ ← θ + c·g`, only if the result is usable (see [`Adapter::step_is_usable`]).
     fn apply_step(&mut self) -> Result<(), AdaptError> {
         let c = self.recipe.step_scale();
-        let finite = match self.current {
-            Current::Meta => self
-                .meta
-                .values()
-                .zip(self.grad.iter())
-                .all(|(p, &g)| (p + c * g).is_finite()),
-            Current::InParams => self
-                .params
-                .iter()
-                .zip(self.grad.iter())
-                .all(|(&p, &g)| (p + c * g).is_finite()),
+        let grad = &*self.grad;
+        let usable = match self.current {
+            Current::Meta => self.step_is_usable(Stepped {
+                base: self.meta,
+                grad,
+                c,
+            }),
+            Current::InParams => self.step_is_usable(Stepped {
+                base: &*self.params,
+                grad,
+                c,
+            }),
             Current::InGrad => false,
         };
-        if !finite {
+        if !usable {
             return Err(AdaptError::NonFiniteStep);
         }
         match self.current {
@@ -642,6 +679,39 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         Ok(())
     }
 
+    /// Whether the stepped parameters `stepped` may replace the current ones: every scalar
+    /// is finite, and the stepped policy can still act, i.e. on the batch's first
+    /// observation it samples an action that is finite after the action map and has a
+    /// finite log-probability. The second test catches a step that is finite but diverged
+    /// (a too-large α turning a Gaussian's log-std into 10³⁰, whose σ overflows): without
+    /// it every later `act` would fail and adaptation could never finish. The probe draws
+    /// from its own stream, so the adapter's action streams are unchanged.
+    fn step_is_usable<S: ParamSource<f32>>(&self, stepped: S) -> bool {
+        if !stepped.values().all(f32::is_finite) {
+            return false;
+        }
+        // Slot 0 starts with the observation plane, and a step has at least one episode.
+        let Some(obs) = self.episodes.get(..P::OBS_DIM) else {
+            return false;
+        };
+        let mut raw = [0.0f32; MAX_IO];
+        let Some(raw) = raw.get_mut(..P::ACTION_WIDTH) else {
+            return false;
+        };
+        let mut rng = Rng::derive(self.seed, &[u64::MAX]);
+        if self.policy.sample(stepped, obs, &mut rng, raw).is_err() {
+            return false;
+        }
+        let map = self.recipe.action;
+        if P::SHAPE.distribution.uses_action_map() && !raw.iter().all(|&u| map.apply(u).is_finite())
+        {
+            return false;
+        }
+        self.policy
+            .log_prob(stepped, obs, raw)
+            .is_ok_and(f32::is_finite)
+    }
+
     /// Forgets the batch of the current step (keeps the parameters).
     fn discard_batch(&mut self) {
         self.episode = 0;
@@ -661,6 +731,13 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
 
     /// Runs episodes on `env` until all ζ steps are applied, and returns the mean return of
     /// each step's batch.
+    ///
+    /// On an error the episode in progress is dropped, `env` is sent the safe stop
+    /// ([`Env::stop`] with [`Adapter::safe_action`]; its own result is ignored so that the
+    /// original error is the one returned), and the error is returned. Steps already
+    /// applied, and the current batch's episodes unless the error says the batch was
+    /// discarded, are kept: calling `run` again resumes, which is how a caller rides out
+    /// transient faults (the [`Report`] then covers the last call only).
     pub fn run<E: Env>(&mut self, env: &mut E) -> Result<Report, AdaptError<E::Error>> {
         let mut report = Report {
             step_returns: heapless::Vec::new(),
@@ -678,7 +755,8 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
     }
 
     /// Plays `episodes` episodes with the current (adapted) policy without learning and
-    /// returns their mean undiscounted return. Call after adaptation.
+    /// returns their mean undiscounted return. Call after adaptation. Errors stop the robot
+    /// as in [`Adapter::run`].
     pub fn evaluate<E: Env>(
         &mut self,
         env: &mut E,
@@ -694,6 +772,7 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         Ok(sum / f32::from(episodes.max(1)))
     }
 
+    /// One episode on `env`; on an error, drops it and sends the safe stop.
     fn play_episode<E: Env>(
         &mut self,
         env: &mut E,
@@ -703,6 +782,21 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         if env.obs_dim() != P::OBS_DIM || env.action_width() != P::ACTION_WIDTH {
             return Err(AdaptError::Shape);
         }
+        let result = self.play_episode_unguarded(env, obs);
+        if result.is_err() {
+            self.drop_episode();
+            // Best effort: the stop may fail too (a dead bus), and the caller needs the
+            // error that interrupted the episode more than that one.
+            let _ = env.stop(self.safe_action(), obs);
+        }
+        result
+    }
+
+    fn play_episode_unguarded<E: Env>(
+        &mut self,
+        env: &mut E,
+        obs: &mut [f32],
+    ) -> Result<(Progress, u32), AdaptError<E::Error>> {
         env.reset(obs).map_err(AdaptError::Env)?;
         let mut n = 0;
         for _ in 0..self.recipe.horizon {
@@ -710,13 +804,7 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
             let mut a = [0.0f32; MAX_IO];
             let a = a.get_mut(..action.len()).ok_or(AdaptError::TooWide)?;
             a.copy_from_slice(action);
-            let tr = match env.step(a, obs) {
-                Ok(tr) => tr,
-                Err(e) => {
-                    self.drop_episode();
-                    return Err(AdaptError::Env(e));
-                }
-            };
+            let tr = env.step(a, obs).map_err(AdaptError::Env)?;
             n += 1;
             self.reward(tr.reward).map_err(AdaptError::with_env)?;
             if tr.done {
@@ -725,6 +813,48 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         }
         let progress = self.end_episode().map_err(AdaptError::with_env)?;
         Ok((progress, n))
+    }
+}
+
+/// The parameters a step would produce, `θ + c·g`, computed as they are read: the step can
+/// be tried out before it is written (bit-identical to what [`Adapter::apply_step`]
+/// writes, which evaluates the same expression).
+#[derive(Clone, Copy)]
+struct Stepped<'g, B> {
+    base: B,
+    grad: &'g [f32],
+    c: f32,
+}
+
+impl<B: ParamSource<f32>> ParamSource<f32> for Stepped<'_, B> {
+    fn len(self) -> usize {
+        self.base.len().min(self.grad.len())
+    }
+
+    fn split_at(self, mid: usize) -> Option<(Self, Self)> {
+        let (b0, b1) = self.base.split_at(mid)?;
+        let (g0, g1) = self.grad.split_at_checked(mid)?;
+        let c = self.c;
+        Some((
+            Self {
+                base: b0,
+                grad: g0,
+                c,
+            },
+            Self {
+                base: b1,
+                grad: g1,
+                c,
+            },
+        ))
+    }
+
+    fn values(self) -> impl Iterator<Item = f32> {
+        let c = self.c;
+        self.base
+            .values()
+            .zip(self.grad.iter())
+            .map(move |(p, &g)| p + c * g)
     }
 }
 

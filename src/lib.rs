@@ -27,6 +27,7 @@
 //! - [`bundle`]: the checked binary format that carries shape, recipe and parameters.
 //! - [`env`], [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
+//! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
 //!
 //! # Features
 //! - `std`: the bundle writer and `std::error::Error` impls (used by the host crate).
@@ -63,6 +64,7 @@ pub mod bundle;
 pub mod dual;
 pub mod env;
 pub mod estimator;
+pub mod faults;
 pub mod math;
 pub mod policy;
 pub mod recipe;
