@@ -561,13 +561,13 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         let (lens, scratch) = rest.split_at_mut_checked(n).ok_or(AdaptError::Shape)?;
         let mut advantages = Advantages::new(&self.recipe, P::OBS_DIM, self.baseline, scratch)?;
         while !advantages.is_ready() {
-            for (slot, &steps) in slots.chunks_exact_mut(len).zip(lens.iter()) {
+            for (slot, &steps) in slots_mut(slots, len).zip(lens.iter()) {
                 let (obs, act, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
                 advantages.observe(&Self::view(obs, act, rew, steps as usize)?)?;
             }
             advantages.finish_pass()?;
         }
-        for (slot, &steps) in slots.chunks_exact_mut(len).zip(lens.iter()) {
+        for (slot, &steps) in slots_mut(slots, len).zip(lens.iter()) {
             Self::fold_episode(
                 &self.policy,
                 self.current,
@@ -814,6 +814,18 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         let progress = self.end_episode().map_err(AdaptError::with_env)?;
         Ok((progress, n))
     }
+}
+
+/// Consecutive `len`-scalar slots of `buf` (a trailing partial slot is skipped).
+///
+/// `chunks_exact_mut` with a run-time length keeps a zero-length panic (and a division in
+/// `zip`) that the optimiser cannot always remove; this has no panic path at all.
+fn slots_mut(mut buf: &mut [f32], len: usize) -> impl Iterator<Item = &mut [f32]> {
+    core::iter::from_fn(move || {
+        let (slot, rest) = core::mem::take(&mut buf).split_at_mut_checked(len)?;
+        buf = rest;
+        Some(slot)
+    })
 }
 
 /// The parameters a step would produce, `θ + c·g`, computed as they are read: the step can
@@ -1215,6 +1227,55 @@ mod tests {
         // After reset the same seed replays the same adaptation.
         a1.run(&mut Nav2d::new([-0.3, 0.2])).unwrap();
         assert_eq!(a1.with_params(|p| p.checksum()), s2);
+    }
+
+    #[test]
+    fn slots_split_exactly_and_skip_a_partial_tail() {
+        let mut buf: Vec<f32> = (0..11).map(|i| i as f32).collect();
+        let slots: Vec<Vec<f32>> = slots_mut(&mut buf, 3).map(|s| s.to_vec()).collect();
+        assert_eq!(slots.len(), 3);
+        assert_eq!(slots[2], [6.0, 7.0, 8.0]);
+        // Writes land in place.
+        for s in slots_mut(&mut buf, 5) {
+            s[0] = -1.0;
+        }
+        assert_eq!((buf[0], buf[5], buf[10]), (-1.0, -1.0, 10.0));
+    }
+
+    #[test]
+    fn stepped_view_reads_what_the_step_writes() {
+        let base: Vec<f32> = (0..10).map(|i| 0.1 * i as f32 - 0.3).collect();
+        let grad: Vec<f32> = (0..10).map(|i| 1.7 - 0.3 * i as f32).collect();
+        let c = 0.37;
+        let view = Stepped {
+            base: &base[..],
+            grad: &grad,
+            c,
+        };
+        let want: Vec<f32> = base.iter().zip(&grad).map(|(p, g)| p + c * g).collect();
+        assert_eq!(view.values().collect::<Vec<_>>(), want);
+        let (a, b) = view.split_at(4).unwrap();
+        assert_eq!((a.len(), b.len()), (4, 6));
+        assert_eq!(b.values().next(), Some(want[4]));
+        assert!(view.split_at(11).is_none());
+    }
+
+    #[test]
+    fn safe_action_is_zero_of_the_action_width() {
+        let meta = meta_params::<Pol>(7);
+        let r = recipe();
+        let mut mem = memory_for::<Pol>(&r);
+        let ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 0).unwrap();
+        assert_eq!(ad.safe_action(), [0.0, 0.0]);
+        // The action map sends it to the zero command.
+        assert!(ad.safe_action().iter().all(|&u| r.action.apply(u) == 0.0));
+        type Sm = SoftmaxLinear<2, 9>;
+        let meta = [0.0f32; Sm::N_PARAMS];
+        let mut mem = memory_for::<Sm>(&r);
+        let ad = Adapter::new(Sm::default(), &meta[..], None, r, &mut mem, 0).unwrap();
+        // Action index 0: "stay" in Nav2dDiscrete.
+        assert_eq!(ad.safe_action(), [0.0]);
+        assert_eq!(Nav2dDiscrete::MOVES[0], [0.0, 0.0]);
     }
 
     #[test]

@@ -735,7 +735,9 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
     fn observe_fit(&mut self, obs: &[T], rewards: &[T]) -> Result<(), EstimatorError> {
         let (ep, d, gamma) = (self.episode, self.obs_dim, self.gamma);
         let steps = rewards.len();
-        let rows = obs.chunks_exact(d);
+        // obs_dim ≥ 1 (checked by `new`); `max(1)` shows the optimiser, which then drops
+        // `chunks_exact`'s zero-size panic path.
+        let rows = obs.chunks_exact(d.max(1));
         match self.rule {
             Advantage::BatchMeanBaseline => {
                 let sums = self.scratch.get_mut(..steps).ok_or(scratch_err(steps))?;
@@ -758,8 +760,9 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
                     for (p, x) in phi.iter_mut().zip(linear_features(row, h)) {
                         *p = x;
                     }
+                    // f = 2·obs + 4 ≥ 4; `max(1)` lets the optimiser drop the zero-size panic.
                     let terms = m
-                        .chunks_exact_mut(f)
+                        .chunks_exact_mut(f.max(1))
                         .zip(gdiag.iter_mut())
                         .zip(rhs.iter_mut())
                         .zip(phi.iter());
@@ -784,7 +787,7 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
         let mut c = Carry::ZERO;
         for (h, (&r, row)) in rewards
             .iter()
-            .zip(obs.chunks_exact(self.obs_dim))
+            .zip(obs.chunks_exact(self.obs_dim.max(1)))
             .enumerate()
             .rev()
         {
@@ -927,7 +930,7 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
         }
         self.check_shape(obs.len(), rewards_then_weights.len())?;
         let mut c = Carry::ZERO;
-        let rows = obs.chunks_exact(self.obs_dim);
+        let rows = obs.chunks_exact(self.obs_dim.max(1));
         for (h, (slot, row)) in rewards_then_weights.iter_mut().zip(rows).enumerate().rev() {
             let a = self.raw_step(&mut c, h, *slot, row)?;
             let w = if self.normalize {

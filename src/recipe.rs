@@ -67,8 +67,11 @@ impl ActionMap {
     pub fn apply(&self, u: f32) -> f32 {
         let a = self.scale * u;
         match self.clip {
-            Some(c) => a.clamp(-c, c),
-            None => a,
+            // `f32::clamp` without its panic on a NaN or negative bound (which a valid
+            // recipe never has): NaN `a` stays NaN, as with `clamp`.
+            Some(c) if a > c => c,
+            Some(c) if a < -c => -c,
+            _ => a,
         }
     }
 }
@@ -201,25 +204,33 @@ impl Recipe {
     }
 
     /// RAM the adapter needs for `shape` under this recipe, split by purpose.
+    ///
+    /// The arithmetic saturates at `usize::MAX`: on a 32-bit target a recipe can ask for
+    /// more scalars than `usize` counts (e.g. `N = H = 65535` with normalisation), and an
+    /// adapter must then refuse it rather than size its buffers from a wrapped number.
     pub const fn memory(&self, shape: &PolicyShape) -> Memory {
         let p = shape.n_params();
         let h = self.horizon as usize;
         let obs = shape.obs_dim as usize;
         // One step record: observation, action on the wire, reward (later its weight).
-        let per_step = obs + shape.action_width() + 1;
+        let per_step = obs.saturating_add(shape.action_width()).saturating_add(1);
         let episodes_held = if self.needs_batch() {
             self.episodes as usize
         } else {
             1
         };
         // Batch rules also keep each episode's length.
-        let mut episode_floats = episodes_held * h * per_step;
+        let mut episode_floats = episodes_held.saturating_mul(h).saturating_mul(per_step);
         if self.needs_batch() {
-            episode_floats += self.episodes as usize;
+            episode_floats = episode_floats.saturating_add(self.episodes as usize);
         }
         // The rule's own statistics (per-step sums, or the baseline's normal equations);
         // weights overwrite the rewards in place, so no per-step weight buffer.
-        episode_floats += crate::estimator::advantage_scratch_len(self.advantage, h, obs);
+        episode_floats = episode_floats.saturating_add(crate::estimator::advantage_scratch_len(
+            self.advantage,
+            h,
+            obs,
+        ));
         Memory {
             // ζ = 1 forms θ₁ = θ₀ + c·g inside the accumulator (θ₀ is read from flash).
             params_floats: if self.steps > 1 { p } else { 0 },
@@ -247,17 +258,24 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// Total scalars: the length of the buffer to hand to the adapter.
+    /// Total scalars: the length of the buffer to hand to the adapter (saturating).
     pub const fn total_floats(&self) -> usize {
-        self.params_floats + self.grad_floats + self.episode_floats
+        self.params_floats
+            .saturating_add(self.grad_floats)
+            .saturating_add(self.episode_floats)
     }
-    /// Total bytes.
+    /// Total bytes (saturating).
     pub const fn total_bytes(&self) -> usize {
-        4 * self.total_floats()
+        self.total_floats().saturating_mul(4)
     }
-    /// The yardstick of DESIGN.md: `P` floats plus one episode buffer.
+    /// The yardstick of DESIGN.md: `P` floats plus one episode buffer (saturating).
     pub const fn lower_bound_floats(shape: &PolicyShape, horizon: u16) -> usize {
-        shape.n_params() + horizon as usize * (shape.obs_dim as usize + shape.action_width() + 1)
+        let per_step = (shape.obs_dim as usize)
+            .saturating_add(shape.action_width())
+            .saturating_add(1);
+        shape
+            .n_params()
+            .saturating_add((horizon as usize).saturating_mul(per_step))
     }
 }
 
@@ -398,6 +416,33 @@ mod tests {
         assert_eq!(m.apply(5.0), 0.01f32 * 5.0);
         assert_eq!(m.apply(-50.0), -0.1);
         assert_eq!(ActionMap::IDENTITY.apply(123.0), 123.0);
+    }
+
+    #[test]
+    fn action_map_clips_exactly_as_clamp() {
+        let xs = [
+            -1e30,
+            -0.5,
+            -0.1,
+            -0.0,
+            0.0,
+            0.05,
+            0.1,
+            7.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
+        for scale in [0.01, 1.0, 3.0] {
+            let m = ActionMap {
+                scale,
+                clip: Some(0.1),
+            };
+            for u in xs {
+                let want = (scale * u).clamp(-0.1, 0.1);
+                assert_eq!(m.apply(u).to_bits(), want.to_bits(), "{scale} {u}");
+            }
+            assert!(m.apply(f32::NAN).is_nan());
+        }
     }
 
     #[test]

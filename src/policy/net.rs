@@ -547,7 +547,11 @@ pub fn sample<T: Real, S: ParamSource<T>>(
             if !z.iter().all(|u| u.is_finite()) {
                 return Err(PolicyError::NonFiniteOutput);
             }
-            action.copy_from_slice(z);
+            // Element-wise: the lengths are equal (checked above), and unlike
+            // `copy_from_slice` this has no length-mismatch panic path.
+            for (a, &u) in action.iter_mut().zip(z.iter()) {
+                *a = u;
+            }
         }
     }
     Ok(())
