@@ -734,7 +734,9 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
     ///
     /// On an error the episode in progress is dropped, `env` is sent the safe stop
     /// ([`Env::stop`] with [`Adapter::safe_action`]; its own result is ignored so that the
-    /// original error is the one returned), and the error is returned. Steps already
+    /// original error is the one returned), and the error is returned; only an `env` whose
+    /// dimensions do not fit the policy (`Shape`) is refused before anything is sent to
+    /// it. Steps already
     /// applied, and the current batch's episodes unless the error says the batch was
     /// discarded, are kept: calling `run` again resumes, which is how a caller rides out
     /// transient faults (the [`Report`] then covers the last call only).

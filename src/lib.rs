@@ -25,7 +25,7 @@
 //!   advantage rule, loss scaling, action mapping) and the RAM it needs.
 //! - [`estimator`]: the policy gradient of a batch of episodes given as data.
 //! - [`bundle`]: the checked binary format that carries shape, recipe and parameters.
-//! - [`env`], [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
+//! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
 //!
