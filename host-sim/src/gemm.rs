@@ -1,0 +1,249 @@
+//! The one place the host multiplies matrices: `C ← α·A·B + β·C` on strided views.
+//!
+//! Everything in [`crate::kernels`] goes through [`gemm`], so swapping the backend (e.g. for
+//! `faer` or a BLAS) is a change to this file only. The backend is `matrixmultiply`
+//! (single-threaded: the host parallelises across tasks, not inside a product).
+
+use sgmrl::math::Real;
+
+/// A scalar the host's batched kernels run on: `f32` for training, `f64` for the exact
+/// tests. Both use the same code; only the matrix product differs.
+pub trait Scalar: Real + Default + Send + Sync + 'static {
+    /// `C ← α·A·B + β·C` with `A: m×k`, `B: k×n`, `C: m×n` given by their first element
+    /// and row/column strides (in elements). The caller ([`gemm`]) has checked that every
+    /// addressed element lies inside its slice and that `C`'s elements do not alias.
+    #[doc(hidden)]
+    fn gemm_checked(g: &Gemm, alpha: Self, a: &[Self], b: &[Self], beta: Self, c: &mut [Self]);
+}
+
+/// Shape and strides of one product `C (m×n) = A (m×k) · B (k×n)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gemm {
+    /// Rows of `A` and `C`.
+    pub m: usize,
+    /// Columns of `A`, rows of `B`.
+    pub k: usize,
+    /// Columns of `B` and `C`.
+    pub n: usize,
+    /// Row and column stride of `A`.
+    pub a: (usize, usize),
+    /// Row and column stride of `B`.
+    pub b: (usize, usize),
+    /// Row and column stride of `C`.
+    pub c: (usize, usize),
+}
+
+/// Smallest slice length holding a `rows × cols` view with `strides`.
+fn extent(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// `C ← α·A·B + β·C`. Panics if a view does not fit its slice or `C`'s strides alias
+/// (programming errors: every caller derives the shapes from one [`crate::kernels::Net`]).
+/// With `β = 0`, `C` is not read.
+pub fn gemm<T: Scalar>(g: &Gemm, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+    assert!(
+        extent(g.m, g.k, g.a) <= a.len(),
+        "gemm: A out of bounds {g:?}"
+    );
+    assert!(
+        extent(g.k, g.n, g.b) <= b.len(),
+        "gemm: B out of bounds {g:?}"
+    );
+    assert!(
+        extent(g.m, g.n, g.c) <= c.len(),
+        "gemm: C out of bounds {g:?}"
+    );
+    let (rsc, csc) = g.c;
+    let distinct = g.m <= 1 && (g.n <= 1 || csc > 0)
+        || g.n <= 1 && rsc > 0
+        || csc > 0 && rsc >= g.n * csc
+        || rsc > 0 && csc >= g.m * rsc;
+    assert!(distinct, "gemm: C strides alias {g:?}");
+    for s in [g.a.0, g.a.1, g.b.0, g.b.1, rsc, csc] {
+        assert!(isize::try_from(s).is_ok(), "gemm: stride too large");
+    }
+    if g.m == 0 || g.n == 0 {
+        return;
+    }
+    T::gemm_checked(g, alpha, a, b, beta, c);
+}
+
+// Strides were checked to fit in isize by `gemm`.
+#[allow(clippy::cast_possible_wrap)]
+fn strides(g: &Gemm) -> [isize; 6] {
+    [g.a.0, g.a.1, g.b.0, g.b.1, g.c.0, g.c.1].map(|s| s as isize)
+}
+
+impl Scalar for f32 {
+    fn gemm_checked(g: &Gemm, alpha: f32, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+        let [rsa, csa, rsb, csb, rsc, csc] = strides(g);
+        // SAFETY: `gemm` checked that every element addressed through (pointer, strides,
+        // dims) lies inside `a`, `b` and `c` respectively, that the strides of `C` do not
+        // alias, and `c` is a unique borrow so it overlaps neither `a` nor `b`.
+        unsafe {
+            matrixmultiply::sgemm(
+                g.m,
+                g.k,
+                g.n,
+                alpha,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                rsc,
+                csc,
+            );
+        }
+    }
+}
+
+impl Scalar for f64 {
+    fn gemm_checked(g: &Gemm, alpha: f64, a: &[f64], b: &[f64], beta: f64, c: &mut [f64]) {
+        let [rsa, csa, rsb, csb, rsc, csc] = strides(g);
+        // SAFETY: as for f32 above.
+        unsafe {
+            matrixmultiply::dgemm(
+                g.m,
+                g.k,
+                g.n,
+                alpha,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                rsc,
+                csc,
+            );
+        }
+    }
+}
+
+/// `C (m×n) ← A (m×k) · Bᵀ + β·C` with row-major `A`, `B (n×k)`, `C`: a dense layer's
+/// forward product (`B` is the weight matrix `[out][in]`).
+pub fn a_bt<T: Scalar>(m: usize, k: usize, n: usize, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+    let g = Gemm {
+        m,
+        k,
+        n,
+        a: (k, 1),
+        b: (1, k),
+        c: (n, 1),
+    };
+    gemm(&g, T::ONE, a, b, beta, c);
+}
+
+/// `C (m×n) ← A (m×k) · B + β·C` with row-major `A`, `B (k×n)`, `C`: back-propagation
+/// of a delta through a weight matrix.
+pub fn a_b<T: Scalar>(m: usize, k: usize, n: usize, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+    let g = Gemm {
+        m,
+        k,
+        n,
+        a: (k, 1),
+        b: (n, 1),
+        c: (n, 1),
+    };
+    gemm(&g, T::ONE, a, b, beta, c);
+}
+
+/// `C (m×n) ← Aᵀ · B + β·C` with row-major `A (k×m)`, `B (k×n)`, `C`: a weight gradient
+/// `Σ_rows δ_rowᵀ · activation_row` (`k` = number of rows of the batch).
+pub fn at_b<T: Scalar>(m: usize, k: usize, n: usize, a: &[T], b: &[T], beta: T, c: &mut [T]) {
+    let g = Gemm {
+        m,
+        k,
+        n,
+        a: (1, m),
+        b: (n, 1),
+        c: (n, 1),
+    };
+    gemm(&g, T::ONE, a, b, beta, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, k: usize, n: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for l in 0..k {
+                    c[i * n + j] += a[i * k + l] * b[l * n + j];
+                }
+            }
+        }
+        c
+    }
+
+    fn transpose(r: usize, c: usize, x: &[f64]) -> Vec<f64> {
+        let mut t = vec![0.0; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                t[j * r + i] = x[i * c + j];
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn the_three_products_match_a_naive_loop() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.91).cos()).collect();
+        let want = naive(m, k, n, &a, &b);
+        let close = |x: &[f64]| x.iter().zip(&want).all(|(p, q)| (p - q).abs() < 1e-12);
+
+        let mut c = vec![f64::NAN; m * n];
+        a_b(m, k, n, &a, &b, 0.0, &mut c);
+        assert!(close(&c));
+
+        let bt = transpose(k, n, &b);
+        let mut c = vec![f64::NAN; m * n];
+        a_bt(m, k, n, &a, &bt, 0.0, &mut c);
+        assert!(close(&c));
+
+        let at = transpose(m, k, &a);
+        let mut c = vec![1.0; m * n];
+        at_b(m, k, n, &at, &b, 1.0, &mut c);
+        assert!(
+            c.iter()
+                .zip(&want)
+                .all(|(p, q)| (p - 1.0 - q).abs() < 1e-12)
+        );
+
+        let (a32, b32): (Vec<f32>, Vec<f32>) = (
+            a.iter().map(|&x| x as f32).collect(),
+            b.iter().map(|&x| x as f32).collect(),
+        );
+        let mut c32 = vec![0.0f32; m * n];
+        a_b(m, k, n, &a32, &b32, 0.0, &mut c32);
+        assert!(
+            c32.iter()
+                .zip(&want)
+                .all(|(p, q)| (f64::from(*p) - q).abs() < 1e-5)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn short_slices_are_refused() {
+        let a = [1.0f32; 5];
+        let b = [1.0f32; 6];
+        let mut c = [0.0f32; 4];
+        a_b(2, 3, 2, &a, &b, 0.0, &mut c);
+    }
+}
