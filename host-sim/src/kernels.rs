@@ -413,7 +413,7 @@ impl Net {
                 }
             }
             add_to(&mut grad[o..o + k], &gw);
-            if let Some(score) = score.as_deref_mut() {
+            if let Some(score) = score {
                 add_to(&mut score[o..o + k], &g1);
             }
         }
