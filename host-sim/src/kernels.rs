@@ -706,6 +706,12 @@ impl<T: Scalar> Batch<T> {
     pub fn stage(&self) -> Stage {
         self.stage
     }
+    /// Row `r` of the actions, for writing a freshly drawn action. Keeps the forward
+    /// cache (it does not depend on actions) and drops the backprop cache.
+    pub fn action_row_mut(&mut self, r: usize) -> &mut [T] {
+        self.stage = self.stage.min(Stage::Forward);
+        &mut self.actions[r * self.width..(r + 1) * self.width]
+    }
     /// Drops the caches (the parameters changed).
     pub fn invalidate(&mut self) {
         self.stage = Stage::Data;

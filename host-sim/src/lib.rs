@@ -5,6 +5,12 @@
 //! - [`gemm`]: the one matrix-product wrapper (backend swappable).
 //! - [`kernels`]: batched forward / log-prob / gradient + score / Hessian-vector product
 //!   on the core's flat parameter layout.
+//! - [`rollouts`]: a batch of episodes as data; [`advantage`]: its per-row weights.
+//! - [`envs`]: task families; [`sampler`]: lockstep, deterministic rollouts.
 
+pub mod advantage;
+pub mod envs;
 pub mod gemm;
 pub mod kernels;
+pub mod rollouts;
+pub mod sampler;
