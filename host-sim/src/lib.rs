@@ -12,5 +12,7 @@ pub mod advantage;
 pub mod envs;
 pub mod gemm;
 pub mod kernels;
+pub mod meta;
+pub mod optim;
 pub mod rollouts;
 pub mod sampler;

@@ -1,0 +1,338 @@
+//! The meta-training loop: one [`MetaTrainer::step`] is one meta-iteration.
+//!
+//! Per iteration, for each of `B` tasks in parallel (rayon): draw the task, adapt ζ times
+//! (fresh batch after every step), draw the outer batch; then, once every task's `Ĵ` is
+//! known, form the control variate `b_i`, run each task's backward recursion (in parallel),
+//! average the estimates in task order and take one ascent step. Every random draw comes
+//! from a stream named by `(seed, [TRAIN, iteration, task, …])`, and the reduction order is
+//! fixed, so a run is bit-identical whatever the number of threads.
+
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use sgmrl::recipe::{Advantage, LossScale, Recipe, RecipeError};
+use sgmrl::rng::Rng;
+
+use super::{Adaptation, Algorithm, Order, Outer, leave_one_out};
+use crate::advantage::{self, AdvantageError};
+use crate::envs::TaskFamily;
+use crate::kernels::Net;
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::sampler::{self, SampleError, SampleSpec};
+
+/// Stream-name prefixes (first element of every training stream path).
+pub mod streams {
+    /// Meta-training batches and tasks.
+    pub const TRAIN: u64 = 1;
+    /// Marks a task draw (instead of an inner step index) in a path.
+    pub const TASK: u64 = u64::MAX;
+}
+
+/// Everything that defines a meta-training run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetaConfig {
+    /// The estimator.
+    pub algorithm: Algorithm,
+    /// First or second order.
+    pub order: Order,
+    /// The inner rule: what the device will do (α, ζ, N, H, γ, advantages, scaling,
+    /// action map).
+    pub recipe: Recipe,
+    /// Advantage rule for the outer gradient `v` (never normalised, mean over episodes, so
+    /// that `v` estimates `∇J(θ_ζ)` in the units of `Ĵ`).
+    pub outer_advantage: Advantage,
+    /// Episodes in the outer batch `|D_o|`.
+    pub outer_episodes: u16,
+    /// Tasks per meta-iteration `B`.
+    pub tasks: usize,
+    /// Subtract the leave-one-out mean of the other tasks' `Ĵ` from each task's `Ĵ` in the
+    /// score terms (unbiased; lower variance). Off: `b = 0`.
+    pub control_variate: bool,
+    /// Outer optimiser.
+    pub optimizer: OptimizerConfig,
+    /// Root seed of every random stream.
+    pub seed: u64,
+}
+
+impl MetaConfig {
+    /// The recipe the outer batch is sampled and weighted with.
+    pub fn outer_recipe(&self) -> Recipe {
+        Recipe {
+            advantage: self.outer_advantage,
+            normalize: false,
+            loss: LossScale::PerEpisode,
+            episodes: self.outer_episodes,
+            ..self.recipe
+        }
+    }
+
+    /// Checks the recipe (inner and outer) and the counts.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        self.recipe.validate().map_err(TrainError::Recipe)?;
+        self.outer_recipe().validate().map_err(TrainError::Recipe)?;
+        if self.tasks == 0 {
+            return Err(TrainError::NoTasks);
+        }
+        Ok(())
+    }
+}
+
+/// Why a meta-iteration failed (parameters are left unchanged).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainError {
+    /// The recipe or the derived outer recipe is invalid.
+    Recipe(RecipeError),
+    /// `tasks = 0`.
+    NoTasks,
+    /// The policy does not fit the task family.
+    Shape,
+    /// Sampling failed.
+    Sample(SampleError),
+    /// The advantage rule failed.
+    Advantage(AdvantageError),
+    /// The meta-gradient has a NaN or infinite entry.
+    NonFiniteGradient,
+}
+
+impl core::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Recipe(e) => write!(f, "recipe: {e}"),
+            Self::NoTasks => f.write_str("a meta-batch needs at least one task"),
+            Self::Shape => f.write_str("policy shape does not fit the task family"),
+            Self::Sample(e) => write!(f, "sampling: {e}"),
+            Self::Advantage(e) => write!(f, "advantages: {e}"),
+            Self::NonFiniteGradient => f.write_str("non-finite meta-gradient"),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+impl From<SampleError> for TrainError {
+    fn from(e: SampleError) -> Self {
+        Self::Sample(e)
+    }
+}
+impl From<AdvantageError> for TrainError {
+    fn from(e: AdvantageError) -> Self {
+        Self::Advantage(e)
+    }
+}
+
+/// What one meta-iteration measured. Returns are means over the meta-batch's tasks of
+/// per-episode means.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IterationStats {
+    /// Index of the iteration (0-based).
+    pub iteration: u64,
+    /// Mean undiscounted return before adaptation (on `D_1`, at `θ`).
+    pub return_before: f64,
+    /// Mean undiscounted return after ζ steps (on `D_o`, at `θ_ζ`).
+    pub return_after: f64,
+    /// Mean raw discounted return `Ĵ` after adaptation.
+    pub discounted_after: f64,
+    /// Environment steps taken in this iteration.
+    pub env_steps: u64,
+    /// Euclidean norm of the meta-gradient estimate.
+    pub grad_norm: f64,
+    /// Wall time of the iteration.
+    pub elapsed: Duration,
+}
+
+/// Meta-trains a policy on a task family.
+#[derive(Clone, Debug)]
+pub struct MetaTrainer<F: TaskFamily> {
+    config: MetaConfig,
+    family: F,
+    net: Net,
+    params: Vec<f32>,
+    optimizer: Optimizer,
+    iteration: u64,
+}
+
+/// One task's state between the forward phase and the recursion.
+struct TaskRun {
+    adaptation: Adaptation<f32>,
+    outer: Outer<f32>,
+}
+
+impl<F: TaskFamily> MetaTrainer<F> {
+    /// A trainer starting from `params` (the flat vector for `net`).
+    pub fn new(
+        config: MetaConfig,
+        family: F,
+        net: Net,
+        params: Vec<f32>,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let width_ok = match net.shape().distribution {
+            sgmrl::policy::Distribution::Softmax => family.action_width() == 1,
+            sgmrl::policy::Distribution::Gaussian => family.action_width() == net.act_dim(),
+        };
+        if params.len() != net.n_params() || family.obs_dim() != net.obs_dim() || !width_ok {
+            return Err(TrainError::Shape);
+        }
+        let optimizer = Optimizer::new(config.optimizer, net.n_params());
+        Ok(Self {
+            config,
+            family,
+            net,
+            params,
+            optimizer,
+            iteration: 0,
+        })
+    }
+
+    /// The current meta-parameters.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+    /// The network layout.
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+    /// The configuration.
+    pub fn config(&self) -> &MetaConfig {
+        &self.config
+    }
+    /// The task family.
+    pub fn family(&self) -> &F {
+        &self.family
+    }
+    /// Iterations done.
+    pub fn iteration(&self) -> u64 {
+        self.iteration
+    }
+
+    /// The meta-gradient estimate of the next iteration and its statistics, without
+    /// stepping (what [`MetaTrainer::step`] ascends along).
+    pub fn meta_gradient(&self) -> Result<(Vec<f32>, IterationStats), TrainError> {
+        let start = Instant::now();
+        let cfg = &self.config;
+        let b = cfg.tasks;
+        let runs: Vec<TaskRun> = (0..b)
+            .into_par_iter()
+            .map(|i| self.run_task(i))
+            .collect::<Result<_, _>>()?;
+
+        let jts: Vec<f32> = runs.iter().map(|r| r.outer.jt).collect();
+        let baselines = if cfg.control_variate {
+            leave_one_out(&jts)
+        } else {
+            vec![0.0; b]
+        };
+        let mut stats = IterationStats {
+            iteration: self.iteration,
+            return_before: mean(runs.iter().map(|r| {
+                f64::from(
+                    r.adaptation
+                        .steps()
+                        .first()
+                        .map_or(0.0, |s| s.mean_return()),
+                )
+            })),
+            return_after: mean(runs.iter().map(|r| f64::from(r.outer.mean_return))),
+            discounted_after: mean(jts.iter().map(|&j| f64::from(j))),
+            env_steps: runs
+                .iter()
+                .map(|r| {
+                    let inner: usize = r.adaptation.steps().iter().map(|s| s.env_steps()).sum();
+                    (inner + r.outer.env_steps) as u64
+                })
+                .sum(),
+            grad_norm: 0.0,
+            elapsed: Duration::ZERO,
+        };
+
+        let c = cfg.recipe.step_scale();
+        let (algorithm, order) = (cfg.algorithm, cfg.order);
+        let estimates: Vec<Vec<f32>> = runs
+            .into_par_iter()
+            .zip(baselines)
+            .map(|(mut run, b)| {
+                let m = run.outer.jt - b;
+                algorithm.estimate(order, c, &run.outer.v, m, run.adaptation.steps_mut())
+            })
+            .collect();
+
+        // Mean over tasks, summed in task order (f64) so the result is thread-count free.
+        let p = self.net.n_params();
+        let mut acc = vec![0.0f64; p];
+        for e in &estimates {
+            for (a, &x) in acc.iter_mut().zip(e) {
+                *a += f64::from(x);
+            }
+        }
+        let grad: Vec<f32> = acc.iter().map(|&a| (a / b as f64) as f32).collect();
+        if grad.iter().any(|g| !g.is_finite()) {
+            return Err(TrainError::NonFiniteGradient);
+        }
+        stats.grad_norm = grad
+            .iter()
+            .map(|&g| f64::from(g) * f64::from(g))
+            .sum::<f64>()
+            .sqrt();
+        stats.elapsed = start.elapsed();
+        Ok((grad, stats))
+    }
+
+    /// One meta-iteration: estimate the meta-gradient and take one ascent step.
+    pub fn step(&mut self) -> Result<IterationStats, TrainError> {
+        let start = Instant::now();
+        let (grad, mut stats) = self.meta_gradient()?;
+        self.optimizer.ascend(&mut self.params, &grad);
+        self.iteration += 1;
+        stats.elapsed = start.elapsed();
+        Ok(stats)
+    }
+
+    fn run_task(&self, i: usize) -> Result<TaskRun, TrainError> {
+        let cfg = &self.config;
+        let recipe = &cfg.recipe;
+        let it = self.iteration;
+        let task_id = i as u64;
+        let mut task_rng = Rng::derive(cfg.seed, &[streams::TRAIN, it, task_id, streams::TASK]);
+        let task = self.family.sample_task(&mut task_rng);
+        let mut adaptation = Adaptation::new(&self.net, &self.params, recipe.step_scale());
+        for k in 0..usize::from(recipe.steps) {
+            let path = [streams::TRAIN, it, task_id, k as u64];
+            let ro = sampler::sample(
+                &self.family,
+                &task,
+                &self.net,
+                adaptation.theta(),
+                &self.spec(&path, recipe.episodes),
+            )?;
+            let w = advantage::weights(recipe, &ro)?;
+            adaptation.step(ro, w, cfg.algorithm.needs(cfg.order, k));
+        }
+        let outer_recipe = cfg.outer_recipe();
+        let path = [streams::TRAIN, it, task_id, u64::from(recipe.steps)];
+        let mut ro = sampler::sample(
+            &self.family,
+            &task,
+            &self.net,
+            adaptation.theta(),
+            &self.spec(&path, cfg.outer_episodes),
+        )?;
+        let w = advantage::weights(&outer_recipe, &ro)?;
+        let outer = Outer::new(&self.net, adaptation.theta(), &mut ro, &w, recipe.gamma);
+        Ok(TaskRun { adaptation, outer })
+    }
+
+    fn spec<'a>(&self, path: &'a [u64], episodes: u16) -> SampleSpec<'a> {
+        SampleSpec {
+            episodes: usize::from(episodes),
+            horizon: usize::from(self.config.recipe.horizon),
+            action_map: self.config.recipe.action,
+            seed: self.config.seed,
+            path,
+        }
+    }
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { 0.0 } else { s / n as f64 }
+}
