@@ -595,6 +595,19 @@ impl Net {
         batch.scratch = scratch;
     }
 
+    /// Initial parameters: Glorot-uniform weights (`U(±√(6/(in+out)))`), zero biases and
+    /// zero log-stds (σ = 1), drawn in layout order from `rng`.
+    pub fn glorot_init(&self, rng: &mut Rng) -> Vec<f32> {
+        let mut p = vec![0.0f32; self.n_params];
+        for l in &self.layers {
+            let limit = libm_sqrt(6.0 / (l.input + l.output) as f32);
+            for w in l.w_mut(&mut p) {
+                *w = rng.uniform_in(-limit, limit);
+            }
+        }
+        p
+    }
+
     /// Draws an action for one row from its head output (`head_row`: logits or means) and
     /// writes it in wire format (`action_width` scalars): a categorical index, or the raw
     /// Gaussian sample `u_j = μ_j + e^{ℓ_j}·z_j` with `z_j` drawn in order `j = 0, 1, …`.
@@ -690,6 +703,14 @@ impl<T: Scalar> Batch<T> {
     pub fn rows(&self) -> usize {
         self.rows
     }
+    /// Observation length.
+    pub fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+    /// Scalars per action on the wire.
+    pub fn action_width(&self) -> usize {
+        self.width
+    }
     /// Observations, `N × obs_dim` row-major.
     pub fn obs(&self) -> &[T] {
         &self.obs
@@ -778,6 +799,10 @@ impl<T: Scalar> Batch<T> {
     }
 }
 
+fn libm_sqrt(x: f32) -> f32 {
+    sgmrl::math::Real::sqrt(x)
+}
+
 fn scratch_bufs<T>(s: &mut Vec<Vec<T>>) -> &mut [Vec<T>; 6] {
     s.resize_with(6, Vec::new);
     <&mut [Vec<T>; 6]>::try_from(s.as_mut_slice()).expect("six buffers")
@@ -824,6 +849,7 @@ fn softmax<T: Scalar>(y: &[T], p: &mut [T]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // row-indexed loops read like the formulas
 pub(crate) mod tests {
     use super::*;
 
@@ -973,6 +999,175 @@ pub(crate) mod tests {
             for (a, b) in [(g32, g64), (s32, s64), (h32, h64)] {
                 let e = rel_err(&up(&a), &b);
                 assert!(e < 1e-5, "{shape:?}: f32 vs f64 rel. error {e}");
+            }
+        }
+    }
+
+    /// Per-row gradient, score and HVP from the core's runtime-shaped `net::` code (the
+    /// device's arithmetic), the HVP by running that code on dual numbers.
+    fn core_sums(
+        net: &Net,
+        params: &[f64],
+        batch: &Batch<f64>,
+        w: &[f64],
+        v: &[f64],
+    ) -> [Vec<f64>; 3] {
+        use sgmrl::dual::Dual;
+        use sgmrl::policy::{DualParams, net as core_net};
+        let shape = net.shape();
+        let n = net.n_params();
+        let (od, aw) = (net.obs_dim(), net.action_width());
+        let (mut g, mut s, mut h) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let mut buf = vec![0.0f64; shape.scratch_len()];
+        let mut dbuf = vec![<Dual<f64> as sgmrl::math::Real>::ZERO; shape.scratch_len()];
+        let mut dg = vec![<Dual<f64> as sgmrl::math::Real>::ZERO; n];
+        for r in 0..batch.rows() {
+            let obs = &batch.obs()[r * od..(r + 1) * od];
+            let act = &batch.actions()[r * aw..(r + 1) * aw];
+            let mut sc = core_net::Scratch::from_slice(&shape, &mut buf).unwrap();
+            core_net::accumulate_grad_log_prob(&shape, params, obs, act, w[r], &mut sc, &mut g)
+                .unwrap();
+            let mut sc = core_net::Scratch::from_slice(&shape, &mut buf).unwrap();
+            core_net::accumulate_grad_log_prob(&shape, params, obs, act, 1.0, &mut sc, &mut s)
+                .unwrap();
+            let dobs: Vec<Dual<f64>> = obs.iter().map(|&x| Dual::constant(x)).collect();
+            let dact: Vec<Dual<f64>> = act.iter().map(|&x| Dual::constant(x)).collect();
+            let mut sc = core_net::Scratch::from_slice(&shape, &mut dbuf).unwrap();
+            let dp = DualParams {
+                params,
+                direction: v,
+            };
+            core_net::accumulate_grad_log_prob(
+                &shape,
+                dp,
+                &dobs,
+                &dact,
+                Dual::constant(w[r]),
+                &mut sc,
+                &mut dg,
+            )
+            .unwrap();
+        }
+        for (o, d) in h.iter_mut().zip(&dg) {
+            *o = d.eps;
+        }
+        [g, s, h]
+    }
+
+    #[test]
+    fn matches_the_core_per_sample_code() {
+        for (i, shape) in shapes().into_iter().enumerate() {
+            let net = Net::new(shape).unwrap();
+            let (params, mut batch, w) = random_case(&net, 8, 40 + i as u64);
+            let v: Vec<f64> = params.iter().map(|p| (p * 1.7).cos()).collect();
+            let n = net.n_params();
+            let (mut g, mut s, mut h) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            net.accumulate(&params, &mut batch, &w, &mut g, Some(&mut s));
+            net.hvp(&params, &mut batch, &w, &v, &mut h);
+            let [cg, cs, ch] = core_sums(&net, &params, &batch, &w, &v);
+            for (name, a, b) in [("gradient", &g, &cg), ("score", &s, &cs), ("HVP", &h, &ch)] {
+                let e = rel_err(a, b);
+                assert!(e < 1e-12, "{shape:?}: {name} vs core rel. error {e}");
+            }
+            let mut lp = vec![0.0; batch.rows()];
+            net.log_probs(&params, &batch, &mut lp);
+            let (od, aw) = (net.obs_dim(), net.action_width());
+            let mut buf = vec![0.0f64; sgmrl::policy::net::Layers::<f64>::len_for(&shape)];
+            for r in 0..batch.rows() {
+                let (mut layers, _) =
+                    sgmrl::policy::net::Layers::from_slice(&shape, &mut buf).unwrap();
+                let want = sgmrl::policy::net::log_prob(
+                    &shape,
+                    &params[..],
+                    &batch.obs()[r * od..(r + 1) * od],
+                    &batch.actions()[r * aw..(r + 1) * aw],
+                    &mut layers,
+                )
+                .unwrap();
+                assert!((lp[r] - want).abs() < 1e-12, "{shape:?}: log-prob row {r}");
+            }
+        }
+    }
+
+    /// The const-generic policies' own Dual-based HVP (`Policy::accumulate_hvp_log_prob`).
+    #[test]
+    fn hvp_matches_the_const_generic_policies() {
+        use sgmrl::dual::Dual;
+        use sgmrl::policy::{GaussianMlp, Policy, SoftmaxLinear, SoftmaxMlp};
+        fn check<P: Policy + Default>(seed: u64) {
+            let net = Net::new(P::SHAPE).unwrap();
+            let (params, mut batch, w) = random_case(&net, 5, seed);
+            let v: Vec<f64> = params.iter().map(|p| (p * 2.3).sin()).collect();
+            let mut h = vec![0.0; net.n_params()];
+            net.hvp(&params, &mut batch, &w, &v, &mut h);
+            let mut want = vec![0.0; net.n_params()];
+            let mut scratch = vec![<Dual<f64> as sgmrl::math::Real>::ZERO; net.n_params()];
+            let (od, aw) = (net.obs_dim(), net.action_width());
+            for r in 0..batch.rows() {
+                P::default()
+                    .accumulate_hvp_log_prob(
+                        &params,
+                        &v,
+                        &batch.obs()[r * od..(r + 1) * od],
+                        &batch.actions()[r * aw..(r + 1) * aw],
+                        w[r],
+                        &mut scratch,
+                        &mut want,
+                    )
+                    .unwrap();
+            }
+            let e = rel_err(&h, &want);
+            assert!(e < 1e-12, "{:?}: HVP vs Policy rel. error {e}", P::SHAPE);
+        }
+        check::<SoftmaxLinear<3, 3>>(1);
+        check::<SoftmaxMlp<3, 5, 0, 3>>(2);
+        check::<SoftmaxMlp<3, 4, 3, 3>>(3);
+        check::<GaussianMlp<3, 0, 0, 3>>(4);
+        check::<GaussianMlp<3, 4, 3, 3>>(5);
+        check::<GaussianMlp<2, 100, 100, 2>>(6);
+    }
+
+    /// Same stream, same head output → the same action as the core's `net::sample`.
+    #[test]
+    fn sampling_matches_the_core() {
+        for shape in shapes() {
+            let net = Net::new(shape).unwrap();
+            let (p64, batch, _) = random_case(&net, 6, 50);
+            let params: Vec<f32> = p64.iter().map(|&x| x as f32).collect();
+            let obs: Vec<f32> = batch.obs().iter().map(|&x| x as f32).collect();
+            let mut b = Batch::new(&net, obs.clone(), vec![0.0; batch.actions().len()]);
+            net.forward(&params, &mut b);
+            let (od, k, aw) = (net.obs_dim(), net.act_dim(), net.action_width());
+            let mut buf = vec![0.0f32; sgmrl::policy::net::Layers::<f32>::len_for(&shape)];
+            for r in 0..6 {
+                let mut rng_host = Rng::stream(9, r as u64);
+                let mut rng_core = rng_host.clone();
+                let mut got = vec![0.0f32; aw];
+                net.sample_action(
+                    &params,
+                    &b.head()[r * k..(r + 1) * k],
+                    &mut rng_host,
+                    &mut got,
+                );
+                let (mut layers, _) =
+                    sgmrl::policy::net::Layers::from_slice(&shape, &mut buf).unwrap();
+                let mut want = vec![0.0f32; aw];
+                sgmrl::policy::net::sample(
+                    &shape,
+                    &params[..],
+                    &obs[r * od..(r + 1) * od],
+                    &mut rng_core,
+                    &mut layers,
+                    &mut want,
+                )
+                .unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{shape:?}: {got:?} vs {want:?}"
+                    );
+                }
+                assert_eq!(rng_host, rng_core, "same number of draws");
             }
         }
     }

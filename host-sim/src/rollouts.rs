@@ -7,6 +7,7 @@
 
 use crate::gemm::Scalar;
 use crate::kernels::{Batch, Net};
+use sgmrl::estimator::discounted_return;
 
 /// `N` episodes (each at most `H` steps) as one batch of rows.
 #[derive(Clone, Debug)]
@@ -72,11 +73,18 @@ impl<T: Scalar> Rollouts<T> {
     pub fn rows_of(&self, e: usize) -> core::ops::Range<usize> {
         self.starts[e]..self.starts[e + 1]
     }
+    /// Observation length.
+    pub fn obs_dim(&self) -> usize {
+        self.batch.obs_dim()
+    }
+    /// Scalars per action on the wire.
+    pub fn action_width(&self) -> usize {
+        self.batch.action_width()
+    }
     /// Episode `e` as `(observations, actions, rewards)` slices.
     pub fn episode(&self, e: usize) -> (&[T], &[T], &[T]) {
         let r = self.rows_of(e);
-        let od = self.batch.obs().len() / self.steps().max(1);
-        let aw = self.batch.actions().len() / self.steps().max(1);
+        let (od, aw) = (self.obs_dim(), self.action_width());
         (
             &self.batch.obs()[r.start * od..r.end * od],
             &self.batch.actions()[r.start * aw..r.end * aw],
@@ -92,14 +100,9 @@ impl<T: Scalar> Rollouts<T> {
 
     /// Mean discounted return `Ĵ = mean_τ Σ_t γ^t r_t` (the estimator's raw `Jt`).
     pub fn mean_discounted_return(&self, gamma: T) -> T {
-        let mut total = T::ZERO;
-        for e in 0..self.episodes() {
-            let mut disc = T::ONE;
-            for &r in &self.rewards[self.rows_of(e)] {
-                total += disc * r;
-                disc *= gamma;
-            }
-        }
+        let total = (0..self.episodes()).fold(T::ZERO, |s, e| {
+            s + discounted_return(gamma, &self.rewards[self.rows_of(e)])
+        });
         total / T::from_f64(self.episodes().max(1) as f64)
     }
 }

@@ -13,10 +13,11 @@
 use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::recipe::{ActionMap, Advantage, LossScale, Recipe};
 use sgmrl_host::advantage;
+use sgmrl_host::envs::TaskFamily;
 use sgmrl_host::envs::tabular::{Path, TabularFamily, TabularMdp};
 use sgmrl_host::kernels::{Batch, Net};
 use sgmrl_host::meta::{
-    Adaptation, Algorithm, MetaConfig, Needs, Order, Outer, StepOps, leave_one_out,
+    Adaptation, Algorithm, MetaConfig, MetaTrainer, Needs, Order, Outer, StepOps, leave_one_out,
 };
 use sgmrl_host::optim::OptimizerConfig;
 use sgmrl_host::rollouts::Rollouts;
@@ -559,4 +560,79 @@ fn hvp_matches_central_differences_of_the_reference_gradient() {
     b.invalidate();
     case.net.accumulate(&case.theta, &mut b, &w, &mut g, None);
     assert!(rel(&g, &grad_at(&case.theta)) < 1e-14);
+}
+
+/// The core's `SoftmaxLinear<2, 2>` on one-hot states is the tabular policy above, and the
+/// kernels compute its log-probabilities.
+#[test]
+fn tabular_policy_is_the_cores_softmax_linear() {
+    use sgmrl::policy::{Policy, SoftmaxLinear};
+    let case = Case::new(1, 1, 1, 1);
+    for s in 0..S {
+        let mut obs = [0.0f64; S];
+        obs[s] = 1.0;
+        for a in 0..A {
+            let core = SoftmaxLinear::<2, 2>
+                .log_prob(&case.theta[..], &obs, &[a as f64])
+                .unwrap();
+            let reference = policy(&case.theta, s)[a].ln();
+            assert!((core - reference).abs() < 1e-15);
+            let mut b = Batch::new(&case.net, obs.to_vec(), vec![a as f64]);
+            case.net.forward(&case.theta, &mut b);
+            let mut lp = [0.0];
+            case.net.log_probs(&case.theta, &b, &mut lp);
+            assert!((lp[0] - reference).abs() < 1e-15);
+        }
+    }
+}
+
+/// The trainer end to end (sampler, f32 kernels, core advantages, recursion, control
+/// variate): its meta-gradient, averaged over many independent seeds, is ∇V_1 within
+/// Monte Carlo error.
+#[test]
+fn trainer_meta_gradient_is_unbiased_on_average() {
+    let case = Case::new(2, 1, 1, 1);
+    let theta32: Vec<f32> = case.theta.iter().map(|&x| x as f32).collect();
+    let theta64: Vec<f64> = theta32.iter().map(|&x| f64::from(x)).collect();
+    let grad_v = fd_gradient(|t| exact_v(&case, t), &theta64);
+    let family = case.family.clone();
+    assert_eq!(family.obs_dim(), S);
+    let runs = 6_000u64;
+    let p = theta32.len();
+    let (mut sum, mut sq) = (vec![0.0f64; p], vec![0.0f64; p]);
+    for seed in 0..runs {
+        let config = MetaConfig {
+            algorithm: Algorithm::SgMrl,
+            order: Order::Second,
+            recipe: case.recipe,
+            outer_advantage: Advantage::RewardToGo,
+            outer_episodes: 1,
+            tasks: 2,
+            control_variate: true,
+            optimizer: OptimizerConfig::default(),
+            seed,
+        };
+        let trainer =
+            MetaTrainer::new(config, family.clone(), case.net.clone(), theta32.clone()).unwrap();
+        let (g, _) = trainer.meta_gradient().unwrap();
+        for j in 0..p {
+            let x = f64::from(g[j]);
+            sum[j] += x;
+            sq[j] += x * x;
+        }
+    }
+    let n = runs as f64;
+    for j in 0..p {
+        let mean = sum[j] / n;
+        let se = ((sq[j] / n - mean * mean) / n).sqrt();
+        println!(
+            "coordinate {j}: mean {mean:+.4} ± {se:.4} (SE), ∇V {:+.4}",
+            grad_v[j]
+        );
+        assert!(
+            (mean - grad_v[j]).abs() < 4.5 * se,
+            "coordinate {j}: {mean} vs {} (SE {se})",
+            grad_v[j]
+        );
+    }
 }

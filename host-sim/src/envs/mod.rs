@@ -10,7 +10,11 @@
 use sgmrl::env::Env;
 use sgmrl::rng::Rng;
 
+pub mod nav2d;
 pub mod tabular;
+
+pub use nav2d::{Nav2dDiscreteFamily, Nav2dFamily};
+pub use tabular::TabularFamily;
 
 /// A distribution over tasks and an environment factory.
 pub trait TaskFamily: Sync {
