@@ -33,7 +33,7 @@
 //! The kernels are generic over [`Scalar`] (f32 for training, f64 for the exact tests) and
 //! are tested against the core's per-sample `Policy` code and central finite differences.
 
-use crate::gemm::{Scalar, a_b, a_bt, at_b};
+use crate::gemm::{Gemm, Scalar, a_b, a_bt, at_b, gemm};
 use sgmrl::math::LN_SQRT_2PI;
 use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::rng::Rng;
@@ -166,6 +166,88 @@ impl Net {
         assert_eq!(params.len(), self.n_params, "parameter vector length");
     }
 
+    /// The transposed weight matrices of `params`, for [`Net::forward_rows`].
+    pub fn plan<T: Scalar>(&self, params: &[T]) -> ForwardPlan<T> {
+        self.check_params(params);
+        let wt = self
+            .layers
+            .iter()
+            .map(|l| {
+                let w = l.w(params);
+                let mut t = vec![T::ZERO; w.len()];
+                for (o, row) in w.chunks_exact(l.input).enumerate() {
+                    for (i, &x) in row.iter().enumerate() {
+                        t[i * l.output + o] = x;
+                    }
+                }
+                t
+            })
+            .collect();
+        ForwardPlan { wt }
+    }
+
+    /// Forward pass of the `count` rows `first, first + stride, …` of a batch made by
+    /// [`Batch::zeroed`], written in place (the other rows are untouched). Small row sets
+    /// (one time step of every episode while sampling) are what this is for: the products
+    /// use the transposed weights of `plan`, which a matrix product packs faster.
+    pub fn forward_rows<T: Scalar>(
+        &self,
+        params: &[T],
+        plan: &ForwardPlan<T>,
+        batch: &mut Batch<T>,
+        first: usize,
+        stride: usize,
+        count: usize,
+    ) {
+        self.check_params(params);
+        batch.check(self);
+        assert!(
+            count == 0 || first + (count - 1) * stride < batch.rows,
+            "rows out of range"
+        );
+        assert_eq!(
+            batch.hidden.len(),
+            self.n_hidden(),
+            "batch not made by Batch::zeroed"
+        );
+        let nh = self.n_hidden();
+        for (l, (layer, wt)) in self.layers.iter().zip(&plan.wt).enumerate() {
+            let (below, rest) = batch.hidden.split_at_mut(l.min(nh));
+            let out: &mut [T] = if l < nh {
+                &mut rest[0]
+            } else {
+                &mut batch.head
+            };
+            let input: &[T] = if l == 0 { &batch.obs } else { &below[l - 1] };
+            for j in 0..count {
+                let r = first + j * stride;
+                out[r * layer.output..(r + 1) * layer.output].copy_from_slice(layer.b(params));
+            }
+            let g = Gemm {
+                m: count,
+                k: layer.input,
+                n: layer.output,
+                a: (stride * layer.input, 1),
+                b: (layer.output, 1),
+                c: (stride * layer.output, 1),
+            };
+            gemm(
+                &g,
+                T::ONE,
+                &input[first * layer.input..],
+                wt,
+                T::ONE,
+                &mut out[first * layer.output..],
+            );
+            if l < nh {
+                for j in 0..count {
+                    let r = first + j * stride;
+                    T::tanh_in_place(&mut out[r * layer.output..(r + 1) * layer.output]);
+                }
+            }
+        }
+    }
+
     /// Runs the forward pass on every row of `batch`, caching the activations (and
     /// dropping any backprop cache).
     pub fn forward<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
@@ -202,9 +284,7 @@ impl Net {
                 &mut out,
             );
             if i < self.n_hidden() {
-                for z in &mut out {
-                    *z = z.tanh();
-                }
+                T::tanh_in_place(&mut out);
                 batch.hidden[i] = out;
             } else {
                 batch.head = out;
@@ -629,6 +709,12 @@ impl Net {
     }
 }
 
+/// The transposed weight matrices `W_lᵀ` (`[in][out]` row-major) of one parameter vector.
+#[derive(Clone, Debug)]
+pub struct ForwardPlan<T> {
+    wt: Vec<Vec<T>>,
+}
+
 /// How far the caches of a [`Batch`] have been computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
@@ -683,6 +769,63 @@ impl<T: Scalar> Batch<T> {
             scratch: Vec::new(),
             stage: Stage::Data,
         }
+    }
+
+    /// `rows` rows of zeros with the forward buffers allocated, to be filled row by row
+    /// (observations, actions, and [`Net::forward_rows`]) and finished with
+    /// [`Batch::finish_rows`].
+    pub fn zeroed(net: &Net, rows: usize) -> Self {
+        let mut b = Self::new(
+            net,
+            vec![T::ZERO; rows * net.obs_dim()],
+            vec![T::ZERO; rows * net.action_width()],
+        );
+        b.hidden = net.layers[..net.n_hidden()]
+            .iter()
+            .map(|l| vec![T::ZERO; rows * l.output])
+            .collect();
+        b.head = vec![T::ZERO; rows * net.act_dim()];
+        b
+    }
+
+    /// Observation row `r`, for writing.
+    pub fn obs_row_mut(&mut self, r: usize) -> &mut [T] {
+        self.stage = Stage::Data;
+        &mut self.obs[r * self.obs_dim..(r + 1) * self.obs_dim]
+    }
+
+    /// Head output (logits or means) of row `r`.
+    pub fn head_row(&self, r: usize) -> &[T] {
+        let k = self.head.len() / self.rows.max(1);
+        &self.head[r * k..(r + 1) * k]
+    }
+
+    /// Keeps the rows `r` with `keep(r)` (in order) and declares the forward cache valid:
+    /// the caller has run [`Net::forward_rows`] on every kept row at the same parameters.
+    pub fn finish_rows(&mut self, keep: impl Fn(usize) -> bool) {
+        let kept: Vec<usize> = (0..self.rows).filter(|&r| keep(r)).collect();
+        if kept.len() < self.rows {
+            fn compact<T: Copy>(v: &mut Vec<T>, width: usize, kept: &[usize]) {
+                for (dst, &src) in kept.iter().enumerate() {
+                    if dst != src {
+                        v.copy_within(src * width..(src + 1) * width, dst * width);
+                    }
+                }
+                v.truncate(kept.len() * width);
+            }
+            let rows = self.rows;
+            let (od, w) = (self.obs_dim, self.width);
+            compact(&mut self.obs, od, &kept);
+            compact(&mut self.actions, w, &kept);
+            for h in &mut self.hidden {
+                let hw = h.len() / rows.max(1);
+                compact(h, hw, &kept);
+            }
+            let k = self.head.len() / rows.max(1);
+            compact(&mut self.head, k, &kept);
+            self.rows = kept.len();
+        }
+        self.stage = Stage::Forward;
     }
 
     /// An empty batch for `net`.
@@ -1200,6 +1343,35 @@ pub(crate) mod tests {
         let w_sub: Vec<f64> = order.iter().map(|&r| 2.0 * w[r]).collect();
         net.accumulate(&params, &mut sub, &w_sub, &mut g2, None);
         assert!(rel_err(&g1, &g2) < 1e-12);
+    }
+
+    #[test]
+    fn forward_rows_then_finish_equals_a_full_forward() {
+        for (i, shape) in shapes().into_iter().enumerate() {
+            let net = Net::new(shape).unwrap();
+            let (params, batch, _) = random_case(&net, 12, 60 + i as u64);
+            let (h, n) = (4, 3); // 3 episodes × horizon 4, episode-major
+            let mut z = Batch::zeroed(&net, h * n);
+            z.obs.copy_from_slice(batch.obs());
+            z.actions.copy_from_slice(batch.actions());
+            let plan = net.plan(&params);
+            for t in 0..h {
+                net.forward_rows(&params, &plan, &mut z, t, h, n);
+            }
+            // Episode 1 ended after 2 steps.
+            z.finish_rows(|r| r / h != 1 || r % h < 2);
+            let kept: Vec<usize> = (0..12).filter(|r| r / h != 1 || r % h < 2).collect();
+            let mut full = batch.clone();
+            net.forward(&params, &mut full);
+            full.permute(&kept);
+            assert_eq!(z.rows(), 10);
+            assert_eq!(z.obs(), full.obs());
+            assert!(rel_err(z.head(), full.head()) < 1e-14);
+            for (a, b) in z.hidden.iter().zip(&full.hidden) {
+                assert!(rel_err(a, b) < 1e-14);
+            }
+            assert_eq!(z.stage(), Stage::Forward);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`envs`]: task families; [`sampler`]: lockstep, deterministic rollouts.
 
 pub mod advantage;
+pub mod bench;
 pub mod envs;
 pub mod gemm;
 pub mod kernels;

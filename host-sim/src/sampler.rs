@@ -96,30 +96,35 @@ pub fn sample<F: TaskFamily>(
         env.reset(o)
             .map_err(|e| SampleError::Env(format!("{e:?}")))?;
     }
-    let mut alive = vec![true; n];
+    // Rows are episode-major with room for H steps each (row e·H + t), so every step's
+    // forward pass writes straight into the final batch; unused rows of episodes that
+    // ended early are dropped at the end.
+    let h = spec.horizon;
+    let mut batch = Batch::zeroed(net, n * h);
+    let mut rewards = vec![0.0f32; n * h];
     let mut lengths = vec![0usize; n];
-    let mut all = Batch::empty(net);
-    let mut rewards = Vec::with_capacity(n * spec.horizon);
-    let mut row_episode = Vec::with_capacity(n * spec.horizon);
-    let mut step = Batch::empty(net);
-    let mut ids = Vec::with_capacity(n);
+    let mut alive = vec![true; n];
+    if h > 0 {
+        for (e, o) in obs.chunks_exact(od).enumerate() {
+            batch.obs_row_mut(e * h).copy_from_slice(o);
+        }
+    }
+    let plan = net.plan(params);
+    let mut head_row = vec![0.0f32; k];
     let mut env_action = vec![0.0f32; env_width];
-    for _t in 0..spec.horizon {
-        ids.clear();
-        ids.extend((0..n).filter(|&e| alive[e]));
-        if ids.is_empty() {
+    for t in 0..h {
+        if !alive.iter().any(|&a| a) {
             break;
         }
-        {
-            let (o, _) = step.reset_rows(ids.len());
-            for (row, &e) in o.chunks_exact_mut(od).zip(&ids) {
-                row.copy_from_slice(&obs[e * od..(e + 1) * od]);
+        // Finished episodes' rows are computed too (on their last observation) and dropped.
+        net.forward_rows(params, &plan, &mut batch, t, h, n);
+        for e in 0..n {
+            if !alive[e] {
+                continue;
             }
-        }
-        net.forward(params, &mut step);
-        for (j, &e) in ids.iter().enumerate() {
-            let head_row = step.head()[j * k..(j + 1) * k].to_vec();
-            let action = step.action_row_mut(j);
+            let r = e * h + t;
+            head_row.copy_from_slice(batch.head_row(r));
+            let action = batch.action_row_mut(r);
             net.sample_action(params, &head_row, &mut rngs[e], action);
             if action.iter().any(|a| !a.is_finite()) {
                 return Err(SampleError::NonFiniteAction);
@@ -131,27 +136,31 @@ pub fn sample<F: TaskFamily>(
             } else {
                 env_action.copy_from_slice(action);
             }
+            let o = &mut obs[e * od..(e + 1) * od];
             let tr = envs[e]
-                .step(&env_action, &mut obs[e * od..(e + 1) * od])
+                .step(&env_action, o)
                 .map_err(|err| SampleError::Env(format!("{err:?}")))?;
             if !tr.reward.is_finite() {
                 return Err(SampleError::NonFiniteReward);
             }
-            rewards.push(tr.reward);
-            row_episode.push(e);
+            rewards[r] = tr.reward;
             lengths[e] += 1;
             if tr.done {
                 alive[e] = false;
+            } else if t + 1 < h {
+                batch.obs_row_mut(r + 1).copy_from_slice(o);
             }
         }
-        all.extend_from(&step);
     }
-    // Step-major → episode-major (a stable sort keeps each episode's steps in order).
-    let mut order: Vec<usize> = (0..row_episode.len()).collect();
-    order.sort_by_key(|&r| row_episode[r]);
-    all.permute(&order);
-    let rewards = order.iter().map(|&r| rewards[r]).collect();
-    Ok(Rollouts::new(all, rewards, &lengths))
+    let keep = |r: usize| r % h.max(1) < lengths[r / h.max(1)];
+    batch.finish_rows(keep);
+    let rewards = rewards
+        .into_iter()
+        .enumerate()
+        .filter(|&(r, _)| keep(r))
+        .map(|(_, x)| x)
+        .collect();
+    Ok(Rollouts::new(batch, rewards, &lengths))
 }
 
 #[cfg(test)]
@@ -160,6 +169,15 @@ mod tests {
     use crate::envs::tabular::TabularFamily;
     use crate::kernels::Stage;
     use sgmrl::policy::PolicyShape;
+
+    /// The sampler's forward pass uses other products than `Net::forward`: equal up to
+    /// rounding.
+    fn assert_close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
 
     fn setup() -> (TabularFamily, Net, Vec<f32>) {
         let net = Net::new(PolicyShape {
@@ -204,13 +222,53 @@ mod tests {
         let mut fresh = a.batch().clone();
         fresh.invalidate();
         net.forward(&params, &mut fresh);
-        assert_eq!(fresh.head(), a.batch().head());
+        assert_close(fresh.head(), a.batch().head());
         let other = SampleSpec {
             path: &[3, 1, 1],
             ..spec
         };
         let c = sample(&fam, &task, &net, &params, &other).unwrap();
         assert_ne!(a.batch().actions(), c.batch().actions());
+    }
+
+    #[test]
+    fn episodes_that_end_early_are_cut_and_the_cache_stays_valid() {
+        use crate::envs::Nav2dDiscreteFamily;
+        let net = Net::new(PolicyShape {
+            distribution: Distribution::Softmax,
+            obs_dim: 2,
+            hidden: [6, 0],
+            act_dim: 9,
+        })
+        .unwrap();
+        let params = net.glorot_init(&mut Rng::new(3));
+        let spec = SampleSpec {
+            episodes: 40,
+            horizon: 12,
+            action_map: ActionMap::IDENTITY,
+            seed: 2,
+            path: &[9],
+        };
+        // One of the 9 moves from the origin lands on the goal.
+        let goal = [0.1, 0.0];
+        let ro = sample(&Nav2dDiscreteFamily, &goal, &net, &params, &spec).unwrap();
+        let lengths: Vec<usize> = (0..40).map(|e| ro.rows_of(e).len()).collect();
+        assert!(
+            lengths.iter().any(|&l| l < 12),
+            "some episode reaches the goal"
+        );
+        assert!(lengths.iter().any(|&l| l == 12));
+        assert_eq!(ro.steps(), lengths.iter().sum::<usize>());
+        for e in 0..40 {
+            let (_, _, rew) = ro.episode(e);
+            if rew.len() < 12 {
+                assert_eq!(*rew.last().unwrap(), 0.0, "ends on the goal");
+            }
+        }
+        let mut fresh = ro.batch().clone();
+        fresh.invalidate();
+        net.forward(&params, &mut fresh);
+        assert_close(fresh.head(), ro.batch().head());
     }
 
     #[test]
