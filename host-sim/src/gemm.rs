@@ -24,6 +24,8 @@ pub trait Scalar: Real + Default + Send + Sync + 'static {
 /// input clamped to ±7.9053 (Eigen's `generic_fast_tanh_float`), `x` itself below 4e-4.
 /// Branch-free, so loops over it vectorise; its largest error against `libm::tanhf` is
 /// a few ulp (tested below). Training only: the device's policies use `libm`.
+// The coefficients are Eigen's, written with the digits they were published with.
+#[allow(clippy::excessive_precision)]
 #[inline]
 pub fn tanh_f32(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;

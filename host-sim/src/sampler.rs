@@ -257,7 +257,7 @@ mod tests {
             lengths.iter().any(|&l| l < 12),
             "some episode reaches the goal"
         );
-        assert!(lengths.iter().any(|&l| l == 12));
+        assert!(lengths.contains(&12));
         assert_eq!(ro.steps(), lengths.iter().sum::<usize>());
         for e in 0..40 {
             let (_, _, rew) = ro.episode(e);
