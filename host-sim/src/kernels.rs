@@ -510,6 +510,24 @@ impl Net {
         dir: &[T],
         out: &mut [T],
     ) {
+        self.hvp_with_score(params, batch, weights, dir, T::ONE, T::ZERO, out);
+    }
+
+    /// Adds `h · Σ_rows w_r ∇²log π · dir + m · Σ_rows ∇log π` to `out` in one pass: the
+    /// score's rows enter the HVP's last product of each layer (`(h·R{δ_l} + m·δ_l)ᵀ A_{l-1}`),
+    /// so the score costs no extra matrix product. This is one SG-MRL step
+    /// `a ← a + c·H a + (Ĵ − b)·s` with `h = c`, `m = Ĵ − b`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hvp_with_score<T: Scalar>(
+        &self,
+        params: &[T],
+        batch: &mut Batch<T>,
+        weights: &[T],
+        dir: &[T],
+        h: T,
+        m: T,
+        out: &mut [T],
+    ) {
         self.backprop(params, batch);
         assert_eq!(weights.len(), batch.rows, "one weight per row");
         assert_eq!(dir.len(), self.n_params);
@@ -518,7 +536,7 @@ impl Net {
         let k = self.act_dim();
         let nh = self.n_hidden();
         let mut scratch = core::mem::take(&mut batch.scratch);
-        let [ry, rd, d, rg, ..] = scratch_bufs(&mut scratch);
+        let [ry, rd, d, rg, tmp, ..] = scratch_bufs(&mut scratch);
         let mut ra: Vec<Vec<T>> = core::mem::take(&mut batch.r_hidden);
         ra.resize_with(nh, Vec::new);
 
@@ -601,39 +619,68 @@ impl Net {
                 for j in 0..k {
                     let t = ryr[j] + diff[j] * vl[j];
                     rdr[j] = -(w * iv[j] * (ryr[j] + two * diff[j] * vl[j]));
-                    gl[j] -= w * two * diff[j] * iv[j] * t;
+                    // h·R{∂/∂ℓ} + m·∂/∂ℓ, per row.
+                    gl[j] += h * (-(w * two * diff[j] * iv[j] * t))
+                        + m * (diff[j] * diff[j] * iv[j] - T::ONE);
                 }
             }
             add_to(&mut out[o..o + k], &gl);
         }
 
-        // R-backprop, top down; `d` and `rd` hold w ⊙ δ_l and w ⊙ R{δ_l}.
+        // R-backprop, top down; `d` and `rd` hold w ⊙ δ_l and w ⊙ R{δ_l}. At each layer the
+        // propagation to the layer below uses them first; then `rd` is overwritten by
+        // u = h·(w ⊙ R{δ_l}) + m·δ_l for this layer's products.
+        let with_score = m != T::ZERO;
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
+            if l > 0 {
+                rg.resize(n * layer.input, T::ZERO);
+                a_b(
+                    n,
+                    layer.output,
+                    layer.input,
+                    rd,
+                    layer.w(params),
+                    T::ZERO,
+                    rg,
+                );
+                a_b(n, layer.output, layer.input, d, layer.w(dir), T::ONE, rg);
+            }
+            if with_score {
+                // Unweighted δ_l: the head delta, or G_l ⊙ (1 − A_l²).
+                let hd;
+                let delta: &[T] = if l == nh {
+                    &batch.head_grad
+                } else {
+                    tmp.resize(n * layer.output, T::ZERO);
+                    tanh_backward(&batch.back[l], &batch.hidden[l], tmp);
+                    hd = &*tmp;
+                    hd
+                };
+                for (u, &dl) in rd.iter_mut().zip(delta) {
+                    *u = h * *u + m * dl;
+                }
+            } else if h != T::ONE {
+                for u in rd.iter_mut() {
+                    *u *= h;
+                }
+            }
             let input: &[T] = if l == 0 {
                 &batch.obs
             } else {
                 &batch.hidden[l - 1]
             };
-            at_b(
-                layer.output,
-                n,
-                layer.input,
-                rd,
-                input,
-                T::ONE,
-                layer.w_mut(out),
-            );
+            let g = Gemm {
+                m: layer.output,
+                k: n,
+                n: layer.input,
+                a: (1, layer.output),
+                b: (layer.input, 1),
+                c: (layer.input, 1),
+            };
+            gemm(&g, T::ONE, rd, input, T::ONE, layer.w_mut(out));
             if l > 0 {
-                at_b(
-                    layer.output,
-                    n,
-                    layer.input,
-                    d,
-                    &ra[l - 1],
-                    T::ONE,
-                    layer.w_mut(out),
-                );
+                gemm(&g, h, d, &ra[l - 1], T::ONE, layer.w_mut(out));
             }
             let ob = layer.b_mut(out);
             for r in rd.chunks_exact(layer.output) {
@@ -642,26 +689,23 @@ impl Net {
             if l == 0 {
                 break;
             }
-            // R{G} = R{δ_l} W_l + δ_l V_l (weighted), then the tanh' chain rule below:
+            // R{G} = R{δ_l} W_l + δ_l V_l (weighted, in `rg` above), then the tanh' chain rule:
             // R{δ_{l-1}} = R{G} ⊙ (1 − A²) − 2 (w ⊙ G) ⊙ A ⊙ R{A},  δ_{l-1} = (w ⊙ G) ⊙ (1 − A²).
-            let m = layer.input;
-            rg.resize(n * m, T::ZERO);
-            a_b(n, layer.output, m, rd, layer.w(params), T::ZERO, rg);
-            a_b(n, layer.output, m, d, layer.w(dir), T::ONE, rg);
+            let width = layer.input;
             let two = T::from_f64(2.0);
-            d.resize(n * m, T::ZERO);
+            d.resize(n * width, T::ZERO);
             for (((rg_row, d_row), &w), ((g_row, a_row), ra_row)) in rg
-                .chunks_exact_mut(m)
-                .zip(d.chunks_exact_mut(m))
+                .chunks_exact_mut(width)
+                .zip(d.chunks_exact_mut(width))
                 .zip(weights)
                 .zip(
                     batch.back[l - 1]
-                        .chunks_exact(m)
-                        .zip(batch.hidden[l - 1].chunks_exact(m))
-                        .zip(ra[l - 1].chunks_exact(m)),
+                        .chunks_exact(width)
+                        .zip(batch.hidden[l - 1].chunks_exact(width))
+                        .zip(ra[l - 1].chunks_exact(width)),
                 )
             {
-                for j in 0..m {
+                for j in 0..width {
                     let a = a_row[j];
                     let dt = T::ONE - a * a;
                     let gw = w * g_row[j];
@@ -1119,6 +1163,33 @@ pub(crate) mod tests {
             net.hvp(&params, &mut batch, &w, &v, &mut hv);
             let twice: Vec<f64> = fd.iter().map(|x| 2.0 * x).collect();
             assert!(rel_err(&hv, &twice) < 1e-7);
+        }
+    }
+
+    #[test]
+    fn fused_hvp_and_score_is_the_sum_of_both() {
+        for (i, shape) in shapes().into_iter().enumerate() {
+            let net = Net::new(shape).unwrap();
+            let (params, mut batch, w) = random_case(&net, 7, 70 + i as u64);
+            let v: Vec<f64> = params.iter().map(|p| (p * 0.7).cos()).collect();
+            let n = net.n_params();
+            let (mut g, mut s, mut hv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            net.accumulate(&params, &mut batch, &w, &mut g, Some(&mut s));
+            net.hvp(&params, &mut batch, &w, &v, &mut hv);
+            let (h, m) = (0.3, -2.5);
+            let mut fused = vec![1.0; n];
+            net.hvp_with_score(&params, &mut batch, &w, &v, h, m, &mut fused);
+            let want: Vec<f64> = hv
+                .iter()
+                .zip(&s)
+                .map(|(a, b)| 1.0 + h * a + m * b)
+                .collect();
+            let e = rel_err(&fused, &want);
+            assert!(e < 1e-13, "{shape:?}: fused rel. error {e}");
+            let mut scaled = vec![0.0; n];
+            net.hvp_with_score(&params, &mut batch, &w, &v, h, 0.0, &mut scaled);
+            let want: Vec<f64> = hv.iter().map(|a| h * a).collect();
+            assert!(rel_err(&scaled, &want) < 1e-13);
         }
     }
 

@@ -10,7 +10,7 @@
 //! later batches get no term. It is therefore biased for `∇V_ζ` like MAML (SG-MRL uses the
 //! SUM over every batch, chained through the later Jacobians).
 
-use super::{Order, StepOps, axpy, maml};
+use super::{Order, StepOps, chain_step, maml};
 use crate::gemm::Scalar;
 
 /// The task's E-MAML estimate; `steps` are `D_1..D_ζ` in order, `multiplier = Ĵ − b`.
@@ -21,10 +21,11 @@ pub fn estimate<T: Scalar, S: StepOps<T>>(
     multiplier: T,
     steps: &mut [S],
 ) -> Vec<T> {
-    let mut a = maml::estimate(order, c, v, steps);
-    if let Some(first) = steps.first() {
-        let n = T::from_f64(first.episodes().max(1) as f64);
-        axpy(multiplier / n, first.score_sum(), &mut a);
-    }
+    let Some((first, later)) = steps.split_first_mut() else {
+        return v.to_vec();
+    };
+    let mut a = maml::estimate(order, c, v, later);
+    let n = T::from_f64(first.episodes().max(1) as f64);
+    chain_step(order, c, first, multiplier / n, &mut a);
     a
 }

@@ -66,6 +66,14 @@ impl<T: Scalar> StepOps<T> for InnerStep<T> {
     fn episodes(&self) -> usize {
         self.episodes
     }
+    fn hvp_plus_score(&mut self, dir: &[T], h: T, m: T, out: &mut [T]) {
+        let ro = self
+            .rollouts
+            .as_mut()
+            .expect("inner batch not kept: adapt with Needs { hvp: true, .. }");
+        self.net
+            .hvp_with_score(&self.params, ro.batch_mut(), &self.weights, dir, h, m, out);
+    }
 }
 
 /// A task's adaptation `θ_0 → θ_1 → … → θ_ζ`, one [`Adaptation::step`] per inner batch.

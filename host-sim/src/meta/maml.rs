@@ -6,14 +6,14 @@
 //! a ← v;   for k = ζ down to 1:  a ← J_kᵀ a      (J_k = I for FO-MAML)
 //! ```
 
-use super::{Order, StepOps, apply_jacobian_t};
+use super::{Order, StepOps, chain_step};
 use crate::gemm::Scalar;
 
 /// The task's MAML estimate; `steps` are `D_1..D_ζ` in order.
 pub fn estimate<T: Scalar, S: StepOps<T>>(order: Order, c: T, v: &[T], steps: &mut [S]) -> Vec<T> {
     let mut a = v.to_vec();
     for step in steps.iter_mut().rev() {
-        apply_jacobian_t(order, c, step, &mut a);
+        chain_step(order, c, step, T::ZERO, &mut a);
     }
     a
 }

@@ -44,15 +44,18 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// What the inner steps must keep for this estimator's recursion.
+    /// What inner step `step` (0-based) must keep for this estimator's recursion. With
+    /// [`Order::Second`] the score terms are fused into the Hessian-vector products
+    /// ([`StepOps::hvp_plus_score`]), so no score vector is formed.
     pub fn needs(self, order: Order, step: usize) -> Needs {
+        let score_term = match self {
+            Self::SgMrl => true,
+            Self::Maml => false,
+            Self::EMaml => step == 0,
+        };
         Needs {
             hvp: order == Order::Second,
-            score: match self {
-                Self::SgMrl => true,
-                Self::Maml => false,
-                Self::EMaml => step == 0,
-            },
+            score: score_term && order == Order::First,
         }
     }
 
@@ -92,15 +95,39 @@ pub trait StepOps<T> {
     fn score_sum(&self) -> &[T];
     /// `|D_k|`.
     fn episodes(&self) -> usize;
+    /// Adds `h·Σ w ∇²log π·dir + m·s_k` to `out`. The batched kernels fuse the two into
+    /// one pass; this default composes [`StepOps::hvp`] and [`StepOps::score_sum`].
+    fn hvp_plus_score(&mut self, dir: &[T], h: T, m: T, out: &mut [T])
+    where
+        T: Scalar,
+    {
+        let mut hv = vec![T::ZERO; dir.len()];
+        self.hvp(dir, &mut hv);
+        axpy(h, &hv, out);
+        if m != T::ZERO {
+            axpy(m, self.score_sum(), out);
+        }
+    }
 }
 
-/// `a ← J_kᵀ a`: `a + c·H_k a` for [`Order::Second`], unchanged for [`Order::First`].
-/// (`J_k` is symmetric: it is `I` plus a weighted sum of Hessians.)
-pub fn apply_jacobian_t<T: Scalar, S: StepOps<T>>(order: Order, c: T, step: &mut S, a: &mut [T]) {
-    if order == Order::Second {
-        let mut h = vec![T::ZERO; a.len()];
-        step.hvp(a, &mut h);
-        axpy(c, &h, a);
+/// One step of every recursion, `a ← J_kᵀ a + m·s_k`:
+/// - [`Order::Second`]: `a + c·H_k a + m·s_k` (`J_k` is symmetric: `I` plus a weighted sum
+///   of Hessians), in one fused pass;
+/// - [`Order::First`]: `a + m·s_k` (`J_k = I`).
+///
+/// With `m = 0` it is MAML's `a ← J_kᵀ a` and the score is not touched.
+pub fn chain_step<T: Scalar, S: StepOps<T>>(order: Order, c: T, step: &mut S, m: T, a: &mut [T]) {
+    match order {
+        Order::Second => {
+            let mut out = a.to_vec();
+            step.hvp_plus_score(a, c, m, &mut out);
+            a.copy_from_slice(&out);
+        }
+        Order::First => {
+            if m != T::ZERO {
+                axpy(m, step.score_sum(), a);
+            }
+        }
     }
 }
 

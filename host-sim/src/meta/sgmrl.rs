@@ -12,7 +12,7 @@
 //! the Jacobians of the later steps. [`Order::First`] sets every `J_k = I`:
 //! `a = v + (Ĵ − b)·Σ_k s_k` (biased, cheap).
 
-use super::{Order, StepOps, apply_jacobian_t, axpy};
+use super::{Order, StepOps, chain_step};
 use crate::gemm::Scalar;
 
 /// The task's SG-MRL estimate; `steps` are `D_1..D_ζ` in order, `multiplier = Ĵ − b`.
@@ -25,8 +25,7 @@ pub fn estimate<T: Scalar, S: StepOps<T>>(
 ) -> Vec<T> {
     let mut a = v.to_vec();
     for step in steps.iter_mut().rev() {
-        apply_jacobian_t(order, c, step, &mut a);
-        axpy(multiplier, step.score_sum(), &mut a);
+        chain_step(order, c, step, multiplier, &mut a);
     }
     a
 }
