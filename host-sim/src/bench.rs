@@ -10,36 +10,12 @@ use std::time::{Duration, Instant};
 use crate::envs::{Nav2dFamily, TaskFamily};
 use crate::kernels::Net;
 use crate::meta::{Algorithm, MetaConfig, MetaTrainer, Order, TrainError};
-use crate::optim::OptimizerConfig;
 use sgmrl::policy::{Distribution, PolicyShape};
-use sgmrl::recipe::{Advantage, LossScale, Recipe};
 use sgmrl::rng::Rng;
-use sgmrl::sim::Nav2d;
 
-/// The paper's Table 1 setting on nav2d: 20 tasks × 20 episodes × 100 steps, ζ = 1,
-/// α = 0.1 on the per-step mean of GAE(0.997) advantages normalised per task, Adam 1e-3.
+/// The paper's Table 1 setting ([`MetaConfig::table1`]).
 pub fn table1_config(algorithm: Algorithm, order: Order, seed: u64) -> MetaConfig {
-    MetaConfig {
-        algorithm,
-        order,
-        recipe: Recipe {
-            alpha: 0.1,
-            steps: 1,
-            episodes: 20,
-            horizon: Nav2d::PAPER_HORIZON,
-            gamma: 0.99,
-            advantage: Advantage::LinearFeatureGae { lambda: 0.997 },
-            normalize: true,
-            loss: LossScale::PerStep,
-            action: Nav2d::PAPER_ACTION_MAP,
-        },
-        outer_advantage: Advantage::LinearFeatureGae { lambda: 0.997 },
-        outer_episodes: 20,
-        tasks: 20,
-        control_variate: true,
-        optimizer: OptimizerConfig::default(),
-        seed,
-    }
+    MetaConfig::table1(algorithm, order, seed)
 }
 
 /// The paper's policy: 2 → 100 → 100 → 2 tanh MLP, Gaussian head (10,604 parameters).

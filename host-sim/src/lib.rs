@@ -7,6 +7,13 @@
 //!   on the core's flat parameter layout.
 //! - [`rollouts`]: a batch of episodes as data; [`advantage`]: its per-row weights.
 //! - [`envs`]: task families; [`sampler`]: lockstep, deterministic rollouts.
+//! - [`meta`]: the estimators (one module per algorithm, sharing one recursion step), the
+//!   adaptation of a task and the [`meta::MetaTrainer`]; [`optim`]: Adam / SGD ascent.
+//! - [`bench`]: side-by-side timing of meta-iterations.
+//!
+//! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
+//! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`meta::MetaConfig::table1`])
+//! and a task family, then call [`meta::MetaTrainer::step`] once per meta-iteration.
 
 pub mod advantage;
 pub mod bench;

@@ -56,6 +56,35 @@ pub struct MetaConfig {
 }
 
 impl MetaConfig {
+    /// The paper's Table 1 setting on nav2d (experiments.md): 20 tasks × 20 episodes × 100
+    /// steps, ζ = 1, α = 0.1 on the per-step mean (÷ N·H) of GAE(λ = 0.997) advantages on a
+    /// linear feature baseline, normalised per task; γ = 0.99; the action map
+    /// `clip(0.01·u, ±0.1)`; Adam 1e-3; control variate on. The outer gradient uses the
+    /// same GAE, not normalised.
+    pub fn table1(algorithm: Algorithm, order: Order, seed: u64) -> Self {
+        Self {
+            algorithm,
+            order,
+            recipe: Recipe {
+                alpha: 0.1,
+                steps: 1,
+                episodes: 20,
+                horizon: sgmrl::sim::Nav2d::PAPER_HORIZON,
+                gamma: 0.99,
+                advantage: Advantage::LinearFeatureGae { lambda: 0.997 },
+                normalize: true,
+                loss: LossScale::PerStep,
+                action: sgmrl::sim::Nav2d::PAPER_ACTION_MAP,
+            },
+            outer_advantage: Advantage::LinearFeatureGae { lambda: 0.997 },
+            outer_episodes: 20,
+            tasks: 20,
+            control_variate: true,
+            optimizer: OptimizerConfig::default(),
+            seed,
+        }
+    }
+
     /// The recipe the outer batch is sampled and weighted with.
     pub fn outer_recipe(&self) -> Recipe {
         Recipe {
@@ -152,10 +181,28 @@ pub struct MetaTrainer<F: TaskFamily> {
     iteration: u64,
 }
 
-/// One task's state between the forward phase and the recursion.
-struct TaskRun {
-    adaptation: Adaptation<f32>,
-    outer: Outer<f32>,
+/// One task after adaptation: the inner steps (with what the recursion needs) and the
+/// outer batch's contribution.
+#[derive(Clone, Debug)]
+pub struct TaskRun {
+    /// `θ_0 → θ_ζ` and the inner batches.
+    pub adaptation: Adaptation<f32>,
+    /// `v`, `Ĵ` and the post-adaptation return.
+    pub outer: Outer<f32>,
+}
+
+impl TaskRun {
+    /// Mean undiscounted return of the first inner batch (before adaptation).
+    pub fn return_before(&self) -> f32 {
+        self.adaptation
+            .steps()
+            .first()
+            .map_or(0.0, |s| s.mean_return())
+    }
+    /// Mean undiscounted return of the outer batch (after ζ steps).
+    pub fn return_after(&self) -> f32 {
+        self.outer.mean_return
+    }
 }
 
 impl<F: TaskFamily> MetaTrainer<F> {
@@ -290,47 +337,66 @@ impl<F: TaskFamily> MetaTrainer<F> {
 
     fn run_task(&self, i: usize) -> Result<TaskRun, TrainError> {
         let cfg = &self.config;
-        let recipe = &cfg.recipe;
-        let it = self.iteration;
-        let task_id = i as u64;
-        let mut task_rng = Rng::derive(cfg.seed, &[streams::TRAIN, it, task_id, streams::TASK]);
+        let path = [streams::TRAIN, self.iteration, i as u64];
+        let mut task_rng = Rng::derive(
+            cfg.seed,
+            &[streams::TRAIN, self.iteration, i as u64, streams::TASK],
+        );
         let task = self.family.sample_task(&mut task_rng);
-        let mut adaptation = Adaptation::new(&self.net, &self.params, recipe.step_scale());
-        for k in 0..usize::from(recipe.steps) {
-            let path = [streams::TRAIN, it, task_id, k as u64];
-            let ro = sampler::sample(
-                &self.family,
-                &task,
-                &self.net,
-                adaptation.theta(),
-                &self.spec(&path, recipe.episodes),
-            )?;
-            let w = advantage::weights(recipe, &ro)?;
-            adaptation.step(ro, w, cfg.algorithm.needs(cfg.order, k));
-        }
-        let outer_recipe = cfg.outer_recipe();
-        let path = [streams::TRAIN, it, task_id, u64::from(recipe.steps)];
-        let mut ro = sampler::sample(
-            &self.family,
-            &task,
-            &self.net,
-            adaptation.theta(),
-            &self.spec(&path, cfg.outer_episodes),
-        )?;
-        let w = advantage::weights(&outer_recipe, &ro)?;
-        let outer = Outer::new(&self.net, adaptation.theta(), &mut ro, &w, recipe.gamma);
-        Ok(TaskRun { adaptation, outer })
+        adapt_task(&self.family, &task, &self.net, &self.params, cfg, &path)
     }
+}
 
-    fn spec<'a>(&self, path: &'a [u64], episodes: u16) -> SampleSpec<'a> {
+/// Adapts `params` to `task` as the configuration says and draws the outer batch: inner
+/// batch `k` (0-based) is sampled on the streams `path ++ [k]`, the outer batch on
+/// `path ++ [ζ]`, all under `config.seed`. What each inner step keeps is what
+/// `config.algorithm` needs at `config.order`. Evaluation uses this too (with its own
+/// `path` prefix), so what is measured is exactly what training optimises.
+pub fn adapt_task<F: TaskFamily>(
+    family: &F,
+    task: &F::Task,
+    net: &Net,
+    params: &[f32],
+    config: &MetaConfig,
+    path: &[u64],
+) -> Result<TaskRun, TrainError> {
+    let recipe = &config.recipe;
+    let mut full_path = path.to_vec();
+    full_path.push(0);
+    let last = full_path.len() - 1;
+    fn spec<'p>(config: &MetaConfig, path: &'p [u64], episodes: u16) -> SampleSpec<'p> {
         SampleSpec {
             episodes: usize::from(episodes),
-            horizon: usize::from(self.config.recipe.horizon),
-            action_map: self.config.recipe.action,
-            seed: self.config.seed,
+            horizon: usize::from(config.recipe.horizon),
+            action_map: config.recipe.action,
+            seed: config.seed,
             path,
         }
     }
+    let mut adaptation = Adaptation::new(net, params, recipe.step_scale());
+    for k in 0..usize::from(recipe.steps) {
+        full_path[last] = k as u64;
+        let ro = sampler::sample(
+            family,
+            task,
+            net,
+            adaptation.theta(),
+            &spec(config, &full_path, recipe.episodes),
+        )?;
+        let w = advantage::weights(recipe, &ro)?;
+        adaptation.step(ro, w, config.algorithm.needs(config.order, k));
+    }
+    full_path[last] = u64::from(recipe.steps);
+    let mut ro = sampler::sample(
+        family,
+        task,
+        net,
+        adaptation.theta(),
+        &spec(config, &full_path, config.outer_episodes),
+    )?;
+    let w = advantage::weights(&config.outer_recipe(), &ro)?;
+    let outer = Outer::new(net, adaptation.theta(), &mut ro, &w, recipe.gamma);
+    Ok(TaskRun { adaptation, outer })
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
