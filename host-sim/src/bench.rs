@@ -35,19 +35,47 @@ pub struct Timing {
     pub name: String,
     /// Wall time of every timed meta-iteration.
     pub samples: Vec<Duration>,
+    /// CPU time (user + system, all threads of the process) of every timed iteration:
+    /// the work done, less sensitive than wall time to other processes on the machine.
+    pub cpu: Vec<Duration>,
+}
+
+fn median_of(v: &[Duration]) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s.get(s.len() / 2).copied().unwrap_or_default()
 }
 
 impl Timing {
     /// Median wall time.
     pub fn median(&self) -> Duration {
-        let mut s = self.samples.clone();
-        s.sort();
-        s.get(s.len() / 2).copied().unwrap_or_default()
+        median_of(&self.samples)
     }
     /// Smallest wall time.
     pub fn min(&self) -> Duration {
         self.samples.iter().min().copied().unwrap_or_default()
     }
+    /// Median CPU time.
+    pub fn cpu_median(&self) -> Duration {
+        median_of(&self.cpu)
+    }
+}
+
+/// CPU time used so far by the whole process (user + system), where the OS reports it.
+pub fn process_cpu_time() -> Duration {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes the `rusage` we pass; a zeroed rusage is valid.
+        let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        if rc == 0 {
+            let tv = |t: libc::timeval| {
+                Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000)
+            };
+            return tv(ru.ru_utime) + tv(ru.ru_stime);
+        }
+    }
+    Duration::ZERO
 }
 
 /// Label of a variant.
@@ -84,13 +112,15 @@ pub fn time_variants<F: TaskFamily + Clone>(
         .map(|c| Timing {
             name: label(c.algorithm, c.order),
             samples: Vec::with_capacity(rounds),
+            cpu: Vec::with_capacity(rounds),
         })
         .collect();
     for _ in 0..rounds {
         for (t, timing) in trainers.iter_mut().zip(&mut timings) {
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), process_cpu_time());
             t.step()?;
             timing.samples.push(start.elapsed());
+            timing.cpu.push(process_cpu_time().saturating_sub(cpu));
         }
     }
     Ok(timings)

@@ -11,6 +11,10 @@
 //! for each batch's dependence on the parameters it was drawn from; each is chained through
 //! the Jacobians of the later steps. [`Order::First`] sets every `J_k = I`:
 //! `a = v + (Ĵ − b)·Σ_k s_k` (biased, cheap).
+//!
+//! Cost: with [`Order::Second`] each step is one fused pass of the batched kernels
+//! ([`super::chain_step`]): the score's per-row deltas join the HVP's own last product per
+//! layer, so full SG-MRL does the matrix products of second-order MAML and no more.
 
 use super::{Order, StepOps, chain_step};
 use crate::gemm::Scalar;
