@@ -33,7 +33,7 @@
 //! The kernels are generic over [`Scalar`] (f32 for training, f64 for the exact tests) and
 //! are tested against the core's per-sample `Policy` code and central finite differences.
 
-use crate::gemm::{Gemm, Scalar, a_b, a_bt, at_b, gemm};
+use crate::gemm::{Gemm, NARROW, Scalar, a_b, a_bt, at_b, gemm};
 use sgmrl::math::LN_SQRT_2PI;
 use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::rng::Rng;
@@ -223,19 +223,25 @@ impl Net {
                 let r = first + j * stride;
                 out[r * layer.output..(r + 1) * layer.output].copy_from_slice(layer.b(params));
             }
+            // A narrow head is a few dot products per row: read W itself (unit stride).
+            let (bmat, bstride) = if layer.output <= NARROW {
+                (layer.w(params), (1, layer.input))
+            } else {
+                (&wt[..], (layer.output, 1))
+            };
             let g = Gemm {
                 m: count,
                 k: layer.input,
                 n: layer.output,
                 a: (stride * layer.input, 1),
-                b: (layer.output, 1),
+                b: bstride,
                 c: (stride * layer.output, 1),
             };
             gemm(
                 &g,
                 T::ONE,
                 &input[first * layer.input..],
-                wt,
+                bmat,
                 T::ONE,
                 &mut out[first * layer.output..],
             );
