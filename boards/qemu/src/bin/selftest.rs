@@ -1,0 +1,414 @@
+//! On-target self-tests of the `sgmrl` core and of this crate's utilities.
+//!
+//! `cargo run --release --bin selftest [--target …]` prints one line per test and
+//! `selftest: N passed, M failed`, and exits 0 only if every test passed. Pinned values
+//! (`*_matches_host`) were computed on x86-64 with the same core functions; equality of the
+//! bit patterns is the host↔device parity that `DESIGN.md` promises.
+//!
+//! Command-line flags (after `--`) exercise the failure paths, for `run-all.sh`:
+//! `--deliberate-fail` (exit 1), `--deliberate-panic` (exit 101), `--deliberate-fault`
+//! (exit 102), `--deliberate-hang` (spins: run.sh's timeout must end it with 124).
+#![no_std]
+#![no_main]
+
+use core::fmt::Write as _;
+use core::hint::black_box;
+
+use cortex_m_rt::entry;
+use sgmrl::dual::Dual;
+use sgmrl::math::Real;
+use sgmrl::policy::{Distribution, LeF32s, ParamSource, PolicyShape};
+use sgmrl::recipe::{ActionMap, Advantage, LossScale, Memory, Recipe, RecipeError};
+use sgmrl::rng::Rng;
+use sgmrl_qemu::harness::{self, Outcome, Test, check};
+use sgmrl_qemu::num::{Bits, Milli, fnv1a_f32};
+use sgmrl_qemu::{args, code, exit, icount, stack};
+
+const TESTS: &[Test] = &[
+    Test {
+        name: "icount_matches_a_loop_of_known_length",
+        run: icount_matches_a_loop_of_known_length,
+    },
+    Test {
+        name: "recipe_validate_names_each_bad_field",
+        run: recipe_validate_names_each_bad_field,
+    },
+    Test {
+        name: "recipe_memory_streams_or_buffers",
+        run: recipe_memory_streams_or_buffers,
+    },
+    Test {
+        name: "rng_streams_match_host",
+        run: rng_streams_match_host,
+    },
+    Test {
+        name: "rng_normal_matches_host",
+        run: rng_normal_matches_host,
+    },
+    Test {
+        name: "rng_categorical_matches_host",
+        run: rng_categorical_matches_host,
+    },
+    Test {
+        name: "libm_functions_match_host",
+        run: libm_functions_match_host,
+    },
+    Test {
+        name: "dual_derivatives_match_host",
+        run: dual_derivatives_match_host,
+    },
+    Test {
+        name: "policy_shape_counts_params",
+        run: policy_shape_counts_params,
+    },
+    Test {
+        name: "le_f32s_reads_unaligned_bytes",
+        run: le_f32s_reads_unaligned_bytes,
+    },
+    Test {
+        name: "milli_prints_three_decimals",
+        run: milli_prints_three_decimals,
+    },
+    Test {
+        name: "fnv1a_matches_reference",
+        run: fnv1a_matches_reference,
+    },
+    Test {
+        name: "stack_peak_sees_a_deep_frame",
+        run: stack_peak_sees_a_deep_frame,
+    },
+    Test {
+        name: "deliberate_failure_on_request",
+        run: deliberate_failure_on_request,
+    },
+];
+
+#[entry]
+fn main() -> ! {
+    stack::paint();
+    let Some(p) = cortex_m::Peripherals::take() else {
+        exit(code::FAIL)
+    };
+    icount::start(p.SYST);
+    if args::has("--deliberate-panic") {
+        panic!("deliberate panic requested");
+    }
+    if args::has("--deliberate-fault") {
+        // UDF is an undefined instruction: a HardFault on every core (UsageFault is
+        // disabled at reset, so it escalates on the M4/M33 too).
+        cortex_m::asm::udf();
+    }
+    if args::has("--deliberate-hang") {
+        #[allow(clippy::empty_loop)]
+        loop {}
+    }
+    let summary = harness::run("selftest", TESTS);
+    exit(summary.exit_code())
+}
+
+/// `n` iterations of `subs; bne`: exactly `2n` instructions.
+#[inline(never)]
+fn spin(n: u32) {
+    // SAFETY: only touches r0 (declared clobbered) and the flags.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "subs r0, #1",
+            "bne 2b",
+            inout("r0") n => _,
+            options(nomem, nostack),
+        );
+    }
+}
+
+fn icount_matches_a_loop_of_known_length() -> Outcome {
+    // The difference of two runs cancels the call and counter-reading overhead.
+    let (_, short) = icount::count(|| spin(black_box(100_000)));
+    let (_, long) = icount::count(|| spin(black_box(300_000)));
+    let diff = long.saturating_sub(short);
+    sgmrl_qemu::println!(
+        "\n  [icount] 200000 extra loop iterations (400000 instructions) measured as {} \
+         instructions; {} instructions for the 100000-iteration loop",
+        diff,
+        short
+    );
+    // Tick rounding allows a few instructions either way.
+    check(
+        diff.abs_diff(400_000) <= 4,
+        "SysTick count disagrees with ticks*(1e9/f)/2^N (is run.sh's -icount shift 6?)",
+    )
+}
+
+fn base_recipe() -> Recipe {
+    Recipe {
+        alpha: 0.1,
+        steps: 1,
+        episodes: 20,
+        horizon: 100,
+        gamma: 0.99,
+        advantage: Advantage::RewardToGo,
+        normalize: false,
+        loss: LossScale::PerEpisode,
+        action: ActionMap {
+            scale: 0.01,
+            clip: Some(0.1),
+        },
+    }
+}
+
+fn recipe_validate_names_each_bad_field() -> Outcome {
+    let b = base_recipe();
+    check(b.validate() == Ok(()), "valid recipe rejected")?;
+    let cases = [
+        (
+            Recipe {
+                alpha: f32::NAN,
+                ..b
+            },
+            RecipeError::Alpha,
+        ),
+        (Recipe { steps: 0, ..b }, RecipeError::Steps),
+        (Recipe { steps: 65, ..b }, RecipeError::Steps),
+        (Recipe { episodes: 0, ..b }, RecipeError::Episodes),
+        (
+            Recipe {
+                episodes: 1,
+                normalize: true,
+                ..b
+            },
+            RecipeError::Episodes,
+        ),
+        (Recipe { horizon: 0, ..b }, RecipeError::Horizon),
+        (Recipe { gamma: -0.01, ..b }, RecipeError::Gamma),
+        (
+            Recipe {
+                advantage: Advantage::LinearFeatureGae { lambda: 1.5 },
+                ..b
+            },
+            RecipeError::Lambda,
+        ),
+        (
+            Recipe {
+                action: ActionMap {
+                    scale: 0.0,
+                    clip: None,
+                },
+                ..b
+            },
+            RecipeError::ActionMap,
+        ),
+    ];
+    for (r, e) in cases {
+        check(
+            r.validate() == Err(e),
+            "a bad field was not reported as such",
+        )?;
+    }
+    Ok(())
+}
+
+fn recipe_memory_streams_or_buffers() -> Outcome {
+    let shape = PolicyShape {
+        distribution: Distribution::Gaussian,
+        obs_dim: 2,
+        hidden: [16, 0],
+        act_dim: 2,
+    };
+    let m = base_recipe().memory(&shape);
+    check(m.params_floats == 0, "zeta = 1 should need no params copy")?;
+    check(
+        m.total_floats() == Memory::lower_bound_floats(&shape, 100),
+        "streaming recipe above the lower bound",
+    )?;
+    let batch = Recipe {
+        advantage: Advantage::BatchMeanBaseline,
+        ..base_recipe()
+    }
+    .memory(&shape);
+    check(
+        batch.episode_floats == 20 * 100 * 5 + 20,
+        "batch buffer size",
+    )
+}
+
+fn rng_streams_match_host() -> Outcome {
+    let mut r = Rng::new(42);
+    let got = [r.next_u32(), r.next_u32(), r.next_u32(), r.next_u32()];
+    check(
+        got == [0x7b2c_febb, 0x49f6_6664, 0x0eed_8785, 0x085f_9941],
+        "Rng::new(42) differs from the host",
+    )?;
+    let mut r = Rng::stream(7, 3);
+    let got = [r.uniform(), r.uniform(), r.uniform()].map(f32::to_bits);
+    check(
+        got == [0x3e60_a31c, 0x3de5_ff38, 0x3f65_bc15],
+        "Rng::stream(7, 3).uniform() differs from the host",
+    )?;
+    check(
+        Rng::derive(5, &[1, 2]).next_u32() == 0x8baa_3e0e,
+        "Rng::derive(5, [1, 2]) differs from the host",
+    )
+}
+
+fn rng_normal_matches_host() -> Outcome {
+    let mut r = Rng::new(1);
+    let got = [r.normal(), r.normal(), r.normal(), r.normal()].map(f32::to_bits);
+    check(
+        got == [0x3fd4_cc31, 0x3f3b_ffb8, 0xbef8_6496, 0xbef9_d468],
+        "Rng::new(1).normal() differs from the host",
+    )
+}
+
+fn rng_categorical_matches_host() -> Outcome {
+    let mut r = Rng::new(9);
+    let want = [0, 2, 2, 2, 3, 2, 2, 2, 2, 3, 3, 2, 2, 3, 3, 2];
+    for w in want {
+        check(
+            r.categorical([0.2f32, 0.0, 0.5, 0.3]) == Some(w),
+            "Rng::new(9).categorical differs from the host",
+        )?;
+    }
+    Ok(())
+}
+
+fn libm_functions_match_host() -> Outcome {
+    let cases: [(f32, u32); 7] = [
+        (Real::exp(black_box(0.5f32)), 0x3fd3_094c),
+        (Real::exp(black_box(-10.3f32)), 0x380d_1141),
+        (Real::ln(black_box(3.0f32)), 0x3f8c_9f54),
+        (Real::ln(black_box(0.01f32)), 0xc093_5d8e),
+        (Real::tanh(black_box(0.7f32)), 0x3f1a_b7d8),
+        (Real::tanh(black_box(-2.5f32)), 0xbf7c_92c1),
+        (Real::sqrt(black_box(2.0f32)), 0x3fb5_04f3),
+    ];
+    for (got, want) in cases {
+        if got.to_bits() != want {
+            sgmrl_qemu::println!("  got {} want {:#010x}", Bits(got), want);
+            return Err("a libm result differs from the host");
+        }
+    }
+    Ok(())
+}
+
+fn dual_derivatives_match_host() -> Outcome {
+    let t = Real::tanh(Dual::new(black_box(0.7f32), 1.0));
+    check(
+        (t.re.to_bits(), t.eps.to_bits()) == (0x3f1a_b7d8, 0x3f22_7e4c),
+        "tanh on duals differs from the host",
+    )?;
+    let e = Real::exp(Dual::new(black_box(0.5f32), 2.0)) * Dual::new(3.0, 0.0);
+    check(
+        (e.re.to_bits(), e.eps.to_bits()) == (0x409e_46f9, 0x411e_46f9),
+        "exp on duals differs from the host",
+    )
+}
+
+fn policy_shape_counts_params() -> Outcome {
+    let paper = PolicyShape {
+        distribution: Distribution::Gaussian,
+        obs_dim: 2,
+        hidden: [100, 100],
+        act_dim: 2,
+    };
+    check(paper.n_params() == 10_604, "paper's Gaussian MLP is 10,604")?;
+    let lin = PolicyShape {
+        distribution: Distribution::Softmax,
+        obs_dim: 2,
+        hidden: [0, 0],
+        act_dim: 3,
+    };
+    check(lin.n_params() == 9, "softmax-linear 2x3 is 9")?;
+    check(
+        !PolicyShape {
+            hidden: [0, 4],
+            ..lin
+        }
+        .is_valid(),
+        "second hidden layer without a first accepted",
+    )
+}
+
+fn le_f32s_reads_unaligned_bytes() -> Outcome {
+    // Force an odd address: the view must not assume alignment (an unaligned word load
+    // would HardFault on the M0).
+    let mut bytes = [0u8; 13];
+    for (chunk, v) in bytes[1..].chunks_exact_mut(4).zip([1.5f32, -2.0, 0.25]) {
+        chunk.copy_from_slice(&v.to_le_bytes());
+    }
+    let bytes = black_box(bytes);
+    let Some(v) = LeF32s::new(&bytes[1..]) else {
+        return Err("12 bytes rejected");
+    };
+    let mut got = [0.0f32; 3];
+    for (g, x) in got.iter_mut().zip(ParamSource::<f32>::values(v)) {
+        *g = x;
+    }
+    check(got == [1.5, -2.0, 0.25], "wrong values")?;
+    check(v.get(2) == Some(0.25) && v.get(3).is_none(), "get")?;
+    check(LeF32s::new(&bytes[..3]).is_none(), "3 bytes accepted")
+}
+
+/// A `fmt::Write` into a fixed buffer, for checking formatted text.
+struct Buf {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl core::fmt::Write for Buf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn formats_as(x: f32, want: &str) -> bool {
+    let mut b = Buf {
+        bytes: [0; 32],
+        len: 0,
+    };
+    write!(b, "{}", Milli(x)).is_ok() && b.bytes.get(..b.len) == Some(want.as_bytes())
+}
+
+fn milli_prints_three_decimals() -> Outcome {
+    check(formats_as(black_box(1.5), "1.500"), "1.5")?;
+    check(
+        formats_as(black_box(-0.0004), "0.000"),
+        "-0.0004 rounds to 0",
+    )?;
+    check(formats_as(black_box(-2.0625), "-2.063"), "-2.0625")?;
+    check(formats_as(black_box(12345.678), "12345.678"), "12345.678")?;
+    check(formats_as(black_box(f32::NAN), "NaN"), "NaN")?;
+    check(formats_as(black_box(f32::NEG_INFINITY), "-inf"), "-inf")
+}
+
+fn fnv1a_matches_reference() -> Outcome {
+    check(fnv1a_f32([]) == 0x811c_9dc5, "empty input")?;
+    // Python: FNV-1a over struct.pack('<ff', 1.0, -2.5).
+    check(fnv1a_f32([1.0, -2.5]) == 0x787d_66f8, "[1.0, -2.5]")
+}
+
+#[inline(never)]
+fn deep_frame() -> u32 {
+    let buf = black_box([7u32; 512]);
+    buf.iter().fold(0, |a, &x| a.wrapping_add(x))
+}
+
+fn stack_peak_sees_a_deep_frame() -> Outcome {
+    let before = stack::peak_bytes().ok_or("stack window exhausted before the test")?;
+    check(black_box(deep_frame()) == 7 * 512, "deep_frame")?;
+    let after = stack::peak_bytes().ok_or("stack window exhausted")?;
+    check(
+        after >= before + 2048 && after < stack::size_bytes(),
+        "a 2 KB frame did not raise the painted peak by 2 KB",
+    )
+}
+
+fn deliberate_failure_on_request() -> Outcome {
+    check(
+        !args::has("--deliberate-fail"),
+        "failing on purpose (--deliberate-fail)",
+    )
+}
