@@ -29,8 +29,8 @@ pub mod gaussian;
 pub mod net;
 pub mod softmax;
 
-// pub use gaussian::GaussianMlp;
-// pub use softmax::{SoftmaxLinear, SoftmaxMlp};
+pub use gaussian::GaussianMlp;
+pub use softmax::{SoftmaxLinear, SoftmaxMlp};
 
 /// The action distribution a policy's head parameterises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,10 +108,11 @@ impl PolicyShape {
         }
     }
 
-    /// Length of the scratch buffer the runtime-shaped functions in [`net`] need.
+    /// Scalars of scratch [`net::accumulate_grad_log_prob`] needs ([`net::Scratch`]): an
+    /// activation and a delta vector per layer, `2·(hidden[0] + hidden[1] + act_dim)`.
+    /// Forward-only calls need half of it ([`net::Layers`]).
     pub const fn scratch_len(&self) -> usize {
         let [h1, h2] = self.hidden;
-        // Forward activations of each layer plus one backward delta per layer.
         2 * (h1 as usize + h2 as usize + self.act_dim as usize)
     }
 
@@ -154,13 +155,17 @@ pub enum PolicyError {
     ObsLength(LenMismatch),
     /// The action slice is not `action_width` long.
     ActionLength(LenMismatch),
-    /// A scratch buffer is shorter than [`PolicyShape::scratch_len`].
+    /// A scratch buffer is shorter than required (see [`net`] and
+    /// [`PolicyShape::scratch_len`]).
     ScratchLength(LenMismatch),
+    /// The shape is not [`PolicyShape::is_valid`] (runtime-shaped calls in [`net`]).
+    InvalidShape,
     /// A discrete action is not an integer in `0..act_dim`.
     ActionOutOfRange,
-    /// An observation, action or weight is NaN or infinite.
+    /// An observation, action or gradient weight is NaN or infinite.
     NonFiniteInput,
-    /// The computed log-probability or gradient is NaN or infinite.
+    /// A computed value (pre-activation, log-probability, sample or gradient increment) is
+    /// NaN or infinite: from a non-finite parameter or from overflow.
     NonFiniteOutput,
 }
 
@@ -182,8 +187,11 @@ impl core::fmt::Display for PolicyError {
             Self::ScratchLength(LenMismatch { expected, got }) => {
                 write!(f, "scratch buffer must hold {expected} scalars, got {got}")
             }
+            Self::InvalidShape => f.write_str("invalid policy shape"),
             Self::ActionOutOfRange => f.write_str("discrete action index out of range"),
-            Self::NonFiniteInput => f.write_str("non-finite observation, action or weight"),
+            Self::NonFiniteInput => {
+                f.write_str("non-finite observation, action or gradient weight")
+            }
             Self::NonFiniteOutput => f.write_str("policy produced a non-finite value"),
         }
     }
@@ -206,7 +214,7 @@ pub trait ParamSource<T: Real>: Copy {
     fn values(self) -> impl Iterator<Item = T>;
 }
 
-impl<'a, T: Real> ParamSource<T> for &'a [T] {
+impl<T: Real> ParamSource<T> for &[T] {
     #[inline]
     fn len(self) -> usize {
         <[T]>::len(self)
@@ -230,7 +238,7 @@ pub struct LeF32s<'a> {
 impl<'a> LeF32s<'a> {
     /// The view, or `None` unless `bytes.len()` is a multiple of 4.
     pub const fn new(bytes: &'a [u8]) -> Option<Self> {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             Some(Self { bytes })
         } else {
             None
@@ -373,6 +381,7 @@ pub trait Policy {
     /// Adds `weight · ∇²_θ log π(action | obs; θ) · direction` to `out`, exactly, by
     /// running the gradient on dual numbers. `scratch` must hold `P` duals; it is
     /// overwritten. Host-side reference for the batched Hessian-vector kernels.
+    #[allow(clippy::too_many_arguments)] // each argument is one term of the formula
     fn accumulate_hvp_log_prob<T: Real>(
         &self,
         params: &[T],
