@@ -11,6 +11,8 @@
 #   3. check the failure paths: `selftest --deliberate-fail` must exit 1, `--deliberate-panic`
 #      101 and `--deliberate-fault` 102, and `--deliberate-hang` must be ended by run.sh's
 #      timeout with 124 (microbit only; a harness that cannot fail proves nothing).
+#   0. (first) recompute the parity cases on the host (`pins/`) and fail if `src/pins.rs`
+#      is stale, i.e. the core's numerics changed on the host since the pins were made.
 # Logs go to target/run-all/<machine>-<binary>.log.
 set -uo pipefail
 
@@ -48,6 +50,19 @@ fail() {
     echo "FAIL: $*"
     failures+=("$*")
 }
+
+echo "== host parity pins (pins/ → src/pins.rs)"
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" >"$logs/pins.rs" 2>"$logs/pins.err"; then
+    if diff -u src/pins.rs "$logs/pins.rs" >"$logs/pins.diff"; then
+        echo "ok   src/pins.rs matches the host"
+        passed=$((passed + 1))
+    else
+        fail "src/pins.rs is stale: the host computes other values (diff: boards/qemu/$logs/pins.diff); if intended, regenerate as pins/src/main.rs says"
+    fi
+else
+    fail "pins/ failed on the host (boards/qemu/$logs/pins.err)"
+    tail -20 "$logs/pins.err"
+fi
 
 targs=()
 for t in "${TARGETS[@]}"; do targs+=(--target "$t"); done

@@ -48,15 +48,4 @@ impl fmt::Display for Bits {
     }
 }
 
-/// FNV-1a (32-bit) over the little-endian bytes of `values`: a cheap, table-free checksum
-/// of a parameter vector that a host script reproduces in one line.
-pub fn fnv1a_f32(values: impl IntoIterator<Item = f32>) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for v in values {
-        for b in v.to_le_bytes() {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    }
-    h
-}
+pub use crate::parity::fnv1a_f32;

@@ -38,7 +38,7 @@ pub fn size_bytes() -> usize {
 }
 
 /// Fills the unused stack (below the current stack pointer, less a guard) with the pattern.
-/// Call once, early in `main`.
+/// Call early in `main`; calling it again resets the high-water mark to the current depth.
 #[inline(never)]
 pub fn paint() {
     let sp = cortex_m::register::msp::read() as usize;

@@ -17,11 +17,13 @@ use core::hint::black_box;
 use cortex_m_rt::entry;
 use sgmrl::dual::Dual;
 use sgmrl::math::Real;
-use sgmrl::policy::{Distribution, LeF32s, ParamSource, PolicyShape};
+use sgmrl::policy::{Distribution, LeF32s, ParamSource, Policy, PolicyShape};
 use sgmrl::recipe::{ActionMap, Advantage, LossScale, Memory, Recipe, RecipeError};
 use sgmrl::rng::Rng;
 use sgmrl_qemu::harness::{self, Outcome, Test, check};
 use sgmrl_qemu::num::{Bits, Milli, fnv1a_f32};
+use sgmrl_qemu::parity::{PolicyCase, policies, policy_case};
+use sgmrl_qemu::pins;
 use sgmrl_qemu::{args, code, exit, icount, stack};
 
 const TESTS: &[Test] = &[
@@ -60,6 +62,22 @@ const TESTS: &[Test] = &[
     Test {
         name: "policy_shape_counts_params",
         run: policy_shape_counts_params,
+    },
+    Test {
+        name: "softmax_linear_matches_host",
+        run: softmax_linear_matches_host,
+    },
+    Test {
+        name: "softmax_mlp_matches_host",
+        run: softmax_mlp_matches_host,
+    },
+    Test {
+        name: "gaussian_mlp_1_matches_host",
+        run: gaussian_mlp_1_matches_host,
+    },
+    Test {
+        name: "gaussian_mlp_2_matches_host",
+        run: gaussian_mlp_2_matches_host,
     },
     Test {
         name: "le_f32s_reads_unaligned_bytes",
@@ -328,6 +346,41 @@ fn policy_shape_counts_params() -> Outcome {
     )
 }
 
+/// Samples, log-probabilities and the summed gradient of `P` equal the host's bits, with the
+/// parameters read from RAM and from unaligned little-endian bytes.
+fn policy_matches<P: Policy + Default>(seed: u64, pinned: &PolicyCase) -> Outcome {
+    for from_bytes in [false, true] {
+        let got = policy_case(&P::default(), seed, from_bytes).map_err(|_| "policy error")?;
+        if got != *pinned {
+            sgmrl_qemu::println!(
+                "\n  from_bytes={} actions[0]={:#010x} log_probs[0]={:#010x} grad_fnv={:#010x}",
+                from_bytes,
+                got.actions[0],
+                got.log_probs[0],
+                got.grad_fnv
+            );
+            return Err("policy results differ from the host's (src/pins.rs)");
+        }
+    }
+    Ok(())
+}
+
+fn softmax_linear_matches_host() -> Outcome {
+    policy_matches::<policies::SoftLin>(11, &pins::SOFT_LIN)
+}
+
+fn softmax_mlp_matches_host() -> Outcome {
+    policy_matches::<policies::SoftMlp>(12, &pins::SOFT_MLP)
+}
+
+fn gaussian_mlp_1_matches_host() -> Outcome {
+    policy_matches::<policies::Gauss1>(13, &pins::GAUSS1)
+}
+
+fn gaussian_mlp_2_matches_host() -> Outcome {
+    policy_matches::<policies::Gauss2>(14, &pins::GAUSS2)
+}
+
 fn le_f32s_reads_unaligned_bytes() -> Outcome {
     // Force an odd address: the view must not assume alignment (an unaligned word load
     // would HardFault on the M0).
@@ -397,6 +450,8 @@ fn deep_frame() -> u32 {
 }
 
 fn stack_peak_sees_a_deep_frame() -> Outcome {
+    // Earlier tests went deeper than 2 KB: re-paint below this frame to reset the mark.
+    stack::paint();
     let before = stack::peak_bytes().ok_or("stack window exhausted before the test")?;
     check(black_box(deep_frame()) == 7 * 512, "deep_frame")?;
     let after = stack::peak_bytes().ok_or("stack window exhausted")?;
