@@ -25,7 +25,9 @@ pub enum Advantage {
     BatchMeanBaseline,
     /// GAE(λ) (discounted with γ) on a linear feature baseline refitted to the batch's
     /// discounted returns (features `obs, obs², t/H', (t/H')², (t/H')³, 1` with `H' = 100`
-    /// as in the paper's code; ridge with retries). Needs the whole batch in RAM.
+    /// and `obs` clipped to ±10, as in the paper's code; ridge with retries). Discounts
+    /// relative to each step (`γ^{t'−t}`), unlike the other rules: see
+    /// [`crate::estimator`]. Needs the whole batch in RAM.
     LinearFeatureGae {
         /// GAE's λ in `[0, 1]`.
         lambda: f32,
@@ -162,18 +164,18 @@ impl Recipe {
         if !unit(self.gamma) {
             return Err(RecipeError::Gamma);
         }
-        if let Advantage::LinearFeatureGae { lambda } = self.advantage {
-            if !unit(lambda) {
-                return Err(RecipeError::Lambda);
-            }
+        if let Advantage::LinearFeatureGae { lambda } = self.advantage
+            && !unit(lambda)
+        {
+            return Err(RecipeError::Lambda);
         }
         if !finite_pos(self.action.scale) {
             return Err(RecipeError::ActionMap);
         }
-        if let Some(c) = self.action.clip {
-            if !finite_pos(c) {
-                return Err(RecipeError::ActionMap);
-            }
+        if let Some(c) = self.action.clip
+            && !finite_pos(c)
+        {
+            return Err(RecipeError::ActionMap);
         }
         Ok(())
     }
@@ -215,11 +217,9 @@ impl Recipe {
         if self.needs_batch() {
             episode_floats += self.episodes as usize;
         }
-        if let Advantage::LinearFeatureGae { .. } = self.advantage {
-            let f = linear_feature_count(obs);
-            // Normal equations (f×f + f) plus the solution (f).
-            episode_floats += f * f + 2 * f;
-        }
+        // The rule's own statistics (per-step sums, or the baseline's normal equations);
+        // weights overwrite the rewards in place, so no per-step weight buffer.
+        episode_floats += crate::estimator::advantage_scratch_len(self.advantage, h, obs);
         Memory {
             // ζ = 1 forms θ₁ = θ₀ + c·g inside the accumulator (θ₀ is read from flash).
             params_floats: if self.steps > 1 { p } else { 0 },
@@ -381,7 +381,15 @@ mod tests {
             ..base()
         }
         .memory(&shape);
-        assert_eq!(batch.episode_floats, 20 * 100 * 5 + 20);
+        // Batch, episode lengths, and one running sum per step for the batch mean.
+        assert_eq!(batch.episode_floats, 20 * 100 * 5 + 20 + 100);
+        let gae = Recipe {
+            advantage: Advantage::LinearFeatureGae { lambda: 0.97 },
+            ..base()
+        }
+        .memory(&shape);
+        // f = 2·2 + 4 = 8 features: f×f factor/Gram block + diagonal + rhs + coefficients.
+        assert_eq!(gae.episode_floats, 20 * 100 * 5 + 20 + 8 * 8 + 3 * 8);
     }
 
     #[test]
