@@ -11,8 +11,9 @@
 #   3. check the failure paths: `selftest --deliberate-fail` must exit 1, `--deliberate-panic`
 #      101 and `--deliberate-fault` 102, and `--deliberate-hang` must be ended by run.sh's
 #      timeout with 124 (microbit only; a harness that cannot fail proves nothing).
-#   0. (first) recompute the parity cases on the host (`pins/`) and fail if `src/pins.rs`
-#      is stale, i.e. the core's numerics changed on the host since the pins were made.
+#   0. (first) recompute the parity cases and the test bundle on the host (`pins/`) and fail
+#      if `src/pins.rs` or `bundles/test.sgmrl` is stale, i.e. the core's numerics or bundle
+#      format changed on the host since they were made.
 # Logs go to target/run-all/<machine>-<binary>.log.
 set -uo pipefail
 
@@ -62,6 +63,13 @@ if cargo run -q --manifest-path pins/Cargo.toml --target "$host" >"$logs/pins.rs
 else
     fail "pins/ failed on the host (boards/qemu/$logs/pins.err)"
     tail -20 "$logs/pins.err"
+fi
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle "$logs/test.sgmrl" 2>"$logs/pins.err" &&
+    cmp -s bundles/test.sgmrl "$logs/test.sgmrl"; then
+    echo "ok   bundles/test.sgmrl matches the host's encoding"
+    passed=$((passed + 1))
+else
+    fail "bundles/test.sgmrl is stale or pins/ failed; regenerate as pins/src/main.rs says"
 fi
 
 targs=()

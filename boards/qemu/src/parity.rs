@@ -125,3 +125,62 @@ pub mod policies {
     /// Gaussian MLP 2 → 16 → 16 → 2.
     pub type Gauss2 = GaussianMlp<2, 16, 16, 2>;
 }
+
+/// The policy of the committed test bundle `bundles/test.sgmrl`.
+pub type TestBundlePolicy = policies::Gauss1;
+
+/// Parameter count of [`TestBundlePolicy`].
+pub const TEST_BUNDLE_PARAMS: usize = <TestBundlePolicy as Policy>::N_PARAMS;
+
+/// Fills the parameters of the test bundle: weights and biases `0.3·N(0,1)` from
+/// `Rng::new(2024)`, log standard deviations `ln 4` (σ = 4 raw units, 0.04 after the
+/// paper's 0.01 action scaling). Not meta-trained: a fixed, reproducible starting point.
+pub fn test_bundle_params(out: &mut [f32; TEST_BUNDLE_PARAMS]) {
+    let act = <TestBundlePolicy as Policy>::SHAPE.act_dim as usize;
+    let mut rng = Rng::new(2024);
+    let (weights, log_std) = out.split_at_mut(TEST_BUNDLE_PARAMS - act);
+    for w in weights.iter_mut() {
+        *w = 0.3 * rng.normal();
+    }
+    log_std.fill(core::f32::consts::LN_2 * 2.0);
+}
+
+/// Everything `bundles/test.sgmrl` holds besides its parameters: the paper's nav2d task
+/// and action map, ζ = 2 steps of N = 10 episodes of H = 100 steps, reward-to-go.
+pub fn test_bundle_spec(params: &[f32]) -> sgmrl::bundle::BundleSpec<'_> {
+    use sgmrl::recipe::{Advantage, LossScale, Recipe};
+    use sgmrl::sim::nav2d::Nav2d;
+    sgmrl::bundle::BundleSpec {
+        shape: <TestBundlePolicy as Policy>::SHAPE,
+        recipe: Recipe {
+            alpha: 0.1,
+            steps: 2,
+            episodes: 10,
+            horizon: Nav2d::PAPER_HORIZON,
+            gamma: 0.99,
+            advantage: Advantage::RewardToGo,
+            normalize: false,
+            loss: LossScale::PerEpisode,
+            action: Nav2d::PAPER_ACTION_MAP,
+        },
+        task: sgmrl::bundle::TaskId::NAV2D,
+        trainer: sgmrl::bundle::Trainer::Unknown,
+        seed: 2024,
+        meta_iterations: 0,
+        baseline: None,
+        params,
+    }
+}
+
+/// Encoded length of the test bundle in bytes.
+pub const TEST_BUNDLE_LEN: usize =
+    sgmrl::bundle::encoded_len(&<TestBundlePolicy as Policy>::SHAPE, 0);
+
+/// Encodes the test bundle into `out`.
+pub fn encode_test_bundle(
+    out: &mut [u8; TEST_BUNDLE_LEN],
+) -> Result<(), sgmrl::bundle::BundleError> {
+    let mut params = [0.0f32; TEST_BUNDLE_PARAMS];
+    test_bundle_params(&mut params);
+    test_bundle_spec(&params).encode_into(out).map(|_| ())
+}

@@ -34,3 +34,6 @@ pub const GAUSS2: PolicyCase = PolicyCase {
     grad_fnv: 0xede75514,
     grad_first: 0xbe6dc14f,
 };
+
+/// CRC-32 of `bundles/test.sgmrl` as the host encodes it.
+pub const TEST_BUNDLE_CRC: u32 = 0x2e10c7de;

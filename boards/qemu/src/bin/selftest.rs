@@ -15,6 +15,7 @@ use core::fmt::Write as _;
 use core::hint::black_box;
 
 use cortex_m_rt::entry;
+use sgmrl::bundle::{self, Bundle, BundleError, Section, TaskId};
 use sgmrl::dual::Dual;
 use sgmrl::math::Real;
 use sgmrl::policy::{Distribution, LeF32s, ParamSource, Policy, PolicyShape};
@@ -22,7 +23,9 @@ use sgmrl::recipe::{ActionMap, Advantage, LossScale, Memory, Recipe, RecipeError
 use sgmrl::rng::Rng;
 use sgmrl_qemu::harness::{self, Outcome, Test, check};
 use sgmrl_qemu::num::{Bits, Milli, fnv1a_f32};
-use sgmrl_qemu::parity::{PolicyCase, policies, policy_case};
+use sgmrl_qemu::parity::{
+    self, PolicyCase, TEST_BUNDLE_LEN, TEST_BUNDLE_PARAMS, policies, policy_case,
+};
 use sgmrl_qemu::pins;
 use sgmrl_qemu::{args, code, exit, icount, stack};
 
@@ -78,6 +81,14 @@ const TESTS: &[Test] = &[
     Test {
         name: "gaussian_mlp_2_matches_host",
         run: gaussian_mlp_2_matches_host,
+    },
+    Test {
+        name: "test_bundle_parses_and_matches_host",
+        run: test_bundle_parses_and_matches_host,
+    },
+    Test {
+        name: "bundle_rejects_every_malformation",
+        run: bundle_rejects_every_malformation,
     },
     Test {
         name: "le_f32s_reads_unaligned_bytes",
@@ -243,8 +254,9 @@ fn recipe_memory_streams_or_buffers() -> Outcome {
         ..base_recipe()
     }
     .memory(&shape);
+    // The whole batch, each episode's length, and one running sum per step for the mean.
     check(
-        batch.episode_floats == 20 * 100 * 5 + 20,
+        batch.episode_floats == 20 * 100 * 5 + 20 + 100,
         "batch buffer size",
     )
 }
@@ -379,6 +391,192 @@ fn gaussian_mlp_1_matches_host() -> Outcome {
 
 fn gaussian_mlp_2_matches_host() -> Outcome {
     policy_matches::<policies::Gauss2>(14, &pins::GAUSS2)
+}
+
+/// The committed test bundle, whatever `SGMRL_BUNDLE` says.
+static TEST_BUNDLE: &[u8; TEST_BUNDLE_LEN] = include_bytes!("../../bundles/test.sgmrl");
+
+fn test_bundle_parses_and_matches_host() -> Outcome {
+    let b = Bundle::parse(TEST_BUNDLE).map_err(|_| "the committed test bundle does not parse")?;
+    check(
+        b.checksum() == pins::TEST_BUNDLE_CRC,
+        "test bundle CRC differs from the host's",
+    )?;
+    check(
+        b.check_policy::<policies::Gauss1>().is_ok(),
+        "test bundle is not for GaussianMlp<2, 16, 0, 2>",
+    )?;
+    check(
+        matches!(
+            b.check_policy::<policies::Gauss2>(),
+            Err(BundleError::PolicyMismatch { .. })
+        ),
+        "a policy of another shape was accepted",
+    )?;
+    check(b.task() == TaskId::NAV2D, "task")?;
+    check(b.baseline().is_none(), "baseline present")?;
+    let mut params = [0.0f32; TEST_BUNDLE_PARAMS];
+    parity::test_bundle_params(&mut params);
+    check(
+        b.recipe() == parity::test_bundle_spec(&params).recipe,
+        "recipe differs from the spec",
+    )?;
+    check(
+        b.params().iter().eq(params.iter().copied()),
+        "parameters differ from the spec",
+    )?;
+    // The writer on the device produces the host's bytes.
+    let mut again = [0u8; TEST_BUNDLE_LEN];
+    parity::encode_test_bundle(&mut again).map_err(|_| "encoding on the device failed")?;
+    check(
+        again == *TEST_BUNDLE,
+        "device encoding differs from the file",
+    )
+}
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Rewrites the trailing CRC so that a mutation reaches the checks after the checksum.
+fn reseal(b: &mut [u8; TEST_BUNDLE_LEN]) {
+    let (body, crc) = b.split_at_mut(TEST_BUNDLE_LEN - 4);
+    crc.copy_from_slice(&CRC32.checksum(body).to_le_bytes());
+}
+
+fn put(b: &mut [u8; TEST_BUNDLE_LEN], at: usize, bytes: &[u8]) {
+    b[at..at + bytes.len()].copy_from_slice(bytes);
+    reseal(b);
+}
+
+fn bundle_rejects_every_malformation() -> Outcome {
+    const L: usize = TEST_BUNDLE_LEN;
+    let good = *TEST_BUNDLE;
+    let shape = <policies::Gauss1 as Policy>::SHAPE;
+    let p = shape.n_params();
+    let mut longer = [0u8; L + 1];
+    longer[..L].copy_from_slice(&good);
+    check(
+        Bundle::parse(&good[..L - 1])
+            == Err(BundleError::Truncated {
+                needed: L,
+                got: L - 1,
+            }),
+        "Truncated (payload)",
+    )?;
+    check(
+        Bundle::parse(&good[..10])
+            == Err(BundleError::Truncated {
+                needed: bundle::MIN_LEN,
+                got: 10,
+            }),
+        "Truncated (header)",
+    )?;
+    check(
+        Bundle::parse(&longer)
+            == Err(BundleError::TrailingBytes {
+                expected: L,
+                found: L + 1,
+            }),
+        "TrailingBytes",
+    )?;
+    check(bundle::declared_len(&good) == Ok(L), "declared_len")?;
+
+    let mut corrupt = good;
+    corrupt[100] ^= 0x01;
+    check(
+        matches!(Bundle::parse(&corrupt), Err(BundleError::Checksum { expected, computed })
+            if expected == pins::TEST_BUNDLE_CRC && computed != expected),
+        "Checksum",
+    )?;
+
+    let mut nan_params = [0u8; 4];
+    nan_params.copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut small_hidden = shape;
+    small_hidden.hidden = [15, 0];
+    let no_outputs = PolicyShape {
+        act_dim: 0,
+        ..shape
+    };
+    // (offset, new bytes, expected error); every case but the first three is resealed.
+    let cases: [(usize, &[u8], BundleError); 15] = [
+        (0, b"X", BundleError::BadMagic { found: *b"XGML" }),
+        (4, &[2], BundleError::UnsupportedVersion { found: 2 }),
+        (
+            6,
+            &[77],
+            BundleError::HeaderLength {
+                expected: 76,
+                found: 77,
+            },
+        ),
+        (
+            9,
+            &[0x80],
+            BundleError::Reserved {
+                offset: 9,
+                bits: 0x80,
+            },
+        ),
+        (
+            37,
+            &[0x04],
+            BundleError::Reserved {
+                offset: 37,
+                bits: 0x04,
+            },
+        ),
+        (8, &[2], BundleError::UnknownDistribution(2)),
+        (36, &[4], BundleError::UnknownAdvantage(4)),
+        (54, &[6], BundleError::UnknownTrainer(6)),
+        (16, &[0, 0], BundleError::BadShape(no_outputs)),
+        (
+            40,
+            &[0x00, 0x00, 0x80, 0x3f],
+            BundleError::UnexpectedLambda { bits: 0x3f80_0000 },
+        ),
+        (
+            20,
+            &[0x00, 0x00, 0x80, 0xbf],
+            BundleError::Recipe(RecipeError::Alpha),
+        ),
+        (24, &[0, 0], BundleError::Recipe(RecipeError::Steps)),
+        (
+            12,
+            &[15, 0],
+            BundleError::ParamCount {
+                expected: small_hidden.n_params() as u64,
+                found: p as u32,
+            },
+        ),
+        (
+            36,
+            &[1],
+            BundleError::BaselineLength {
+                expected: 100,
+                found: 0,
+            },
+        ),
+        (
+            bundle::HEADER_LEN + 4 * 5,
+            &nan_params,
+            BundleError::NonFinite {
+                section: Section::Params,
+                index: 5,
+            },
+        ),
+    ];
+    for (i, (at, bytes, want)) in cases.into_iter().enumerate() {
+        let mut b = good;
+        put(&mut b, at, bytes);
+        if Bundle::parse(&b) != Err(want) {
+            sgmrl_qemu::println!(
+                "\n  malformation case {} (offset {}) not reported as expected",
+                i,
+                at
+            );
+            return Err("a malformed bundle was accepted or misreported");
+        }
+    }
+    Ok(())
 }
 
 fn le_f32s_reads_unaligned_bytes() -> Outcome {
