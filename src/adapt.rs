@@ -1,1 +1,1112 @@
-//! (being written)
+//! The adapter: ζ stochastic policy-gradient steps on the device, exactly as the recipe says.
+//!
+//! [`Adapter`] starts from the meta-parameters (read in place, e.g. from a bundle in flash;
+//! never written) and turns the episodes it experiences into ζ gradient-ascent steps
+//! `θ_k = θ_{k−1} + c·Σ_τ Σ_h A_h ∇log π(a_h|s_h; θ_{k−1})`, with `c = recipe.step_scale()`
+//! and the recipe's advantage rule. After the last step it keeps acting with the adapted
+//! policy. It can be driven two ways:
+//! - **tick by tick**, from a robot's control loop or an async task: [`Adapter::act`] with an
+//!   observation, [`Adapter::reward`] with what the step earned, [`Adapter::end_episode`]
+//!   when the episode ends (goal reached, fell over, or the horizon was hit);
+//! - **blocking**, [`Adapter::run`] on an [`Env`], which does exactly those calls.
+//!
+//! # Memory
+//! Everything lives in one caller-provided `&mut [f32]` of `recipe.memory(&P::SHAPE)
+//! .total_floats()` scalars: the gradient accumulator (`P`), the adapted parameters (`P`,
+//! only when ζ > 1: with ζ = 1 they are formed inside the accumulator), and the episode
+//! buffer (one episode for streaming advantage rules, the whole batch otherwise).
+//!
+//! # Failures never corrupt the policy
+//! Bad observations or rewards (NaN, ±∞) are refused with an error and the episode in
+//! progress is dropped; a step whose result would be non-finite is not applied (the
+//! parameters stay where they were, the step's batch is discarded and collected again);
+//! the meta-parameters are never written. [`Adapter::reset`] returns to the meta-policy.
+
+use crate::env::Env;
+use crate::estimator::{self, Advantages, Episode, EstimatorError};
+use crate::policy::{ParamSource, Policy, PolicyError};
+use crate::recipe::{Advantage, Memory, Recipe, RecipeError};
+use crate::rng::Rng;
+
+/// Largest observation or action length the adapter handles (stack buffers).
+pub const MAX_IO: usize = 32;
+
+/// Why the adapter refused a call or a step. Parameters are unchanged whenever this is
+/// returned.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AdaptError<E = core::convert::Infallible> {
+    /// The recipe is out of range.
+    Recipe(RecipeError),
+    /// The memory buffer is too small: `needed` scalars.
+    Memory {
+        /// Scalars required (`Memory::total_floats`).
+        needed: usize,
+        /// Scalars given.
+        got: usize,
+    },
+    /// The meta-parameters or baseline table do not fit the policy and recipe.
+    Shape,
+    /// Observation or action longer than [`MAX_IO`].
+    TooWide,
+    /// An observation holds NaN or ±∞; the episode in progress was dropped.
+    NonFiniteObservation,
+    /// A reward is NaN or ±∞; the episode in progress was dropped.
+    NonFiniteReward,
+    /// `act` was called `H` times without `end_episode`.
+    HorizonReached,
+    /// `reward` was called without a preceding `act`, or twice.
+    RewardWithoutAction,
+    /// `act` was called again before the previous action's `reward`.
+    MissingReward,
+    /// `end_episode` on an episode with no steps.
+    EmptyEpisode,
+    /// The step's result would be non-finite (e.g. α too large for this batch): the step
+    /// was not applied and its batch was discarded.
+    NonFiniteStep,
+    /// The policy rejected an input or produced a non-finite value; the step's batch was
+    /// discarded.
+    Policy(PolicyError),
+    /// The estimator rejected the batch; the step's batch was discarded.
+    Estimator(EstimatorError),
+    /// The environment failed (sensor or actuator error); the episode was dropped.
+    Env(E),
+}
+
+impl<E: core::fmt::Debug> core::fmt::Display for AdaptError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Recipe(e) => write!(f, "invalid recipe: {e}"),
+            Self::Memory { needed, got } => {
+                write!(f, "adapter memory must hold {needed} f32, got {got}")
+            }
+            Self::Shape => f.write_str("parameters or baseline do not fit the policy and recipe"),
+            Self::TooWide => f.write_str("observation or action longer than adapt::MAX_IO"),
+            Self::NonFiniteObservation => f.write_str("non-finite observation; episode dropped"),
+            Self::NonFiniteReward => f.write_str("non-finite reward; episode dropped"),
+            Self::HorizonReached => f.write_str("horizon reached; call end_episode"),
+            Self::RewardWithoutAction => f.write_str("reward without a preceding act"),
+            Self::MissingReward => f.write_str("act called before the previous reward"),
+            Self::EmptyEpisode => f.write_str("episode has no steps"),
+            Self::NonFiniteStep => {
+                f.write_str("adaptation step would be non-finite; not applied, batch discarded")
+            }
+            Self::Policy(e) => write!(f, "policy: {e}; batch discarded"),
+            Self::Estimator(e) => write!(f, "estimator: {e}; batch discarded"),
+            Self::Env(e) => write!(f, "environment: {e:?}; episode dropped"),
+        }
+    }
+}
+
+impl<E> From<PolicyError> for AdaptError<E> {
+    fn from(e: PolicyError) -> Self {
+        Self::Policy(e)
+    }
+}
+
+impl<E> From<EstimatorError> for AdaptError<E> {
+    fn from(e: EstimatorError) -> Self {
+        Self::Estimator(e)
+    }
+}
+
+impl AdaptError {
+    /// The same error, for an adapter driven by an environment with error type `E`.
+    pub fn with_env<E>(self) -> AdaptError<E> {
+        match self {
+            Self::Recipe(e) => AdaptError::Recipe(e),
+            Self::Memory { needed, got } => AdaptError::Memory { needed, got },
+            Self::Shape => AdaptError::Shape,
+            Self::TooWide => AdaptError::TooWide,
+            Self::NonFiniteObservation => AdaptError::NonFiniteObservation,
+            Self::NonFiniteReward => AdaptError::NonFiniteReward,
+            Self::HorizonReached => AdaptError::HorizonReached,
+            Self::RewardWithoutAction => AdaptError::RewardWithoutAction,
+            Self::MissingReward => AdaptError::MissingReward,
+            Self::EmptyEpisode => AdaptError::EmptyEpisode,
+            Self::NonFiniteStep => AdaptError::NonFiniteStep,
+            Self::Policy(e) => AdaptError::Policy(e),
+            Self::Estimator(e) => AdaptError::Estimator(e),
+            Self::Env(never) => match never {},
+        }
+    }
+}
+
+/// What [`Adapter::end_episode`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Progress {
+    /// The episode was recorded for step `step` (0-based); more episodes are needed.
+    Recorded {
+        /// Adaptation step the episode belongs to.
+        step: u16,
+        /// Episodes of that step recorded so far.
+        episodes: u16,
+    },
+    /// Step `step` (1-based) was applied. `mean_return` is the mean undiscounted return of
+    /// its batch, i.e. of the policy *before* the step.
+    Stepped {
+        /// Number of steps applied so far.
+        step: u16,
+        /// Mean undiscounted return of the batch the step used.
+        mean_return: f32,
+    },
+    /// All ζ steps are done; the episode was played by the adapted policy and not recorded.
+    Adapted {
+        /// Its undiscounted return.
+        episode_return: f32,
+    },
+}
+
+/// Where the current policy's parameters are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Current {
+    /// The meta-parameters (before the first step).
+    Meta,
+    /// The accumulator holds them (ζ = 1 after the step).
+    InGrad,
+    /// The adapted-parameter buffer holds them (ζ > 1 after a step).
+    InParams,
+}
+
+/// Per-call tick state of the episode in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tick {
+    /// Expecting `act`.
+    Act,
+    /// Expecting `reward` for the action at time `t`.
+    Reward,
+}
+
+/// Summary of a blocking [`Adapter::run`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// Mean undiscounted return of each step's batch (entry k: policy after k steps).
+    pub step_returns: heapless::Vec<f32, { crate::recipe::MAX_STEPS as usize }>,
+    /// Environment steps taken.
+    pub env_steps: u32,
+}
+
+/// Adapts a policy `P` whose meta-parameters are read from `M` (flash bytes or RAM).
+pub struct Adapter<'m, P: Policy, M: ParamSource<f32>> {
+    policy: P,
+    meta: M,
+    baseline: Option<M>,
+    recipe: Recipe,
+    seed: u64,
+    /// Adapted parameters (`P`, or empty when ζ = 1).
+    params: &'m mut [f32],
+    /// Gradient accumulator (`P`); holds θ₁ when ζ = 1 after the step.
+    grad: &'m mut [f32],
+    /// Episode storage: `episodes_held` slots of `H·(obs + action + 1)`, then lengths.
+    episodes: &'m mut [f32],
+    current: Current,
+    /// Steps applied.
+    step: u16,
+    /// Episodes recorded in the current step.
+    episode: u16,
+    /// Time index within the episode in progress.
+    t: u16,
+    tick: Tick,
+    episode_return: f32,
+    batch_return: f32,
+    rng: Rng,
+    /// Episodes played after adaptation (names their random streams).
+    deployed_episodes: u64,
+    /// The last action as the environment receives it.
+    action_out: [f32; MAX_IO],
+}
+
+impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
+    /// An adapter for `policy` starting at `meta`, following `recipe`, using `memory` (at
+    /// least `recipe.memory(&P::SHAPE).total_floats()` scalars). `baseline` is the
+    /// per-time-step table, required exactly when the recipe's rule is
+    /// [`Advantage::TimeBaseline`]. `seed` names the random streams.
+    pub fn new(
+        policy: P,
+        meta: M,
+        baseline: Option<M>,
+        recipe: Recipe,
+        memory: &'m mut [f32],
+        seed: u64,
+    ) -> Result<Self, AdaptError> {
+        recipe.validate().map_err(AdaptError::Recipe)?;
+        let shape = P::SHAPE;
+        if meta.len() != P::N_PARAMS {
+            return Err(AdaptError::Shape);
+        }
+        let wants_table = matches!(recipe.advantage, Advantage::TimeBaseline);
+        match baseline {
+            Some(b) if wants_table && b.len() == usize::from(recipe.horizon) => {}
+            None if !wants_table => {}
+            _ => return Err(AdaptError::Shape),
+        }
+        if P::OBS_DIM > MAX_IO || P::ACTION_WIDTH > MAX_IO {
+            return Err(AdaptError::TooWide);
+        }
+        let need = recipe.memory(&shape);
+        let got = memory.len();
+        let err = AdaptError::Memory {
+            needed: need.total_floats(),
+            got,
+        };
+        let (params, rest) = memory.split_at_mut_checked(need.params_floats).ok_or(err)?;
+        let (grad, rest) = rest.split_at_mut_checked(need.grad_floats).ok_or(err)?;
+        let episodes = rest.get_mut(..need.episode_floats).ok_or(err)?;
+        let mut adapter = Self {
+            policy,
+            meta,
+            baseline,
+            recipe,
+            seed,
+            params,
+            grad,
+            episodes,
+            current: Current::Meta,
+            step: 0,
+            episode: 0,
+            t: 0,
+            tick: Tick::Act,
+            episode_return: 0.0,
+            batch_return: 0.0,
+            rng: Rng::derive(seed, &[0, 0]),
+            deployed_episodes: 0,
+            action_out: [0.0; MAX_IO],
+        };
+        adapter.reset();
+        Ok(adapter)
+    }
+
+    /// Back to the meta-policy: forgets every step and episode.
+    pub fn reset(&mut self) {
+        self.current = Current::Meta;
+        self.step = 0;
+        self.deployed_episodes = 0;
+        self.discard_batch();
+    }
+
+    /// The recipe being followed.
+    pub fn recipe(&self) -> &Recipe {
+        &self.recipe
+    }
+
+    /// Steps applied so far (0..=ζ).
+    pub fn steps_done(&self) -> u16 {
+        self.step
+    }
+
+    /// True once all ζ steps are applied.
+    pub fn is_adapted(&self) -> bool {
+        self.step >= self.recipe.steps
+    }
+
+    /// Memory this adapter uses, by purpose.
+    pub fn memory(&self) -> Memory {
+        self.recipe.memory(&P::SHAPE)
+    }
+
+    /// Calls `f` with the current parameters, wherever they live.
+    pub fn with_params<R>(&self, f: impl FnOnce(ParamsRef<'_, M>) -> R) -> R {
+        f(self.params_ref())
+    }
+
+    fn params_ref(&self) -> ParamsRef<'_, M> {
+        match self.current {
+            Current::Meta => ParamsRef::Meta(self.meta),
+            Current::InGrad => ParamsRef::Ram(self.grad),
+            Current::InParams => ParamsRef::Ram(self.params),
+        }
+    }
+
+    /// Length of one episode slot in the buffer.
+    fn slot_len(&self) -> usize {
+        usize::from(self.recipe.horizon) * (P::OBS_DIM + P::ACTION_WIDTH + 1)
+    }
+
+    /// The slot episode `i` of the current batch is stored in.
+    fn slot_index(&self) -> usize {
+        if self.recipe.needs_batch() {
+            usize::from(self.episode)
+        } else {
+            0
+        }
+    }
+
+    /// Splits a slot into its observation, action and reward planes.
+    fn planes(slot: &mut [f32], h: usize) -> Option<(&mut [f32], &mut [f32], &mut [f32])> {
+        let (obs, rest) = slot.split_at_mut_checked(h * P::OBS_DIM)?;
+        let (act, rew) = rest.split_at_mut_checked(h * P::ACTION_WIDTH)?;
+        Some((obs, act, rew))
+    }
+
+    fn start_episode_stream(&mut self) {
+        let path = if self.is_adapted() {
+            [u64::from(self.recipe.steps) + 1, self.deployed_episodes]
+        } else {
+            [u64::from(self.step), u64::from(self.episode)]
+        };
+        self.rng = Rng::derive(self.seed, &path);
+    }
+
+    /// The action for `obs`, as the environment should receive it (scaled and clipped by
+    /// the recipe for a Gaussian policy; a discrete index as one scalar for softmax).
+    /// While adapting, the step is recorded; call [`Adapter::reward`] next.
+    pub fn act(&mut self, obs: &[f32]) -> Result<&[f32], AdaptError> {
+        if self.tick == Tick::Reward {
+            return Err(AdaptError::MissingReward);
+        }
+        if obs.len() != P::OBS_DIM {
+            return Err(PolicyError::ObsLength(crate::policy::LenMismatch {
+                expected: P::OBS_DIM,
+                got: obs.len(),
+            })
+            .into());
+        }
+        if obs.iter().any(|x| !x.is_finite()) {
+            self.drop_episode();
+            return Err(AdaptError::NonFiniteObservation);
+        }
+        if self.t >= self.recipe.horizon {
+            return Err(AdaptError::HorizonReached);
+        }
+        if self.t == 0 {
+            self.start_episode_stream();
+        }
+        let mut raw = [0.0f32; MAX_IO];
+        let raw = raw.get_mut(..P::ACTION_WIDTH).ok_or(AdaptError::TooWide)?;
+        let sampled = match self.current {
+            Current::Meta => self.policy.sample(self.meta, obs, &mut self.rng, raw),
+            Current::InGrad => self.policy.sample(&*self.grad, obs, &mut self.rng, raw),
+            Current::InParams => self.policy.sample(&*self.params, obs, &mut self.rng, raw),
+        };
+        sampled?;
+        if !self.is_adapted() {
+            self.record(obs, raw)?;
+        }
+        let map = self.recipe.action;
+        let gaussian = P::SHAPE.distribution.uses_action_map();
+        for (o, &u) in self.action_out.iter_mut().zip(raw.iter()) {
+            *o = if gaussian { map.apply(u) } else { u };
+        }
+        self.tick = Tick::Reward;
+        self.action_out
+            .get(..P::ACTION_WIDTH)
+            .ok_or(AdaptError::TooWide)
+    }
+
+    /// Stores observation and raw action at time `t` of the episode in progress.
+    fn record(&mut self, obs: &[f32], raw: &[f32]) -> Result<(), AdaptError> {
+        let h = usize::from(self.recipe.horizon);
+        let t = usize::from(self.t);
+        let len = self.slot_len();
+        let start = self.slot_index() * len;
+        let slot = self
+            .episodes
+            .get_mut(start..start + len)
+            .ok_or(AdaptError::Shape)?;
+        let (o, a, _) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
+        let o = o
+            .get_mut(t * P::OBS_DIM..(t + 1) * P::OBS_DIM)
+            .ok_or(AdaptError::Shape)?;
+        o.copy_from_slice(obs);
+        let a = a
+            .get_mut(t * P::ACTION_WIDTH..(t + 1) * P::ACTION_WIDTH)
+            .ok_or(AdaptError::Shape)?;
+        a.copy_from_slice(raw);
+        Ok(())
+    }
+
+    /// The reward earned by the last action.
+    pub fn reward(&mut self, r: f32) -> Result<(), AdaptError> {
+        if self.tick != Tick::Reward {
+            return Err(AdaptError::RewardWithoutAction);
+        }
+        if !r.is_finite() {
+            self.drop_episode();
+            return Err(AdaptError::NonFiniteReward);
+        }
+        if !self.is_adapted() {
+            let h = usize::from(self.recipe.horizon);
+            let len = self.slot_len();
+            let start = self.slot_index() * len;
+            let slot = self
+                .episodes
+                .get_mut(start..start + len)
+                .ok_or(AdaptError::Shape)?;
+            let (_, _, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
+            *rew.get_mut(usize::from(self.t)).ok_or(AdaptError::Shape)? = r;
+        }
+        self.episode_return += r;
+        self.t += 1;
+        self.tick = Tick::Act;
+        Ok(())
+    }
+
+    /// Ends the episode in progress (the environment said done, or the horizon was hit).
+    /// Applies the adaptation step when the batch is complete.
+    pub fn end_episode(&mut self) -> Result<Progress, AdaptError> {
+        if self.tick == Tick::Reward {
+            return Err(AdaptError::MissingReward);
+        }
+        if self.t == 0 {
+            return Err(AdaptError::EmptyEpisode);
+        }
+        let steps = self.t;
+        let ret = self.episode_return;
+        self.t = 0;
+        self.episode_return = 0.0;
+        if self.is_adapted() {
+            self.deployed_episodes += 1;
+            return Ok(Progress::Adapted {
+                episode_return: ret,
+            });
+        }
+        self.batch_return += ret;
+        let result = self.finish_episode(usize::from(steps));
+        if let Err(e) = result {
+            self.discard_batch();
+            return Err(e);
+        }
+        self.episode += 1;
+        if self.episode < self.recipe.episodes {
+            return Ok(Progress::Recorded {
+                step: self.step,
+                episodes: self.episode,
+            });
+        }
+        let mean_return = self.batch_return / f32::from(self.recipe.episodes);
+        let applied = self.finish_batch().and_then(|()| self.apply_step());
+        self.discard_batch();
+        applied?;
+        self.step += 1;
+        Ok(Progress::Stepped {
+            step: self.step,
+            mean_return,
+        })
+    }
+
+    /// After an episode: streaming rules fold it into the accumulator now; batch rules
+    /// record its length for later.
+    fn finish_episode(&mut self, steps: usize) -> Result<(), AdaptError> {
+        let len = self.slot_len();
+        if self.recipe.needs_batch() {
+            let lens_at = usize::from(self.recipe.episodes) * len + usize::from(self.episode);
+            *self.episodes.get_mut(lens_at).ok_or(AdaptError::Shape)? = steps as f32;
+            return Ok(());
+        }
+        let slot = self.episodes.get_mut(..len).ok_or(AdaptError::Shape)?;
+        let mut advantages = Advantages::new(&self.recipe, P::OBS_DIM, self.baseline, &mut [])?;
+        Self::fold_episode(
+            &self.policy,
+            self.current,
+            self.meta,
+            self.params,
+            self.grad,
+            &mut advantages,
+            slot,
+            usize::from(self.recipe.horizon),
+            steps,
+        )
+    }
+
+    /// Batch rules: the advantage passes over every stored episode, then each episode's
+    /// weighted score into the accumulator.
+    fn finish_batch(&mut self) -> Result<(), AdaptError> {
+        if !self.recipe.needs_batch() {
+            return Ok(());
+        }
+        let h = usize::from(self.recipe.horizon);
+        let n = usize::from(self.recipe.episodes);
+        let len = self.slot_len();
+        let (slots, rest) = self
+            .episodes
+            .split_at_mut_checked(n * len)
+            .ok_or(AdaptError::Shape)?;
+        let (lens, scratch) = rest.split_at_mut_checked(n).ok_or(AdaptError::Shape)?;
+        let mut advantages = Advantages::new(&self.recipe, P::OBS_DIM, self.baseline, scratch)?;
+        while !advantages.is_ready() {
+            for (slot, &steps) in slots.chunks_exact_mut(len).zip(lens.iter()) {
+                let (obs, act, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
+                advantages.observe(&Self::view(obs, act, rew, steps as usize)?)?;
+            }
+            advantages.finish_pass()?;
+        }
+        for (slot, &steps) in slots.chunks_exact_mut(len).zip(lens.iter()) {
+            Self::fold_episode(
+                &self.policy,
+                self.current,
+                self.meta,
+                self.params,
+                self.grad,
+                &mut advantages,
+                slot,
+                h,
+                steps as usize,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The first `steps` records of an episode slot's planes, as estimator data.
+    fn view<'e>(
+        obs: &'e [f32],
+        act: &'e [f32],
+        rew: &'e [f32],
+        steps: usize,
+    ) -> Result<Episode<'e, f32>, AdaptError> {
+        Ok(Episode {
+            obs: obs.get(..steps * P::OBS_DIM).ok_or(AdaptError::Shape)?,
+            actions: act
+                .get(..steps * P::ACTION_WIDTH)
+                .ok_or(AdaptError::Shape)?,
+            rewards: rew.get(..steps).ok_or(AdaptError::Shape)?,
+        })
+    }
+
+    /// Turns one stored episode's rewards into weights (in place) and adds
+    /// `Σ_h w_h ∇log π(a_h|s_h; θ)` at the current parameters to the accumulator.
+    #[allow(clippy::too_many_arguments)]
+    fn fold_episode(
+        policy: &P,
+        current: Current,
+        meta: M,
+        params: &[f32],
+        grad: &mut [f32],
+        advantages: &mut Advantages<'_, f32, M>,
+        slot: &mut [f32],
+        h: usize,
+        steps: usize,
+    ) -> Result<(), AdaptError> {
+        let (obs, act, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
+        let obs = obs.get(..steps * P::OBS_DIM).ok_or(AdaptError::Shape)?;
+        let rew = rew.get_mut(..steps).ok_or(AdaptError::Shape)?;
+        advantages.weights_in_place(obs, rew)?;
+        let episode = Self::view(obs, act, rew, steps)?;
+        match current {
+            Current::Meta => {
+                estimator::accumulate_episode_gradient(policy, meta, &episode, rew, grad)
+            }
+            Current::InParams => {
+                estimator::accumulate_episode_gradient(policy, params, &episode, rew, grad)
+            }
+            // With ζ = 1 the accumulator holds θ₁ and no step is left to take.
+            Current::InGrad => return Err(AdaptError::NonFiniteStep),
+        }?;
+        Ok(())
+    }
+
+    /// `θ ← θ + c·g`, only if every resulting scalar is finite.
+    fn apply_step(&mut self) -> Result<(), AdaptError> {
+        let c = self.recipe.step_scale();
+        let finite = match self.current {
+            Current::Meta => self
+                .meta
+                .values()
+                .zip(self.grad.iter())
+                .all(|(p, &g)| (p + c * g).is_finite()),
+            Current::InParams => self
+                .params
+                .iter()
+                .zip(self.grad.iter())
+                .all(|(&p, &g)| (p + c * g).is_finite()),
+            Current::InGrad => false,
+        };
+        if !finite {
+            return Err(AdaptError::NonFiniteStep);
+        }
+        match self.current {
+            Current::Meta if self.params.is_empty() => {
+                for (g, p) in self.grad.iter_mut().zip(self.meta.values()) {
+                    *g = p + c * *g;
+                }
+                self.current = Current::InGrad;
+            }
+            Current::Meta => {
+                for ((a, &g), p) in self
+                    .params
+                    .iter_mut()
+                    .zip(self.grad.iter())
+                    .zip(self.meta.values())
+                {
+                    *a = p + c * g;
+                }
+                self.current = Current::InParams;
+            }
+            Current::InParams => {
+                for (a, &g) in self.params.iter_mut().zip(self.grad.iter()) {
+                    *a += c * g;
+                }
+            }
+            Current::InGrad => return Err(AdaptError::NonFiniteStep),
+        }
+        Ok(())
+    }
+
+    /// Forgets the batch of the current step (keeps the parameters).
+    fn discard_batch(&mut self) {
+        self.episode = 0;
+        self.batch_return = 0.0;
+        if self.current != Current::InGrad {
+            self.grad.fill(0.0);
+        }
+        self.drop_episode();
+    }
+
+    /// Forgets the episode in progress.
+    fn drop_episode(&mut self) {
+        self.t = 0;
+        self.tick = Tick::Act;
+        self.episode_return = 0.0;
+    }
+
+    /// Runs episodes on `env` until all ζ steps are applied, and returns the mean return of
+    /// each step's batch.
+    pub fn run<E: Env>(&mut self, env: &mut E) -> Result<Report, AdaptError<E::Error>> {
+        let mut report = Report {
+            step_returns: heapless::Vec::new(),
+            env_steps: 0,
+        };
+        while !self.is_adapted() {
+            let (ret, n) = self.play_episode(env)?;
+            report.env_steps += n;
+            if let Progress::Stepped { mean_return, .. } = ret {
+                // Capacity is MAX_STEPS ≥ ζ, checked by the recipe.
+                let _ = report.step_returns.push(mean_return);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Plays `episodes` episodes with the current (adapted) policy without learning and
+    /// returns their mean undiscounted return. Call after adaptation.
+    pub fn evaluate<E: Env>(
+        &mut self,
+        env: &mut E,
+        episodes: u16,
+    ) -> Result<f32, AdaptError<E::Error>> {
+        let mut sum = 0.0;
+        for _ in 0..episodes {
+            match self.play_episode(env)?.0 {
+                Progress::Adapted { episode_return } => sum += episode_return,
+                _ => return Err(AdaptError::Shape),
+            }
+        }
+        Ok(sum / f32::from(episodes.max(1)))
+    }
+
+    fn play_episode<E: Env>(
+        &mut self,
+        env: &mut E,
+    ) -> Result<(Progress, u32), AdaptError<E::Error>> {
+        let mut obs = [0.0f32; MAX_IO];
+        let obs = obs.get_mut(..P::OBS_DIM).ok_or(AdaptError::TooWide)?;
+        if env.obs_dim() != P::OBS_DIM || env.action_width() != P::ACTION_WIDTH {
+            return Err(AdaptError::Shape);
+        }
+        env.reset(obs).map_err(AdaptError::Env)?;
+        let mut n = 0;
+        for _ in 0..self.recipe.horizon {
+            let action = self.act(obs).map_err(AdaptError::with_env)?;
+            let mut a = [0.0f32; MAX_IO];
+            let a = a.get_mut(..action.len()).ok_or(AdaptError::TooWide)?;
+            a.copy_from_slice(action);
+            let tr = match env.step(a, obs) {
+                Ok(tr) => tr,
+                Err(e) => {
+                    self.drop_episode();
+                    return Err(AdaptError::Env(e));
+                }
+            };
+            n += 1;
+            self.reward(tr.reward).map_err(AdaptError::with_env)?;
+            if tr.done {
+                break;
+            }
+        }
+        let progress = self.end_episode().map_err(AdaptError::with_env)?;
+        Ok((progress, n))
+    }
+}
+
+/// The current parameters: still the meta-parameters, or adapted ones in RAM.
+#[derive(Clone, Copy, Debug)]
+pub enum ParamsRef<'a, M> {
+    /// The meta-parameters (no step applied).
+    Meta(M),
+    /// Adapted parameters in the adapter's memory.
+    Ram(&'a [f32]),
+}
+
+impl<M: ParamSource<f32>> ParamsRef<'_, M> {
+    /// CRC-32 of the parameters' little-endian bytes: compares host and device results.
+    pub fn checksum(&self) -> u32 {
+        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        let mut d = crc.digest();
+        match self {
+            Self::Meta(m) => m.values().for_each(|x: f32| d.update(&x.to_le_bytes())),
+            Self::Ram(r) => r.iter().for_each(|x| d.update(&x.to_le_bytes())),
+        }
+        d.finalize()
+    }
+
+    /// Copies the parameters into `out` (`P` scalars); returns false on a length mismatch.
+    pub fn copy_to(&self, out: &mut [f32]) -> bool {
+        match self {
+            Self::Meta(m) => {
+                if m.len() != out.len() {
+                    return false;
+                }
+                out.iter_mut().zip(m.values()).for_each(|(o, v)| *o = v);
+            }
+            Self::Ram(r) => {
+                if r.len() != out.len() {
+                    return false;
+                }
+                out.copy_from_slice(r);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::estimator::{batch_gradient, batch_gradient_scratch_len};
+    use crate::policy::{GaussianMlp, LeF32s, SoftmaxLinear};
+    use crate::recipe::{ActionMap, LossScale};
+    use crate::sim::{Nav2d, Nav2dDiscrete};
+    use std::vec;
+    use std::vec::Vec;
+
+    type Pol = GaussianMlp<2, 8, 0, 2>;
+
+    fn recipe() -> Recipe {
+        Recipe {
+            alpha: 0.05,
+            steps: 1,
+            episodes: 4,
+            horizon: 20,
+            gamma: 0.99,
+            advantage: Advantage::RewardToGo,
+            normalize: false,
+            loss: LossScale::PerEpisode,
+            action: ActionMap {
+                scale: 0.1,
+                clip: Some(0.1),
+            },
+        }
+    }
+
+    fn meta_params<P: Policy>(seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..P::N_PARAMS).map(|_| 0.3 * rng.normal()).collect()
+    }
+
+    fn memory_for<P: Policy>(r: &Recipe) -> Vec<f32> {
+        vec![0.0; r.memory(&P::SHAPE).total_floats()]
+    }
+
+    /// One recorded step: observation, raw action, reward.
+    type Record = (Vec<f32>, Vec<f32>, f32);
+
+    /// Plays one episode tick by tick on `env`, returning what the adapter saw (with the
+    /// raw actions recovered from the stored episode buffer is not possible from outside,
+    /// so the test inverts the action map, which is exact for unclipped values).
+    fn play<P: Policy, M: ParamSource<f32>, E: Env<Error = core::convert::Infallible>>(
+        ad: &mut Adapter<'_, P, M>,
+        env: &mut E,
+    ) -> (Progress, Vec<Record>) {
+        let mut obs = vec![0.0; P::OBS_DIM];
+        env.reset(&mut obs).unwrap();
+        let mut recs = Vec::new();
+        for _ in 0..ad.recipe().horizon {
+            let a = ad.act(&obs).unwrap().to_vec();
+            let o = obs.clone();
+            let tr = env.step(&a, &mut obs).unwrap();
+            ad.reward(tr.reward).unwrap();
+            recs.push((o, a, tr.reward));
+            if tr.done {
+                break;
+            }
+        }
+        (ad.end_episode().unwrap(), recs)
+    }
+
+    #[test]
+    fn memory_is_split_exactly_and_short_memory_is_refused() {
+        let meta = meta_params::<Pol>(1);
+        let r = recipe();
+        let need = r.memory(&Pol::SHAPE).total_floats();
+        // ζ = 1, streaming: P + one episode, the lower bound.
+        assert_eq!(need, Memory::lower_bound_floats(&Pol::SHAPE, r.horizon));
+        let mut short = vec![0.0; need - 1];
+        let err = Adapter::new(Pol::default(), &meta[..], None, r, &mut short, 0).err();
+        assert_eq!(
+            err,
+            Some(AdaptError::Memory {
+                needed: need,
+                got: need - 1
+            })
+        );
+        let mut mem = memory_for::<Pol>(&r);
+        assert!(Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 0).is_ok());
+        // Wrong parameter count, missing or unexpected baseline table.
+        let err = Adapter::new(Pol::default(), &meta[1..], None, r, &mut mem, 0).err();
+        assert_eq!(err, Some(AdaptError::Shape));
+        let table = [0.0; 20];
+        let err = Adapter::new(Pol::default(), &meta[..], Some(&table[..]), r, &mut mem, 0).err();
+        assert_eq!(err, Some(AdaptError::Shape));
+        let tb = Recipe {
+            advantage: Advantage::TimeBaseline,
+            ..r
+        };
+        let err = Adapter::new(Pol::default(), &meta[..], None, tb, &mut mem, 0).err();
+        assert_eq!(err, Some(AdaptError::Shape));
+        let bad = Recipe { alpha: -1.0, ..r };
+        let err = Adapter::new(Pol::default(), &meta[..], None, bad, &mut mem, 0).err();
+        assert_eq!(err, Some(AdaptError::Recipe(RecipeError::Alpha)));
+    }
+
+    #[test]
+    fn tick_protocol_errors() {
+        let meta = meta_params::<Pol>(2);
+        let r = Recipe {
+            horizon: 2,
+            ..recipe()
+        };
+        let mut mem = memory_for::<Pol>(&r);
+        let mut ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 0).unwrap();
+        assert_eq!(ad.reward(1.0), Err(AdaptError::RewardWithoutAction));
+        assert_eq!(ad.end_episode(), Err(AdaptError::EmptyEpisode));
+        ad.act(&[0.0, 0.0]).unwrap();
+        assert_eq!(ad.act(&[0.0, 0.0]).err(), Some(AdaptError::MissingReward));
+        assert_eq!(ad.end_episode(), Err(AdaptError::MissingReward));
+        ad.reward(-1.0).unwrap();
+        ad.act(&[0.0, 0.0]).unwrap();
+        ad.reward(-1.0).unwrap();
+        assert_eq!(ad.act(&[0.0, 0.0]).err(), Some(AdaptError::HorizonReached));
+        assert!(matches!(
+            ad.act(&[0.0]).err(),
+            Some(AdaptError::Policy(PolicyError::ObsLength(_)))
+        ));
+        assert_eq!(
+            ad.end_episode(),
+            Ok(Progress::Recorded {
+                step: 0,
+                episodes: 1
+            })
+        );
+    }
+
+    #[test]
+    fn bad_observation_or_reward_drops_only_the_episode() {
+        let meta = meta_params::<Pol>(3);
+        let r = recipe();
+        let mut mem = memory_for::<Pol>(&r);
+        let mut ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 0).unwrap();
+        let mut env = Nav2d::new([0.3, -0.2]);
+        let (p, _) = play(&mut ad, &mut env);
+        assert_eq!(
+            p,
+            Progress::Recorded {
+                step: 0,
+                episodes: 1
+            }
+        );
+        ad.act(&[0.0, 0.0]).unwrap();
+        assert_eq!(ad.reward(f32::NAN), Err(AdaptError::NonFiniteReward));
+        assert_eq!(
+            ad.act(&[f32::INFINITY, 0.0]).err(),
+            Some(AdaptError::NonFiniteObservation)
+        );
+        // The recorded episode survived; the dropped ones did not count.
+        let (p, _) = play(&mut ad, &mut env);
+        assert_eq!(
+            p,
+            Progress::Recorded {
+                step: 0,
+                episodes: 2
+            }
+        );
+        assert!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))));
+    }
+
+    /// The adapter's step equals `θ₀ + c·batch_gradient(θ₀, episodes)` computed independently
+    /// by the estimator on the same episodes, for a streaming and for batch rules.
+    #[test]
+    fn step_equals_estimator_on_recorded_episodes() {
+        let rules = [
+            (Advantage::RewardToGo, false),
+            (Advantage::BatchMeanBaseline, false),
+            (Advantage::RewardToGo, true),
+            (Advantage::LinearFeatureGae { lambda: 0.97 }, true),
+        ];
+        for (advantage, normalize) in rules {
+            // Unclipped action map: the raw action is recoverable as a / scale.
+            let r = Recipe {
+                advantage,
+                normalize,
+                action: ActionMap {
+                    scale: 0.1,
+                    clip: None,
+                },
+                ..recipe()
+            };
+            let meta = meta_params::<Pol>(4);
+            let mut mem = memory_for::<Pol>(&r);
+            let mut ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 11).unwrap();
+            let mut env = Nav2d::new([0.2, 0.1]);
+            let mut batch = Vec::new();
+            loop {
+                let (p, recs) = play(&mut ad, &mut env);
+                batch.push(recs);
+                if let Progress::Stepped { step, .. } = p {
+                    assert_eq!(step, 1);
+                    break;
+                }
+            }
+            assert!(ad.is_adapted());
+            let mut adapted = vec![0.0; Pol::N_PARAMS];
+            assert!(ad.with_params(|p| p.copy_to(&mut adapted)));
+
+            let flat: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = batch
+                .iter()
+                .map(|recs| {
+                    let obs = recs.iter().flat_map(|(o, _, _)| o.clone()).collect();
+                    let act = recs
+                        .iter()
+                        .flat_map(|(_, a, _)| a.iter().map(|x| x / 0.1).collect::<Vec<_>>())
+                        .collect();
+                    let rew = recs.iter().map(|(_, _, r)| *r).collect();
+                    (obs, act, rew)
+                })
+                .collect();
+            let episodes: Vec<Episode<'_, f32>> = flat
+                .iter()
+                .map(|(o, a, rw)| Episode {
+                    obs: o,
+                    actions: a,
+                    rewards: rw,
+                })
+                .collect();
+            let mut g = vec![0.0f32; Pol::N_PARAMS];
+            let mut scratch = vec![0.0f32; batch_gradient_scratch_len(&r, 2)];
+            batch_gradient(
+                &Pol::default(),
+                &meta[..],
+                &r,
+                None::<&[f32]>,
+                &episodes,
+                &mut g,
+                &mut scratch,
+            )
+            .unwrap();
+            let c = r.step_scale();
+            for ((&m, &gi), &a) in meta.iter().zip(&g).zip(&adapted) {
+                let want = m + c * gi;
+                // Raw actions were recovered through a/0.1, which rounds: allow float noise.
+                assert!(
+                    (want - a).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{advantage:?} {normalize}: {want} vs {a}"
+                );
+            }
+            assert!(adapted.iter().zip(&meta).any(|(a, m)| a != m));
+        }
+    }
+
+    #[test]
+    fn too_large_alpha_is_rolled_back_and_meta_untouched() {
+        let meta = meta_params::<Pol>(5);
+        let bytes: Vec<u8> = meta.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let before = bytes.clone();
+        let src = LeF32s::new(&bytes).unwrap();
+        let r = Recipe {
+            alpha: 3.0e38,
+            ..recipe()
+        };
+        let mut mem = memory_for::<Pol>(&r);
+        let mut ad = Adapter::new(Pol::default(), src, None, r, &mut mem, 0).unwrap();
+        let meta_sum = ad.with_params(|p| p.checksum());
+        let mut env = Nav2d::new([0.4, 0.4]);
+        let mut obs = [0.0f32; 2];
+        let mut result = Ok(Progress::Adapted {
+            episode_return: 0.0,
+        });
+        for _ in 0..r.episodes {
+            env.reset(&mut obs).unwrap();
+            for _ in 0..r.horizon {
+                let a: [f32; 2] = ad.act(&obs).unwrap().try_into().unwrap();
+                let tr = env.step(&a, &mut obs).unwrap();
+                ad.reward(tr.reward).unwrap();
+            }
+            result = ad.end_episode();
+        }
+        assert_eq!(result, Err(AdaptError::NonFiniteStep));
+        assert_eq!(ad.steps_done(), 0);
+        assert_eq!(ad.with_params(|p| p.checksum()), meta_sum);
+        assert!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))));
+        let _ = ad;
+        assert_eq!(bytes, before);
+    }
+
+    #[test]
+    fn run_equals_tick_by_tick_and_reset_returns_to_meta() {
+        let meta = meta_params::<Pol>(6);
+        let r = Recipe {
+            steps: 3,
+            ..recipe()
+        };
+        let mut mem1 = memory_for::<Pol>(&r);
+        let mut mem2 = memory_for::<Pol>(&r);
+        let mut a1 = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem1, 42).unwrap();
+        let mut a2 = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem2, 42).unwrap();
+        let report = a1.run(&mut Nav2d::new([-0.3, 0.2])).unwrap();
+        assert_eq!(report.step_returns.len(), 3);
+        let mut env = Nav2d::new([-0.3, 0.2]);
+        let mut steps = 0;
+        while !a2.is_adapted() {
+            if let (Progress::Stepped { step, mean_return }, _) = play(&mut a2, &mut env) {
+                assert_eq!(mean_return, report.step_returns[usize::from(step) - 1]);
+                steps += 1;
+            }
+        }
+        assert_eq!(steps, 3);
+        let (s1, s2) = (
+            a1.with_params(|p| p.checksum()),
+            a2.with_params(|p| p.checksum()),
+        );
+        assert_eq!(s1, s2);
+        let meta_sum = ParamsRef::<&[f32]>::Meta(&meta[..]).checksum();
+        assert_ne!(s1, meta_sum);
+        a1.reset();
+        assert_eq!(a1.with_params(|p| p.checksum()), meta_sum);
+        // After reset the same seed replays the same adaptation.
+        a1.run(&mut Nav2d::new([-0.3, 0.2])).unwrap();
+        assert_eq!(a1.with_params(|p| p.checksum()), s2);
+    }
+
+    #[test]
+    fn softmax_policy_adapts_on_discrete_nav2d_with_a_batch_rule() {
+        type Sm = SoftmaxLinear<2, 9>;
+        let meta = [0.0f32; Sm::N_PARAMS];
+        let r = Recipe {
+            alpha: 0.5,
+            advantage: Advantage::BatchMeanBaseline,
+            normalize: true,
+            ..recipe()
+        };
+        let mut mem = memory_for::<Sm>(&r);
+        let mut ad = Adapter::new(Sm::default(), &meta[..], None, r, &mut mem, 3).unwrap();
+        let report = ad.run(&mut Nav2dDiscrete::new([0.4, 0.0])).unwrap();
+        assert_eq!(report.step_returns.len(), 1);
+        assert!(ad.is_adapted());
+        let mut p = vec![0.0; Sm::N_PARAMS];
+        ad.with_params(|x| x.copy_to(&mut p));
+        assert!(p.iter().all(|x| x.is_finite()) && p.iter().any(|&x| x != 0.0));
+        // Deployed episodes are played, not recorded.
+        let ret = ad.evaluate(&mut Nav2dDiscrete::new([0.4, 0.0]), 3).unwrap();
+        assert!(ret.is_finite() && ret < 0.0);
+    }
+}

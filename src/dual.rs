@@ -156,9 +156,11 @@ mod tests {
     }
 
     /// Each elementary function's tangent against a central finite difference.
+    type Pair = (fn(Dual<f64>) -> Dual<f64>, fn(f64) -> f64);
+
     #[test]
     fn tangents_match_finite_differences() {
-        let fs: [(fn(Dual<f64>) -> Dual<f64>, fn(f64) -> f64); 6] = [
+        let fs: [Pair; 6] = [
             (|x| x.exp(), libm::exp),
             (|x| x.ln(), libm::log),
             (|x| x.tanh(), libm::tanh),

@@ -1,6 +1,40 @@
-//! sgmrl: on-device adaptation of meta-trained policies (SG-MRL).
+//! sgmrl: a microcontroller adapts its own control policy with a few steps of stochastic
+//! policy gradient, starting from a meta-policy trained with SG-MRL on a laptop.
 //!
-//! (crate map: being written)
+//! `#![no_std]`, no heap, no `unsafe`, no panics on bad input. The same code runs on a
+//! Cortex-M0 and on the host, and computes the same numbers on both (every transcendental
+//! function goes through `libm`).
+//!
+//! # The layers, bottom up
+//! ```text
+//!  bundle bytes (flash) ──parse once──► Bundle ──► policy shape, recipe, meta-params (LeF32s)
+//!                                                         │
+//!  Env (sim/ or a robot) ── obs ──► Adapter ── action ──► Env
+//!                          ◄─ reward ─┘  │ episodes (data)
+//!                                        ▼
+//!                         estimator: advantages + Σ w·∇log π   ──► θ ← θ + c·g  (ζ times)
+//!                                        │
+//!                              policy: log π, ∇log π over a flat [f32]  (math: Real, libm)
+//! ```
+//! - [`math`], [`dual`]: the scalar trait every computation is generic over (`f32` on the
+//!   device; `f64` and dual numbers for exact tests and Hessian-vector products on the host).
+//! - [`rng`]: seeded xoshiro streams; uniform, Gaussian and categorical draws.
+//! - [`policy`]: the flat parameter layout and the policies (`SoftmaxLinear`, `SoftmaxMlp`,
+//!   `GaussianMlp`), reading parameters from RAM or straight from flash bytes.
+//! - [`recipe`]: the adaptation rule meta-training optimised for (α, ζ, batch, horizon, γ,
+//!   advantage rule, loss scaling, action mapping) and the RAM it needs.
+//! - [`estimator`]: the policy gradient of a batch of episodes given as data.
+//! - [`bundle`]: the checked binary format that carries shape, recipe and parameters.
+//! - [`env`], [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
+//! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
+//!
+//! # Features
+//! - `std`: the bundle writer and `std::error::Error` impls (used by the host crate).
+//! - `defmt`: `defmt::Format` on public types.
+//! - `micromath`: approximate transcendental functions for *sampling noise only*, faster on
+//!   FPU-less cores; it breaks bit-parity of sampled actions with a host built without it.
+//!
+//! MSRV: Rust 1.88 (`as_chunks`, `split_at_checked`).
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(

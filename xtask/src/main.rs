@@ -1,1 +1,303 @@
-fn main() {}
+//! `cargo xtask`: the project's task runner.
+//!
+//! - `cargo xtask test` — everything CI checks, on a fresh machine: installs the rustup
+//!   targets and Debian's `qemu-system-arm` when missing, then formatting, clippy, the
+//!   workspace tests, the core's no_std builds for three Cortex-M targets (with and without
+//!   `defmt`), the QEMU firmware and its on-target tests, and a tiny end-to-end training run.
+//! - `cargo xtask setup` — only the installs.
+//! - `cargo xtask bench-device` — device budgets under QEMU, written to `docs/device.md`.
+//!
+//! Kept dependency-free so it compiles in seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Cortex-M targets the core must build for (M0, M4F, M33).
+const THUMB_TARGETS: [&str; 3] = [
+    "thumbv6m-none-eabi",
+    "thumbv7em-none-eabihf",
+    "thumbv8m.main-none-eabihf",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&root, &args[1..]),
+        Some("setup") => setup(),
+        Some("bench-device") => bench_device(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <test [--skip-qemu] [--skip-train] | setup | bench-device>"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// Runs a command, echoing it; an error names the command.
+fn run(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn installed_targets() -> String {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Installs what the tests need on a fresh machine; quick no-ops when already present.
+fn setup() -> Result<(), String> {
+    let installed = installed_targets();
+    let missing: Vec<&str> = THUMB_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !missing.is_empty() {
+        let mut args = vec!["target", "add"];
+        args.extend(&missing);
+        run(Path::new("."), "rustup", &args, &[])?;
+    }
+    if !llvm_tools_bin().join("llvm-size").exists() {
+        run(
+            Path::new("."),
+            "rustup",
+            &["component", "add", "llvm-tools"],
+            &[],
+        )?;
+    }
+    if !have("qemu-system-arm") {
+        // Debian's package; `sudo` only when not already root.
+        let sudo = if is_root() { "" } else { "sudo " };
+        run(
+            Path::new("."),
+            "sh",
+            &[
+                "-c",
+                &format!(
+                    "{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -qq --no-install-recommends qemu-system-arm"
+                ),
+            ],
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Directory holding `llvm-size`, `llvm-nm` (rustup's llvm-tools component).
+fn llvm_tools_bin() -> PathBuf {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let host = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    PathBuf::from(sysroot)
+        .join("lib/rustlib")
+        .join(host)
+        .join("bin")
+}
+
+/// One named check of the test command.
+struct Step {
+    name: String,
+    ok: bool,
+    secs: f64,
+}
+
+fn test(root: &Path, flags: &[String]) -> Result<(), String> {
+    let skip_qemu = flags.iter().any(|f| f == "--skip-qemu");
+    let skip_train = flags.iter().any(|f| f == "--skip-train");
+    setup()?;
+    let mut steps: Vec<Step> = Vec::new();
+    let mut check = |name: &str, f: &mut dyn FnMut() -> Result<(), String>| {
+        let t = Instant::now();
+        let r = f();
+        if let Err(e) = &r {
+            eprintln!("xtask: FAILED {name}: {e}");
+        }
+        steps.push(Step {
+            name: name.to_owned(),
+            ok: r.is_ok(),
+            secs: t.elapsed().as_secs_f64(),
+        });
+    };
+    check("fmt", &mut || {
+        run(root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
+        let board = root.join("boards/qemu");
+        if board.join("Cargo.toml").exists() {
+            run(&board, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
+        }
+        Ok(())
+    });
+    check("clippy", &mut || {
+        run(
+            root,
+            "cargo",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )?;
+        run(
+            root,
+            "cargo",
+            &[
+                "clippy",
+                "-p",
+                "sgmrl",
+                "--all-targets",
+                "--features",
+                "std",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )
+    });
+    check("workspace tests", &mut || {
+        run(root, "cargo", &["test", "--workspace", "--release"], &[])?;
+        run(
+            root,
+            "cargo",
+            &["test", "-p", "sgmrl", "--release", "--features", "std"],
+            &[],
+        )
+    });
+    check(
+        "core builds for Cortex-M (with and without defmt)",
+        &mut || {
+            for target in THUMB_TARGETS {
+                run(
+                    root,
+                    "cargo",
+                    &["build", "-p", "sgmrl", "--release", "--target", target],
+                    &[],
+                )?;
+                run(
+                    root,
+                    "cargo",
+                    &[
+                        "build",
+                        "-p",
+                        "sgmrl",
+                        "--release",
+                        "--target",
+                        target,
+                        "--features",
+                        "defmt",
+                    ],
+                    &[],
+                )?;
+            }
+            Ok(())
+        },
+    );
+    let qemu_script = root.join("boards/qemu/run-all.sh");
+    if !skip_qemu && qemu_script.exists() {
+        check("firmware under QEMU (M0, M4F, M33)", &mut || {
+            run(&root.join("boards/qemu"), "bash", &["run-all.sh"], &[])
+        });
+    }
+    if !skip_train && root.join("host-sim/src/main.rs").exists() {
+        check("tiny end-to-end training run", &mut || {
+            run(
+                root,
+                "cargo",
+                &[
+                    "run",
+                    "--release",
+                    "-p",
+                    "sgmrl-host",
+                    "--",
+                    "reproduce",
+                    "table1",
+                    "--tiny",
+                ],
+                &[],
+            )
+        });
+    }
+    eprintln!();
+    for s in &steps {
+        eprintln!(
+            "  {} {:<52} {:>7.1} s",
+            if s.ok { "ok  " } else { "FAIL" },
+            s.name,
+            s.secs
+        );
+    }
+    let passed = steps.iter().filter(|s| s.ok).count();
+    let failed = steps.len() - passed;
+    println!("xtask: {passed} passed, {failed} failed");
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} check(s) failed"))
+    }
+}
+
+fn bench_device(root: &Path) -> Result<(), String> {
+    setup()?;
+    let script = root.join("boards/qemu/bench.sh");
+    if !script.exists() {
+        return Err("boards/qemu/bench.sh is missing".into());
+    }
+    run(&root.join("boards/qemu"), "bash", &["bench.sh"], &[])
+}
