@@ -58,7 +58,7 @@ pub fn run(suite: &str, tests: &[Test]) -> Summary {
         match outcome {
             Ok(()) => {
                 s.passed += 1;
-                println!("ok ({} instr)", instr);
+                println!("ok ({} instr)", u32::try_from(instr).unwrap_or(u32::MAX));
             }
             Err(why) => {
                 s.failed += 1;

@@ -8,7 +8,9 @@
 use core::fmt;
 
 /// An `f32` printed as a decimal with three fractional digits (`-1.234`), rounded to the
-/// nearest thousandth; `NaN`, `inf`, `-inf`, and `>9e15`-sized values as `big`/`-big`.
+/// nearest thousandth; `NaN`, `inf` and `-inf` as such, and magnitudes of 10⁹ and more as
+/// their bit pattern ([`Bits`]). The arithmetic stays in 32 bits (no 64-bit division
+/// routine in the firmware).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Milli(pub f32);
 
@@ -21,20 +23,24 @@ impl fmt::Display for Milli {
         if x.is_infinite() {
             return f.write_str(if x > 0.0 { "inf" } else { "-inf" });
         }
-        // i64 holds every thousandth up to ~9.2e15; beyond that precision is moot anyway.
-        if !(-9.0e15..=9.0e15).contains(&x) {
-            return f.write_str(if x > 0.0 { "big" } else { "-big" });
+        let ax = if x < 0.0 { -x } else { x };
+        if ax >= 1.0e9 {
+            return Bits(x).fmt(f);
         }
-        let scaled = x * 1000.0;
-        // Round half away from zero; `as` truncates toward zero.
-        let m = if scaled >= 0.0 {
-            (scaled + 0.5) as i64
+        // Integer and fractional parts separately: `ax·1000` would lose the thousandths
+        // above 2^24/1000 ≈ 16777. `as` truncates; `ax - int` is exact.
+        let mut int = ax as u32;
+        let mut milli = ((ax - int as f32) * 1000.0 + 0.5) as u32;
+        if milli >= 1000 {
+            int += 1;
+            milli -= 1000;
+        }
+        let sign = if x < 0.0 && (int, milli) != (0, 0) {
+            "-"
         } else {
-            (scaled - 0.5) as i64
+            ""
         };
-        let sign = if m < 0 { "-" } else { "" };
-        let a = m.unsigned_abs();
-        write!(f, "{}{}.{:03}", sign, a / 1000, a % 1000)
+        write!(f, "{}{}.{:03}", sign, int, milli)
     }
 }
 

@@ -145,24 +145,31 @@ pub fn test_bundle_params(out: &mut [f32; TEST_BUNDLE_PARAMS]) {
     log_std.fill(core::f32::consts::LN_2 * 2.0);
 }
 
-/// Everything `bundles/test.sgmrl` holds besides its parameters: the paper's nav2d task
-/// and action map, ζ = 2 steps of N = 10 episodes of H = 100 steps, reward-to-go.
+/// The test bundle's recipe: the paper's nav2d horizon and action map, ζ = 2 steps of
+/// N = 10 episodes, reward-to-go, α = 0.001.
+pub const TEST_BUNDLE_RECIPE: sgmrl::recipe::Recipe = sgmrl::recipe::Recipe {
+    alpha: 0.001,
+    steps: 2,
+    episodes: 10,
+    horizon: sgmrl::sim::Nav2d::PAPER_HORIZON,
+    gamma: 0.99,
+    advantage: sgmrl::recipe::Advantage::RewardToGo,
+    normalize: false,
+    loss: sgmrl::recipe::LossScale::PerEpisode,
+    action: sgmrl::sim::Nav2d::PAPER_ACTION_MAP,
+};
+
+/// Adapter memory the test bundle's recipe needs, in `f32`s.
+pub const TEST_BUNDLE_MEMORY_FLOATS: usize = TEST_BUNDLE_RECIPE
+    .memory(&<TestBundlePolicy as Policy>::SHAPE)
+    .total_floats();
+
+/// Everything `bundles/test.sgmrl` holds besides its parameters: task nav2d and
+/// [`TEST_BUNDLE_RECIPE`].
 pub fn test_bundle_spec(params: &[f32]) -> sgmrl::bundle::BundleSpec<'_> {
-    use sgmrl::recipe::{Advantage, LossScale, Recipe};
-    use sgmrl::sim::nav2d::Nav2d;
     sgmrl::bundle::BundleSpec {
         shape: <TestBundlePolicy as Policy>::SHAPE,
-        recipe: Recipe {
-            alpha: 0.1,
-            steps: 2,
-            episodes: 10,
-            horizon: Nav2d::PAPER_HORIZON,
-            gamma: 0.99,
-            advantage: Advantage::RewardToGo,
-            normalize: false,
-            loss: LossScale::PerEpisode,
-            action: Nav2d::PAPER_ACTION_MAP,
-        },
+        recipe: TEST_BUNDLE_RECIPE,
         task: sgmrl::bundle::TaskId::NAV2D,
         trainer: sgmrl::bundle::Trainer::Unknown,
         seed: 2024,
@@ -183,4 +190,121 @@ pub fn encode_test_bundle(
     let mut params = [0.0f32; TEST_BUNDLE_PARAMS];
     test_bundle_params(&mut params);
     test_bundle_spec(&params).encode_into(out).map(|_| ())
+}
+
+/// Goal of the demo task (inside nav2d's square).
+pub const DEMO_GOAL: [f32; 2] = [0.3, -0.2];
+/// Seed of the demo's random streams.
+pub const DEMO_SEED: u64 = 7;
+
+/// Progress of the demo after each adaptation step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepInfo {
+    /// Steps applied so far (1-based).
+    pub step: u16,
+    /// Mean undiscounted return of the step's batch: the policy *before* this step.
+    pub mean_return: f32,
+    /// Environment steps taken during this adaptation step.
+    pub env_steps: u32,
+}
+
+/// Result of the demo, comparable between host and device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DemoOutcome {
+    /// Steps applied (ζ).
+    pub steps: u16,
+    /// [`fnv1a_f32`] of every step's batch mean return, in order.
+    pub returns_fnv: u32,
+    /// `f32::to_bits` of the mean return of `N` evaluation episodes after adaptation.
+    pub final_return: u32,
+    /// CRC-32 of the adapted parameters ([`sgmrl::adapt::ParamsRef::checksum`]).
+    pub params_crc: u32,
+    /// Environment steps taken while adapting (evaluation excluded).
+    pub env_steps: u32,
+}
+
+/// One episode on `env`, tick by tick as a robot's control loop drives the adapter
+/// (`act` → actuate → `reward`, then `end_episode`); returns what the adapter did and the
+/// number of environment steps.
+fn episode<P: Policy, E: sgmrl::env::Env>(
+    ad: &mut sgmrl::adapt::Adapter<'_, P, sgmrl::policy::LeF32s<'_>>,
+    env: &mut E,
+) -> Result<(sgmrl::adapt::Progress, u32), sgmrl::adapt::AdaptError<E::Error>> {
+    use sgmrl::adapt::{AdaptError, MAX_IO};
+    let mut obs = [0.0f32; MAX_IO];
+    let obs = obs.get_mut(..P::OBS_DIM).ok_or(AdaptError::TooWide)?;
+    let mut action = [0.0f32; MAX_IO];
+    let action = action
+        .get_mut(..P::ACTION_WIDTH)
+        .ok_or(AdaptError::TooWide)?;
+    env.reset(obs).map_err(AdaptError::Env)?;
+    let mut n = 0;
+    for _ in 0..ad.recipe().horizon {
+        action.copy_from_slice(ad.act(obs).map_err(AdaptError::with_env)?);
+        let tr = env.step(action, obs).map_err(AdaptError::Env)?;
+        n += 1;
+        ad.reward(tr.reward).map_err(AdaptError::with_env)?;
+        if tr.done {
+            break;
+        }
+    }
+    let progress = ad.end_episode().map_err(AdaptError::with_env)?;
+    Ok((progress, n))
+}
+
+/// The adaptation demo: ζ steps on `env` with the bundle's recipe and [`DEMO_SEED`], then
+/// `N` evaluation episodes of the adapted policy (N = the recipe's episodes per step).
+/// `on_step` runs after each applied step (the firmware measures and prints there).
+pub fn adapt_demo<P: Policy + Default, E: sgmrl::env::Env>(
+    bundle: &sgmrl::bundle::Bundle<'_>,
+    env: &mut E,
+    memory: &mut [f32],
+    mut on_step: impl FnMut(&StepInfo),
+) -> Result<DemoOutcome, sgmrl::adapt::AdaptError<E::Error>> {
+    use sgmrl::adapt::{AdaptError, Adapter, Progress};
+    let recipe = bundle.recipe();
+    let mut ad = Adapter::new(
+        P::default(),
+        bundle.params(),
+        bundle.baseline(),
+        recipe,
+        memory,
+        DEMO_SEED,
+    )
+    .map_err(AdaptError::with_env)?;
+    let mut returns = [0.0f32; sgmrl::recipe::MAX_STEPS as usize];
+    let mut env_steps = 0u32;
+    let mut step_env_steps = 0u32;
+    while !ad.is_adapted() {
+        let (progress, n) = episode(&mut ad, env)?;
+        step_env_steps += n;
+        if let Progress::Stepped { step, mean_return } = progress {
+            if let Some(r) = returns.get_mut(usize::from(step) - 1) {
+                *r = mean_return;
+            }
+            on_step(&StepInfo {
+                step,
+                mean_return,
+                env_steps: step_env_steps,
+            });
+            env_steps += step_env_steps;
+            step_env_steps = 0;
+        }
+    }
+    let mut sum = 0.0f32;
+    for _ in 0..recipe.episodes {
+        match episode(&mut ad, env)?.0 {
+            Progress::Adapted { episode_return } => sum += episode_return,
+            // Unreachable once adapted; reported rather than panicking.
+            _ => return Err(AdaptError::Shape),
+        }
+    }
+    let steps = ad.steps_done();
+    Ok(DemoOutcome {
+        steps,
+        returns_fnv: fnv1a_f32(returns.iter().take(usize::from(steps)).copied()),
+        final_return: (sum / f32::from(recipe.episodes)).to_bits(),
+        params_crc: ad.with_params(|p| p.checksum()),
+        env_steps,
+    })
 }

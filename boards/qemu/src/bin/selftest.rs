@@ -21,6 +21,7 @@ use sgmrl::math::Real;
 use sgmrl::policy::{Distribution, LeF32s, ParamSource, Policy, PolicyShape};
 use sgmrl::recipe::{ActionMap, Advantage, LossScale, Memory, Recipe, RecipeError};
 use sgmrl::rng::Rng;
+use sgmrl::sim::Nav2d;
 use sgmrl_qemu::harness::{self, Outcome, Test, check};
 use sgmrl_qemu::num::{Bits, Milli, fnv1a_f32};
 use sgmrl_qemu::parity::{
@@ -89,6 +90,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "bundle_rejects_every_malformation",
         run: bundle_rejects_every_malformation,
+    },
+    Test {
+        name: "adaptation_matches_host",
+        run: adaptation_matches_host,
     },
     Test {
         name: "le_f32s_reads_unaligned_bytes",
@@ -434,7 +439,7 @@ fn test_bundle_parses_and_matches_host() -> Outcome {
     )
 }
 
-const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Rewrites the trailing CRC so that a mutation reaches the checks after the checksum.
 fn reseal(b: &mut [u8; TEST_BUNDLE_LEN]) {
@@ -579,6 +584,33 @@ fn bundle_rejects_every_malformation() -> Outcome {
     Ok(())
 }
 
+/// The whole demo (ζ = 2 steps of 10 nav2d episodes, then 10 evaluation episodes) on the
+/// test bundle gives the host's step returns, final return and adapted parameters, bit for
+/// bit.
+fn adaptation_matches_host() -> Outcome {
+    let bundle = Bundle::parse(TEST_BUNDLE).map_err(|_| "test bundle does not parse")?;
+    let mut memory = [0.0f32; parity::TEST_BUNDLE_MEMORY_FLOATS];
+    let mut env = Nav2d::new(parity::DEMO_GOAL);
+    let mut steps = 0;
+    let got =
+        parity::adapt_demo::<parity::TestBundlePolicy, _>(&bundle, &mut env, &mut memory, |_| {
+            steps += 1
+        })
+        .map_err(|_| "adaptation failed")?;
+    check(steps == 2, "on_step not called once per step")?;
+    if got != pins::TEST_BUNDLE_DEMO {
+        sgmrl_qemu::println!(
+            "\n  returns_fnv={:#010x} final={:#010x} params_crc={:#010x} env_steps={}",
+            got.returns_fnv,
+            got.final_return,
+            got.params_crc,
+            got.env_steps
+        );
+        return Err("adaptation differs from the host's (src/pins.rs)");
+    }
+    Ok(())
+}
+
 fn le_f32s_reads_unaligned_bytes() -> Outcome {
     // Force an odd address: the view must not assume alignment (an unaligned word load
     // would HardFault on the M0).
@@ -632,7 +664,13 @@ fn milli_prints_three_decimals() -> Outcome {
     check(formats_as(black_box(-2.0625), "-2.063"), "-2.0625")?;
     check(formats_as(black_box(12345.678), "12345.678"), "12345.678")?;
     check(formats_as(black_box(f32::NAN), "NaN"), "NaN")?;
-    check(formats_as(black_box(f32::NEG_INFINITY), "-inf"), "-inf")
+    check(formats_as(black_box(f32::NEG_INFINITY), "-inf"), "-inf")?;
+    check(
+        formats_as(black_box(-1999999.9), "-1999999.875"),
+        "-1999999.9",
+    )?;
+    check(formats_as(black_box(3.0e6), "3000000.000"), "3e6")?;
+    check(formats_as(black_box(2.0e9), "0x4eee6b28"), "2e9 as bits")
 }
 
 fn fnv1a_matches_reference() -> Outcome {
