@@ -4,7 +4,7 @@
 //! * `memory-<machine>.x` is copied to `$OUT_DIR/memory.x`, where cortex-m-rt's `link.x`
 //!   finds it: one triple, one QEMU machine (see `run.sh`). The `machine` cfg names it.
 //! * `SGMRL_BUNDLE` (a path, relative to this crate or absolute) names the bundle `adapt`
-//!   embeds with `include_bytes!`; without it the committed test bundle is used. The
+//!   embeds with `include_bytes!`; unset or empty, the committed test bundle is used. The
 //!   resolved path reaches the code as `env!("SGMRL_BUNDLE_PATH")`.
 //! * The bundle is parsed here, on the host, so that a bad bundle fails the build with the
 //!   parser's message, and `$OUT_DIR/bundle_info.rs` gets the policy type matching the
@@ -46,7 +46,9 @@ fn main() {
     println!("cargo::rustc-cfg=machine=\"{machine}\"");
 
     println!("cargo:rerun-if-env-changed=SGMRL_BUNDLE");
-    let bundle_path = manifest.join(env::var_os("SGMRL_BUNDLE").unwrap_or(DEFAULT_BUNDLE.into()));
+    // Unset or empty: the committed test bundle.
+    let chosen = env::var_os("SGMRL_BUNDLE").filter(|p| !p.is_empty());
+    let bundle_path = manifest.join(chosen.unwrap_or(DEFAULT_BUNDLE.into()));
     println!("cargo:rerun-if-changed={}", bundle_path.display());
     println!(
         "cargo:rustc-env=SGMRL_BUNDLE_PATH={}",
