@@ -21,13 +21,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         *p = 0.1 * rng.normal();
     }
     let recipe = Recipe {
-        alpha: 0.005,
+        alpha: 0.1,
         steps: 2,
         episodes: 20,
         horizon: 100,
         gamma: 0.99,
-        advantage: Advantage::RewardToGo,
-        normalize: false,
+        advantage: Advantage::BatchMeanBaseline,
+        normalize: true,
         loss: LossScale::PerEpisode,
         action: Nav2d::PAPER_ACTION_MAP,
     };
