@@ -67,7 +67,18 @@ impl ActionMap {
     pub fn apply(&self, u: f32) -> f32 {
         let a = self.scale * u;
         match self.clip {
-            Some(c) => a.clamp(-c, c),
+            // Not `f32::clamp`: its `min > max` assertion cannot be optimised away here, and
+            // its panic message formats floats, which links ~20 KB of float formatting into
+            // every firmware (a validated clip is finite and > 0, so NaN `a` stays NaN).
+            Some(c) => {
+                if a < -c {
+                    -c
+                } else if a > c {
+                    c
+                } else {
+                    a
+                }
+            }
             None => a,
         }
     }
