@@ -194,3 +194,83 @@ impl<T: Scalar> Outer<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::advantage;
+    use crate::envs::Nav2dFamily;
+    use crate::sampler::{SampleSpec, sample};
+    use sgmrl::estimator::{Episode, batch_gradient, batch_gradient_scratch_len};
+    use sgmrl::policy::{GaussianMlp, Policy};
+    use sgmrl::recipe::{Advantage, LossScale, Recipe};
+    use sgmrl::rng::Rng;
+    use sgmrl::sim::Nav2d;
+
+    /// The host's inner step (batched f32 kernels, core advantages) is the device's: the
+    /// core's per-sample `batch_gradient` on the same episodes under the same recipe.
+    #[test]
+    fn inner_step_is_the_cores_batch_gradient() {
+        type P = GaussianMlp<2, 8, 8, 2>;
+        let net = Net::new(P::SHAPE).unwrap();
+        let recipe = Recipe {
+            alpha: 0.1,
+            steps: 1,
+            episodes: 6,
+            horizon: 30,
+            gamma: 0.99,
+            advantage: Advantage::LinearFeatureGae { lambda: 0.97 },
+            normalize: true,
+            loss: LossScale::PerStep,
+            action: Nav2d::PAPER_ACTION_MAP,
+        };
+        let theta = net.glorot_init(&mut Rng::new(4));
+        let spec = SampleSpec {
+            episodes: 6,
+            horizon: 30,
+            action_map: recipe.action,
+            seed: 3,
+            path: &[1],
+        };
+        let ro = sample(&Nav2dFamily, &[0.3, -0.2], &net, &theta, &spec).unwrap();
+        let episodes: Vec<Episode<'_, f32>> = (0..ro.episodes())
+            .map(|e| {
+                let (o, a, r) = ro.episode(e);
+                Episode::new(o, a, r, 2, 2).unwrap()
+            })
+            .collect();
+        let mut want = vec![0.0f32; net.n_params()];
+        let mut scratch = vec![0.0f32; batch_gradient_scratch_len(&recipe, 2)];
+        batch_gradient(
+            &P::default(),
+            &theta[..],
+            &recipe,
+            None::<&[f32]>,
+            &episodes,
+            &mut want,
+            &mut scratch,
+        )
+        .unwrap();
+        let w = advantage::weights(&recipe, &ro).unwrap();
+        let mut ad = Adaptation::new(&net, &theta, recipe.step_scale());
+        ad.step(
+            ro.clone(),
+            w,
+            Needs {
+                hvp: false,
+                score: false,
+            },
+        );
+        let got = ad.steps()[0].grad();
+        let num: f32 = got.iter().zip(&want).map(|(a, b)| (a - b) * (a - b)).sum();
+        let den: f32 = want.iter().map(|b| b * b).sum();
+        assert!(
+            (num / den).sqrt() < 1e-4,
+            "rel. error {}",
+            (num / den).sqrt()
+        );
+        for ((t1, t0), g) in ad.theta().iter().zip(&theta).zip(got) {
+            assert_eq!(*t1, t0 + recipe.step_scale() * g);
+        }
+    }
+}
