@@ -29,6 +29,12 @@
 //! HVP          R{∇_{W_l}} = R{δ_l}ᵀ A_{l-1} + δ_lᵀ R{A_{l-1}},  R{∇_{b_l}} = Σ_rows R{δ_l}
 //! ```
 //! (all deltas weighted by `w` row-wise). No matrix of size `P×P` is ever formed.
+//! [`Net::hvp_with_score`] also adds `m · Σ_rows ∇log π` by putting `h·R{δ_l} + m·δ_l`
+//! into the first HVP product of each layer — one SG-MRL recursion step for the price of
+//! MAML's.
+//!
+//! While sampling, [`Net::forward_rows`] runs one time step of every episode at a time
+//! straight into an episode-major batch, with the weights pre-transposed ([`ForwardPlan`]).
 //!
 //! The kernels are generic over [`Scalar`] (f32 for training, f64 for the exact tests) and
 //! are tested against the core's per-sample `Policy` code and central finite differences.
@@ -929,16 +935,6 @@ impl<T: Scalar> Batch<T> {
     /// Drops the caches (the parameters changed).
     pub fn invalidate(&mut self) {
         self.stage = Stage::Data;
-    }
-
-    /// Replaces the rows by `rows` observation/action rows (caches dropped); keeps the
-    /// allocations. Used by the sampler to refill a per-step batch.
-    pub fn reset_rows(&mut self, rows: usize) -> (&mut [T], &mut [T]) {
-        self.rows = rows;
-        self.obs.resize(rows * self.obs_dim, T::ZERO);
-        self.actions.resize(rows * self.width, T::ZERO);
-        self.stage = Stage::Data;
-        (&mut self.obs, &mut self.actions)
     }
 
     /// Appends the rows of `src` (with their forward caches when both batches have them).
