@@ -9,7 +9,7 @@
 //! - [`envs`]: task families; [`sampler`]: lockstep, deterministic rollouts.
 //! - [`meta`]: the estimators (one module per algorithm, sharing one recursion step), the
 //!   adaptation of a task and the [`meta::MetaTrainer`]; [`optim`]: Adam / SGD ascent.
-//! - [`bench`]: side-by-side timing of meta-iterations.
+//! - [`bench`](mod@bench): side-by-side timing of meta-iterations.
 //!
 //! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
 //! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`meta::MetaConfig::table1`])
