@@ -62,6 +62,17 @@ impl Optimizer {
         }
     }
 
+    /// State saved in a checkpoint: `(config, first moments, second moments, steps taken)`.
+    pub fn state(&self) -> (OptimizerConfig, &[f32], &[f32], i32) {
+        (self.config, &self.m, &self.v, self.t)
+    }
+
+    /// Rebuilds the state saved by [`Optimizer::state`]; `None` if the moment vectors differ
+    /// in length.
+    pub fn from_state(config: OptimizerConfig, m: Vec<f32>, v: Vec<f32>, t: i32) -> Option<Self> {
+        (m.len() == v.len()).then_some(Self { config, m, v, t })
+    }
+
     /// The configuration.
     pub fn config(&self) -> OptimizerConfig {
         self.config
@@ -129,6 +140,20 @@ mod tests {
             (p[0] - 1.0).abs() < 1e-2 && (p[1] + 0.5).abs() < 1e-2,
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let mut a = Optimizer::new(OptimizerConfig::adam(0.1), 2);
+        let mut p = [0.0f32, 0.0];
+        a.ascend(&mut p, &[1.0, -2.0]);
+        let (c, m, v, t) = a.state();
+        let mut b = Optimizer::from_state(c, m.to_vec(), v.to_vec(), t).unwrap();
+        let mut q = p;
+        a.ascend(&mut p, &[0.5, 0.5]);
+        b.ascend(&mut q, &[0.5, 0.5]);
+        assert_eq!(p, q);
+        assert!(Optimizer::from_state(c, vec![0.0; 2], vec![0.0; 3], 0).is_none());
     }
 
     #[test]

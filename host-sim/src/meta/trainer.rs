@@ -232,9 +232,33 @@ impl<F: TaskFamily> MetaTrainer<F> {
         })
     }
 
+    /// Continues a run from a checkpoint: parameters, optimiser state and the number of
+    /// iterations already done (the next iteration draws the streams of that index, so a
+    /// resumed run is the same as an uninterrupted one).
+    pub fn resume(
+        config: MetaConfig,
+        family: F,
+        net: Net,
+        params: Vec<f32>,
+        optimizer: Optimizer,
+        iteration: u64,
+    ) -> Result<Self, TrainError> {
+        let mut t = Self::new(config, family, net, params)?;
+        if optimizer.state().1.len() != t.net.n_params() {
+            return Err(TrainError::Shape);
+        }
+        t.optimizer = optimizer;
+        t.iteration = iteration;
+        Ok(t)
+    }
+
     /// The current meta-parameters.
     pub fn params(&self) -> &[f32] {
         &self.params
+    }
+    /// The optimiser (for checkpoints).
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
     }
     /// The network layout.
     pub fn net(&self) -> &Net {
@@ -473,6 +497,32 @@ mod tests {
         }
         let other = MetaConfig { seed: 8, ..cfg };
         assert_ne!(run_in_pool(2, other).0, p1, "the seed matters");
+    }
+
+    #[test]
+    fn a_resumed_run_is_the_uninterrupted_run() {
+        let cfg = small_config(Algorithm::SgMrl, Order::First);
+        let mut whole = trainer(cfg);
+        for _ in 0..3 {
+            whole.step().unwrap();
+        }
+        let mut first = trainer(cfg);
+        first.step().unwrap();
+        let (c, m, v, t) = first.optimizer().state();
+        let opt = Optimizer::from_state(c, m.to_vec(), v.to_vec(), t).unwrap();
+        let mut rest = MetaTrainer::resume(
+            cfg,
+            Nav2dFamily,
+            first.net().clone(),
+            first.params().to_vec(),
+            opt,
+            first.iteration(),
+        )
+        .unwrap();
+        rest.step().unwrap();
+        rest.step().unwrap();
+        assert_eq!(rest.params(), whole.params());
+        assert_eq!(rest.iteration(), 3);
     }
 
     #[test]
