@@ -1,11 +1,11 @@
 //! Meta-trains on nav2d with the Table 1 setting and prints the returns every 10
 //! iterations: `cargo run --release -p sgmrl-host --example train_nav2d -- [sgmrl|maml|emaml]
-//! [1|2] [ITERATIONS] [SEED] [cv|nocv]` (defaults: sgmrl, 2nd order, 60, seed 1, cv).
+//! [1|2] [ITERATIONS] [SEED] [cv|nocv|pre]` (defaults: sgmrl, 2nd order, 60, seed 1, cv = leave-one-out).
 
 use sgmrl::rng::Rng;
 use sgmrl_host::envs::Nav2dFamily;
 use sgmrl_host::kernels::Net;
-use sgmrl_host::meta::{Algorithm, MetaConfig, MetaTrainer, Order};
+use sgmrl_host::meta::{Algorithm, ControlVariate, MetaConfig, MetaTrainer, Order};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,7 +22,11 @@ fn main() {
     let iterations: u64 = arg(2).and_then(|s| s.parse().ok()).unwrap_or(60);
     let seed: u64 = arg(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let config = MetaConfig {
-        control_variate: arg(4) != Some("nocv"),
+        control_variate: match arg(4) {
+            Some("nocv") => ControlVariate::None,
+            Some("pre") => ControlVariate::PreAdaptation,
+            _ => ControlVariate::LeaveOneOut,
+        },
         ..MetaConfig::table1(algorithm, order, seed)
     };
     let net = Net::new(sgmrl_host::bench::table1_shape()).expect("shape");

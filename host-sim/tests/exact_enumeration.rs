@@ -63,7 +63,7 @@ impl Case {
             outer_advantage: Advantage::RewardToGo,
             outer_episodes,
             tasks: 2,
-            control_variate: true,
+            control_variate: sgmrl_host::meta::ControlVariate::LeaveOneOut,
             optimizer: OptimizerConfig::default(),
             seed: 0,
         };
@@ -608,7 +608,7 @@ fn trainer_meta_gradient_is_unbiased_on_average() {
             outer_advantage: Advantage::RewardToGo,
             outer_episodes: 1,
             tasks: 2,
-            control_variate: true,
+            control_variate: sgmrl_host::meta::ControlVariate::LeaveOneOut,
             optimizer: OptimizerConfig::default(),
             seed,
         };

@@ -17,7 +17,7 @@ pub mod sgmrl;
 pub mod trainer;
 
 pub use inner::{Adaptation, InnerStep, Needs, Outer};
-pub use trainer::{IterationStats, MetaConfig, MetaTrainer, TrainError};
+pub use trainer::{ControlVariate, IterationStats, MetaConfig, MetaTrainer, TrainError};
 
 use crate::gemm::Scalar;
 

@@ -21,6 +21,52 @@ use crate::optim::{Optimizer, OptimizerConfig};
 use crate::sampler::{self, SampleError, SampleSpec};
 use sgmrl::estimator::EstimatorError;
 
+/// The control variate `b_i` subtracted from task `i`'s `Ĵ_i` in the score terms
+/// `(Ĵ_i − b_i)·s_k`. Since `E[s_k] = 0`, any `b_i` independent of task `i`'s own inner and
+/// outer batches keeps the estimate unbiased (estimator.md); they differ in variance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ControlVariate {
+    /// `b_i = 0`: the raw estimator.
+    None,
+    /// `b_i = mean_{j≠i} Ĵ_j`, the leave-one-out mean over the meta-batch (free).
+    LeaveOneOut,
+    /// `b_i = Ĵ⁰_i + mean_{j≠i} (Ĵ_j − Ĵ⁰_j)`, where `Ĵ⁰_j` is the mean discounted return of
+    /// an extra batch drawn at `θ` (before adaptation) on task `j`, independent of that
+    /// task's inner and outer batches. It removes the task-to-task spread of `Ĵ` (how far
+    /// the goal is), which dominates the leave-one-out residual on nav2d, at the cost of one
+    /// more batch of `|D_o|` episodes per task.
+    PreAdaptation,
+}
+
+impl ControlVariate {
+    /// Short lowercase name (`none`, `loo`, `pre`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::LeaveOneOut => "loo",
+            Self::PreAdaptation => "pre",
+        }
+    }
+
+    /// The baselines `b_i` from each task's `Ĵ_i` and, for [`ControlVariate::PreAdaptation`],
+    /// its pre-adaptation return `Ĵ⁰_i`.
+    pub fn baselines(self, jt: &[f32], pre: &[Option<f32>]) -> Vec<f32> {
+        match self {
+            Self::None => vec![0.0; jt.len()],
+            Self::LeaveOneOut => leave_one_out(jt),
+            Self::PreAdaptation => {
+                let j0: Vec<f32> = pre.iter().map(|p| p.unwrap_or(0.0)).collect();
+                let gains: Vec<f32> = jt.iter().zip(&j0).map(|(j, b)| j - b).collect();
+                leave_one_out(&gains)
+                    .iter()
+                    .zip(&j0)
+                    .map(|(g, b)| b + g)
+                    .collect()
+            }
+        }
+    }
+}
+
 /// Stream-name prefixes (first element of every training stream path).
 pub mod streams {
     /// Meta-training batches and tasks.
@@ -46,9 +92,8 @@ pub struct MetaConfig {
     pub outer_episodes: u16,
     /// Tasks per meta-iteration `B`.
     pub tasks: usize,
-    /// Subtract the leave-one-out mean of the other tasks' `Ĵ` from each task's `Ĵ` in the
-    /// score terms (unbiased; lower variance). Off: `b = 0`.
-    pub control_variate: bool,
+    /// What is subtracted from each task's `Ĵ` in the score terms (unbiased in every mode).
+    pub control_variate: ControlVariate,
     /// Outer optimiser.
     pub optimizer: OptimizerConfig,
     /// Root seed of every random stream.
@@ -79,7 +124,7 @@ impl MetaConfig {
             outer_advantage: Advantage::LinearFeatureGae { lambda: 0.997 },
             outer_episodes: 20,
             tasks: 20,
-            control_variate: true,
+            control_variate: ControlVariate::LeaveOneOut,
             optimizer: OptimizerConfig::default(),
             seed,
         }
@@ -189,6 +234,9 @@ pub struct TaskRun {
     pub adaptation: Adaptation<f32>,
     /// `v`, `Ĵ` and the post-adaptation return.
     pub outer: Outer<f32>,
+    /// Mean discounted return of an extra batch at `θ` (before adaptation), drawn only for
+    /// [`ControlVariate::PreAdaptation`].
+    pub pre_adaptation_return: Option<f32>,
 }
 
 impl TaskRun {
@@ -289,11 +337,8 @@ impl<F: TaskFamily> MetaTrainer<F> {
             .collect::<Result<_, _>>()?;
 
         let jts: Vec<f32> = runs.iter().map(|r| r.outer.jt).collect();
-        let baselines = if cfg.control_variate {
-            leave_one_out(&jts)
-        } else {
-            vec![0.0; b]
-        };
+        let pre: Vec<Option<f32>> = runs.iter().map(|r| r.pre_adaptation_return).collect();
+        let baselines = cfg.control_variate.baselines(&jts, &pre);
         let mut stats = IterationStats {
             iteration: self.iteration,
             return_before: mean(runs.iter().map(|r| {
@@ -420,7 +465,25 @@ pub fn adapt_task<F: TaskFamily>(
     )?;
     let w = advantage::weights(&config.outer_recipe(), &ro)?;
     let outer = Outer::new(net, adaptation.theta(), &mut ro, &w, recipe.gamma);
-    Ok(TaskRun { adaptation, outer })
+    let pre_adaptation_return = if config.control_variate == ControlVariate::PreAdaptation {
+        // Its own streams (`path ++ [ζ + 1]`): independent of every batch the estimate uses.
+        full_path[last] = u64::from(recipe.steps) + 1;
+        let ro = sampler::sample(
+            family,
+            task,
+            net,
+            params,
+            &spec(config, &full_path, config.outer_episodes),
+        )?;
+        Some(ro.mean_discounted_return(recipe.gamma))
+    } else {
+        None
+    };
+    Ok(TaskRun {
+        adaptation,
+        outer,
+        pre_adaptation_return,
+    })
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
@@ -453,7 +516,7 @@ mod tests {
             outer_advantage: Advantage::LinearFeatureGae { lambda: 0.97 },
             outer_episodes: 4,
             tasks: 3,
-            control_variate: true,
+            control_variate: ControlVariate::LeaveOneOut,
             optimizer: OptimizerConfig::adam(1e-2),
             seed: 7,
         }
