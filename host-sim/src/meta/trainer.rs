@@ -16,6 +16,7 @@ use sgmrl::rng::Rng;
 use super::{Adaptation, Algorithm, Order, Outer, leave_one_out};
 use crate::advantage;
 use crate::envs::TaskFamily;
+use crate::gemm::Scalar;
 use crate::kernels::Net;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::sampler::{self, SampleError, SampleSpec};
@@ -50,17 +51,17 @@ impl ControlVariate {
 
     /// The baselines `b_i` from each task's `Ĵ_i` and, for [`ControlVariate::PreAdaptation`],
     /// its pre-adaptation return `Ĵ⁰_i`.
-    pub fn baselines(self, jt: &[f32], pre: &[Option<f32>]) -> Vec<f32> {
+    pub fn baselines<T: Scalar>(self, jt: &[T], pre: &[Option<T>]) -> Vec<T> {
         match self {
-            Self::None => vec![0.0; jt.len()],
+            Self::None => vec![T::ZERO; jt.len()],
             Self::LeaveOneOut => leave_one_out(jt),
             Self::PreAdaptation => {
-                let j0: Vec<f32> = pre.iter().map(|p| p.unwrap_or(0.0)).collect();
-                let gains: Vec<f32> = jt.iter().zip(&j0).map(|(j, b)| j - b).collect();
+                let j0: Vec<T> = pre.iter().map(|p| p.unwrap_or(T::ZERO)).collect();
+                let gains: Vec<T> = jt.iter().zip(&j0).map(|(&j, &b)| j - b).collect();
                 leave_one_out(&gains)
                     .iter()
                     .zip(&j0)
-                    .map(|(g, b)| b + g)
+                    .map(|(&g, &b)| b + g)
                     .collect()
             }
         }
