@@ -30,9 +30,10 @@
 //! before returning an error; a caller driving [`Adapter::act`] tick by tick sends it when
 //! any call returns an error. `crate::faults` injects the failures these paths handle.
 
+use crate::bundle::{Bundle, BundleError};
 use crate::env::Env;
 use crate::estimator::{self, Advantages, Episode, EstimatorError};
-use crate::policy::{ParamSource, Policy, PolicyError};
+use crate::policy::{LeF32s, ParamSource, Policy, PolicyError};
 use crate::recipe::{Advantage, Memory, Recipe, RecipeError};
 use crate::rng::Rng;
 
@@ -55,6 +56,8 @@ pub enum AdaptError<E = core::convert::Infallible> {
     },
     /// The meta-parameters or baseline table do not fit the policy and recipe.
     Shape,
+    /// The bundle was written for another policy architecture.
+    Bundle(BundleError),
     /// Observation or action longer than [`MAX_IO`].
     TooWide,
     /// An observation holds NaN or ±∞; the episode in progress was dropped.
@@ -92,6 +95,7 @@ impl<E: core::fmt::Debug> core::fmt::Display for AdaptError<E> {
                 write!(f, "adapter memory must hold {needed} f32, got {got}")
             }
             Self::Shape => f.write_str("parameters or baseline do not fit the policy and recipe"),
+            Self::Bundle(e) => write!(f, "bundle: {e}"),
             Self::TooWide => f.write_str("observation or action longer than adapt::MAX_IO"),
             Self::NonFiniteObservation => f.write_str("non-finite observation; episode dropped"),
             Self::NonFiniteReward => f.write_str("non-finite reward; episode dropped"),
@@ -108,6 +112,9 @@ impl<E: core::fmt::Debug> core::fmt::Display for AdaptError<E> {
         }
     }
 }
+
+#[cfg(feature = "std")]
+impl<E: core::fmt::Debug> std::error::Error for AdaptError<E> {}
 
 impl<E> From<PolicyError> for AdaptError<E> {
     fn from(e: PolicyError) -> Self {
@@ -128,6 +135,7 @@ impl AdaptError {
             Self::Recipe(e) => AdaptError::Recipe(e),
             Self::Memory { needed, got } => AdaptError::Memory { needed, got },
             Self::Shape => AdaptError::Shape,
+            Self::Bundle(e) => AdaptError::Bundle(e),
             Self::TooWide => AdaptError::TooWide,
             Self::NonFiniteObservation => AdaptError::NonFiniteObservation,
             Self::NonFiniteReward => AdaptError::NonFiniteReward,
@@ -818,6 +826,27 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
     }
 }
 
+impl<'m, 'b, P: Policy> Adapter<'m, P, LeF32s<'b>> {
+    /// An adapter for the policy, recipe, baseline table and meta-parameters of a parsed
+    /// bundle (read in place: nothing is copied out of the bundle's bytes).
+    pub fn from_bundle(
+        policy: P,
+        bundle: &Bundle<'b>,
+        memory: &'m mut [f32],
+        seed: u64,
+    ) -> Result<Self, AdaptError> {
+        bundle.check_policy::<P>().map_err(AdaptError::Bundle)?;
+        Self::new(
+            policy,
+            bundle.params(),
+            bundle.baseline(),
+            bundle.recipe(),
+            memory,
+            seed,
+        )
+    }
+}
+
 /// Consecutive `len`-scalar slots of `buf` (a trailing partial slot is skipped).
 ///
 /// `chunks_exact_mut` with a run-time length keeps a zero-length panic (and a division in
@@ -884,8 +913,9 @@ pub enum ParamsRef<'a, M> {
 impl<M: ParamSource<f32>> ParamsRef<'_, M> {
     /// CRC-32 of the parameters' little-endian bytes: compares host and device results.
     pub fn checksum(&self) -> u32 {
-        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-        let mut d = crc.digest();
+        // In flash: built at run time (or a `const`) its 1 KB table would sit on the stack.
+        static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        let mut d = CRC.digest();
         match self {
             Self::Meta(m) => m.values().for_each(|x: f32| d.update(&x.to_le_bytes())),
             Self::Ram(r) => r.iter().for_each(|x| d.update(&x.to_le_bytes())),

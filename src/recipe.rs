@@ -67,11 +67,19 @@ impl ActionMap {
     pub fn apply(&self, u: f32) -> f32 {
         let a = self.scale * u;
         match self.clip {
-            // `f32::clamp` without its panic on a NaN or negative bound (which a valid
-            // recipe never has): NaN `a` stays NaN, as with `clamp`.
-            Some(c) if a > c => c,
-            Some(c) if a < -c => -c,
-            _ => a,
+            // Not `f32::clamp`: its `min > max` assertion cannot be optimised away here, and
+            // its panic message formats floats, which links ~20 KB of float formatting into
+            // every firmware (a validated clip is finite and > 0, so NaN `a` stays NaN).
+            Some(c) => {
+                if a < -c {
+                    -c
+                } else if a > c {
+                    c
+                } else {
+                    a
+                }
+            }
+            None => a,
         }
     }
 }

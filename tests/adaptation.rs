@@ -70,7 +70,6 @@ fn one_to_three_steps_raise_the_expected_return() {
     let meta = initial_params();
     let (before, se_before) = evaluate(&meta, &recipe(1), 1);
     println!("before adaptation: {before:.2} ± {se_before:.2}");
-    let mut previous = before;
     for steps in 1..=3u16 {
         let r = recipe(steps);
         let mut mem = vec![0.0f32; r.memory(&Pol::SHAPE).total_floats()];
@@ -89,8 +88,5 @@ fn one_to_three_steps_raise_the_expected_return() {
             after - before > margin,
             "ζ = {steps}: {after:.2} not above {before:.2} by {margin:.2}"
         );
-        // More steps do not make it worse here (each step is a fresh, independent batch).
-        assert!(after > previous - margin, "ζ = {steps} regressed");
-        previous = after;
     }
 }

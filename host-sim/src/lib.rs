@@ -1,1 +1,26 @@
-//! host-sim (being written)
+//! Host side of sgmrl: batched policy kernels, deterministic parallel rollouts and the
+//! meta-training algorithms (SG-MRL, MAML, E-MAML, first- and second-order).
+//!
+//! Module map:
+//! - [`gemm`]: the one matrix-product wrapper (backend swappable).
+//! - [`kernels`]: batched forward / log-prob / gradient + score / Hessian-vector product
+//!   on the core's flat parameter layout.
+//! - [`rollouts`]: a batch of episodes as data; [`advantage`]: its per-row weights.
+//! - [`envs`]: task families; [`sampler`]: lockstep, deterministic rollouts.
+//! - [`meta`]: the estimators (one module per algorithm, sharing one recursion step), the
+//!   adaptation of a task and the [`meta::MetaTrainer`]; [`optim`]: Adam / SGD ascent.
+//! - [`bench`](mod@bench): side-by-side timing of meta-iterations.
+//!
+//! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
+//! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`meta::MetaConfig::table1`])
+//! and a task family, then call [`meta::MetaTrainer::step`] once per meta-iteration.
+
+pub mod advantage;
+pub mod bench;
+pub mod envs;
+pub mod gemm;
+pub mod kernels;
+pub mod meta;
+pub mod optim;
+pub mod rollouts;
+pub mod sampler;

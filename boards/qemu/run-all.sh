@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Builds the firmware for all three QEMU machines (release: opt-level z, LTO) and runs it.
+#
+#   boards/qemu/run-all.sh            # from anywhere; exit 0 only if everything passed
+#
+# For each of microbit (thumbv6m), mps2-an386 (thumbv7em) and mps2-an505 (thumbv8m.main):
+#   1. build every binary; print llvm-size's sections; fail if core's float formatting got
+#      linked (~20 KB of flash) or if `.text` of the deployable firmware (`adapt`; the
+#      test binaries are exempt) exceeds SGMRL_CODE_LIMIT bytes (default 40960, a
+#      regression guard), and warn above the 32 KB target (SGMRL_CODE_TARGET);
+#   2. run each binary in $RUN_BINS under run.sh (QEMU with a timeout) and require exit 0;
+#   3. check the failure paths: `selftest --deliberate-fail` must exit 1, `--deliberate-panic`
+#      101 and `--deliberate-fault` 102, and `--deliberate-hang` must be ended by run.sh's
+#      timeout with 124 (microbit only; a harness that cannot fail proves nothing).
+#   0. (first) recompute the parity cases and the test bundle on the host (`pins/`) and fail
+#      if `src/pins.rs` or `bundles/test.sgmrl` is stale, i.e. the core's numerics or bundle
+#      format changed on the host since they were made.
+# Logs go to target/run-all/<machine>-<binary>.log.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+
+TARGETS=(thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf)
+RUN_BINS=(${SGMRL_RUN_BINS:-selftest adapt})
+LIMIT=${SGMRL_CODE_LIMIT:-40960}
+TARGET_BYTES=${SGMRL_CODE_TARGET:-32768}
+
+host=$(rustc -vV | sed -n 's/^host: //p')
+tools="$(rustc --print sysroot)/lib/rustlib/$host/bin"
+if [ ! -x "$tools/llvm-size" ]; then
+    echo "run-all: llvm-size missing; run: rustup component add llvm-tools" >&2
+    exit 2
+fi
+command -v qemu-system-arm >/dev/null || {
+    echo "run-all: qemu-system-arm missing; run: apt-get install qemu-system-arm" >&2
+    exit 2
+}
+
+machine_of() {
+    case $1 in
+        thumbv6m-none-eabi) echo microbit ;;
+        thumbv7em-none-eabihf) echo mps2-an386 ;;
+        thumbv8m.main-none-eabihf) echo mps2-an505 ;;
+    esac
+}
+
+logs=target/run-all
+mkdir -p "$logs"
+failures=()
+passed=0
+fail() {
+    echo "FAIL: $*"
+    failures+=("$*")
+}
+
+echo "== host parity pins (pins/ → src/pins.rs)"
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" >"$logs/pins.rs" 2>"$logs/pins.err"; then
+    if diff -u src/pins.rs "$logs/pins.rs" >"$logs/pins.diff"; then
+        echo "ok   src/pins.rs matches the host"
+        passed=$((passed + 1))
+    else
+        fail "src/pins.rs is stale: the host computes other values (diff: boards/qemu/$logs/pins.diff); if intended, regenerate as pins/src/main.rs says"
+    fi
+else
+    fail "pins/ failed on the host (boards/qemu/$logs/pins.err)"
+    tail -20 "$logs/pins.err"
+fi
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle "$logs/test.sgmrl" 2>"$logs/pins.err" &&
+    cmp -s bundles/test.sgmrl "$logs/test.sgmrl"; then
+    echo "ok   bundles/test.sgmrl matches the host's encoding"
+    passed=$((passed + 1))
+else
+    fail "bundles/test.sgmrl is stale or pins/ failed; regenerate as pins/src/main.rs says"
+fi
+
+targs=()
+for t in "${TARGETS[@]}"; do targs+=(--target "$t"); done
+echo "== build (release) for ${TARGETS[*]}"
+if ! cargo build --release --bins "${targs[@]}"; then
+    echo "run-all: build failed" >&2
+    exit 1
+fi
+
+bins=$(cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json,sys; print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "bin" in t["kind"]))')
+
+echo
+echo "== sizes (bytes; flash = .vector_table + .text + .rodata + .data, RAM = .data + .bss + .uninit)"
+printf '%-11s %-9s %8s %8s %8s %6s %6s %6s %8s %8s\n' \
+    machine binary vectors text rodata data bss uninit flash ram
+for t in "${TARGETS[@]}"; do
+    m=$(machine_of "$t")
+    for b in $bins; do
+        elf=target/$t/release/$b
+        declare -A sz=()
+        while read -r name size _; do
+            sz[$name]=$size
+        done < <("$tools/llvm-size" -A "$elf" | grep -E '^\.(vector_table|text|rodata|data|bss|uninit) ')
+        v=${sz[.vector_table]:-0} x=${sz[.text]:-0} r=${sz[.rodata]:-0}
+        d=${sz[.data]:-0} z=${sz[.bss]:-0} u=${sz[.uninit]:-0}
+        printf '%-11s %-9s %8d %8d %8d %6d %6d %6d %8d %8d\n' \
+            "$m" "$b" "$v" "$x" "$r" "$d" "$z" "$u" $((v + x + r + d)) $((d + z + u))
+        if "$tools/llvm-nm" -C "$elf" | grep -qE 'flt2dec|float_to_decimal|float_to_exponential'; then
+            fail "$m $b links core's float formatting (print f32 with sgmrl_qemu::num instead)"
+        fi
+        if [ "$b" = adapt ] && [ "$x" -gt "$LIMIT" ]; then
+            fail "$m $b: .text $x bytes exceeds the limit of $LIMIT"
+        elif [ "$b" = adapt ] && [ "$x" -gt "$TARGET_BYTES" ]; then
+            echo "WARN: $m $b: .text $x bytes is over the $TARGET_BYTES-byte target"
+        fi
+        unset sz
+    done
+done
+
+# run <machine> <binary> <expected exit code> [firmware args…]
+run() {
+    local t=$1 b=$2 want=$3
+    shift 3
+    local m log rc
+    m=$(machine_of "$t")
+    log=$logs/$m-$b${1:+$1}.log
+    ./run.sh "target/$t/release/$b" "$@" >"$log" 2>&1
+    rc=$?
+    if [ "$rc" -eq "$want" ]; then
+        echo "ok   $m $b $* (exit $rc)"
+        passed=$((passed + 1))
+    else
+        [ "$rc" -eq 124 ] && rc="124, timeout"
+        fail "$m $b $* exited $rc, expected $want (log: boards/qemu/$log)"
+        sed 's/^/    | /' "$log" | tail -20
+    fi
+}
+
+echo
+echo "== run under QEMU"
+for t in "${TARGETS[@]}"; do
+    for b in "${RUN_BINS[@]}"; do
+        run "$t" "$b" 0
+        # Surface the lines worth reading in CI logs: summaries and measurements.
+        grep -E 'passed, [0-9]+ failed|\[icount\]|^adapt' "$logs/$(machine_of "$t")-$b.log"
+    done
+    run "$t" selftest 1 --deliberate-fail
+    run "$t" selftest 101 --deliberate-panic
+    run "$t" selftest 102 --deliberate-fault
+done
+SGMRL_QEMU_TIMEOUT=1 run thumbv6m-none-eabi selftest 124 --deliberate-hang
+
+echo
+if [ ${#failures[@]} -ne 0 ]; then
+    echo "run-all: ${#failures[@]} problem(s):"
+    printf '  %s\n' "${failures[@]}"
+fi
+# One closing line in the plain form CI counts: runs and size checks that passed/failed.
+echo "firmware: $passed passed, ${#failures[@]} failed"
+[ ${#failures[@]} -eq 0 ]
