@@ -3,7 +3,8 @@
 //! - `cargo xtask test` — everything CI checks, on a fresh machine: installs the rustup
 //!   targets and Debian's `qemu-system-arm` when missing, then formatting, clippy, the
 //!   workspace tests, the core's no_std builds for three Cortex-M targets (with and without
-//!   `defmt`), the QEMU firmware and its on-target tests, and a tiny end-to-end training run.
+//!   `defmt`), the panic-symbol check, the QEMU firmware and its on-target tests, and a tiny
+//!   end-to-end training run.
 //! - `cargo xtask setup` — only the installs.
 //! - `cargo xtask bench-device` — device budgets under QEMU, written to `docs/device.md`.
 //!
@@ -249,6 +250,24 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             Ok(())
         },
     );
+    check("core links no panic machinery (symbol check)", &mut || {
+        run(root, "bash", &["scripts/check-panic-symbols.sh"], &[])
+    });
+    check("example: adapt_nav2d", &mut || {
+        run(
+            root,
+            "cargo",
+            &[
+                "run",
+                "--release",
+                "--features",
+                "std",
+                "--example",
+                "adapt_nav2d",
+            ],
+            &[],
+        )
+    });
     let qemu_script = root.join("boards/qemu/run-all.sh");
     if !skip_qemu && qemu_script.exists() {
         check("firmware under QEMU (M0, M4F, M33)", &mut || {
