@@ -1,1 +1,11 @@
 //! host-sim (being written)
+
+// The `sgmrl` command-line tool: configuration, run directories, checkpoints, evaluation,
+// export and plots (the binary is src/main.rs).
+pub mod atomic;
+pub mod checkpoint;
+pub mod config;
+pub mod eval;
+pub mod model;
+pub mod rundir;
+pub mod shapes;
