@@ -38,7 +38,7 @@ pub mod streams {
     /// Marks a goal draw in a path.
     pub const GOAL: u64 = 0x474F_414C;
     /// Marks the seed of a goal's adapter in a path.
-    pub const ADAPT: u64 = 0x4144_4150_54;
+    pub const ADAPT: u64 = 0x0041_4441_5054;
 }
 
 /// A named, reproducible set of goals.
