@@ -8,6 +8,7 @@ pub mod config;
 pub mod eval;
 pub mod export;
 pub mod model;
+pub mod plot;
 pub mod rundir;
 pub mod runlog;
 pub mod shapes;
