@@ -18,7 +18,6 @@ use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::recipe::{Advantage, LossScale, Memory, Recipe};
 
 use crate::config::{Config, shape_name};
-use crate::eval::EvalReport;
 use crate::model::Model;
 
 /// Format tag of the safetensors metadata.
@@ -263,8 +262,8 @@ pub struct Summary {
     pub safetensors: String,
     /// The full training configuration, when known.
     pub config: Option<Config>,
-    /// The honest held-out evaluation, when run.
-    pub eval: Option<EvalReport>,
+    /// The honest held-out evaluation (`eval.json`), when run.
+    pub eval: Option<serde_json::Value>,
 }
 
 /// The bundle of `model`.
@@ -331,11 +330,12 @@ pub struct Exported {
     pub summary: PathBuf,
 }
 
-/// Writes `bundle.sgml`, `policy.safetensors` and `summary.json` into `dir`.
+/// Writes `bundle.sgml`, `policy.safetensors` and `summary.json` into `dir`; `eval` (an
+/// [`crate::eval::EvalReport`] as JSON) is copied into the summary.
 pub fn export_all(
     model: &Model,
     dir: &Path,
-    eval: Option<&EvalReport>,
+    eval: Option<serde_json::Value>,
 ) -> Result<Exported, ExportError> {
     let paths = Exported {
         bundle: dir.join("bundle.sgml"),
@@ -368,7 +368,7 @@ pub fn export_all(
         },
         safetensors: file_name(&paths.safetensors),
         config: model.config.clone(),
-        eval: eval.cloned(),
+        eval,
     };
     let mut text = serde_json::to_string_pretty(&summary).unwrap_or_default();
     text.push('\n');

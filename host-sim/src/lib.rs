@@ -4,6 +4,7 @@
 // export and plots (the binary is src/main.rs).
 pub mod atomic;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod eval;
 pub mod export;
@@ -13,3 +14,4 @@ pub mod rundir;
 pub mod runlog;
 pub mod shapes;
 pub mod train;
+pub mod wiring;
