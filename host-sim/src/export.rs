@@ -311,7 +311,50 @@ pub fn safetensors_bytes(model: &Model) -> Result<Vec<u8>, ExportError> {
          Gaussian: log_std [act] last"
             .to_string(),
     );
-    safetensors::serialize(views, Some(meta)).map_err(|e| ExportError::Safetensors(e.to_string()))
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| ExportError::Safetensors(e.to_string()))?;
+    canonical_header(&bytes)
+}
+
+/// `v` with every object's keys inserted in sorted order (sorted whether serde_json's map
+/// is its default BTreeMap or the insertion-ordered one of its `preserve_order` feature).
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let entries: std::collections::BTreeMap<String, serde_json::Value> =
+                m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            serde_json::Value::Object(entries.into_iter().collect())
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
+}
+
+/// Rewrites a safetensors file's JSON header with its keys sorted: the writer emits the
+/// metadata map in hash order, which changes from run to run, and the same model must
+/// give the same bytes. The header stays padded with spaces to a multiple of 8 bytes.
+fn canonical_header(bytes: &[u8]) -> Result<Vec<u8>, ExportError> {
+    let bad = || ExportError::Safetensors("malformed header from the writer".into());
+    let n = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(bad)?;
+    let header = bytes.get(8..8 + n).ok_or_else(bad)?;
+    let data = bytes.get(8 + n..).ok_or_else(bad)?;
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad())?;
+    let mut text = serde_json::to_vec(&sorted(value)).map_err(|_| bad())?;
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + data.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(data);
+    Ok(out)
 }
 
 /// Compact JSON of a value whose serialisation cannot fail (plain structs).
@@ -455,6 +498,8 @@ mod tests {
             let want: Vec<u8> = t.values.iter().flat_map(|x| x.to_le_bytes()).collect();
             assert_eq!(v.data(), want.as_slice());
         }
+        // The same model always gives the same bytes (metadata keys sorted).
+        assert_eq!(safetensors_bytes(&m).unwrap(), bytes);
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         let meta = meta.metadata().clone().unwrap();
         assert_eq!(meta["format"], SAFETENSORS_FORMAT);

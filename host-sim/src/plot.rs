@@ -167,6 +167,22 @@ pub fn bands(curves: &[LabelledCurve]) -> Vec<Band> {
         .collect()
 }
 
+/// Centred moving average over `window` points (fewer at the ends), skipping NaN.
+pub fn smooth(xs: &[f64], window: usize) -> Vec<f64> {
+    let half = window / 2;
+    (0..xs.len())
+        .map(|i| {
+            let lo = i.saturating_sub(half);
+            let hi = (i + half + 1).min(xs.len());
+            let (s, n) = xs[lo..hi]
+                .iter()
+                .filter(|x| x.is_finite())
+                .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+            if n == 0 { f64::NAN } else { s / n as f64 }
+        })
+        .collect()
+}
+
 fn range_of<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
@@ -187,7 +203,32 @@ pub fn plot_curves(
     title: &str,
     out: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let bands = bands(curves);
+    // Per-iteration returns are noisy; a centred moving average over ~2 % of the run
+    // shows the trend (the window is stated in the caption).
+    let longest = curves
+        .iter()
+        .map(|c| c.curve.iteration.len())
+        .max()
+        .unwrap_or(0);
+    let window = (longest / 50).max(1) | 1;
+    let smoothed: Vec<LabelledCurve> = curves
+        .iter()
+        .map(|c| LabelledCurve {
+            label: c.label.clone(),
+            curve: Curve {
+                before: smooth(&c.curve.before, window),
+                after: smooth(&c.curve.after, window),
+                ..c.curve.clone()
+            },
+        })
+        .collect();
+    let bands = bands(&smoothed);
+    let caption = if window > 1 {
+        format!("{title} (moving average over {window} iterations)")
+    } else {
+        title.to_string()
+    };
+    let title = caption.as_str();
     if bands.iter().all(|b| b.x.is_empty()) {
         anyhow::bail!("no logged iterations to plot");
     }
@@ -330,7 +371,7 @@ pub fn plot_trajectories(
     }
     let cols = goals.len().min(4);
     let rows = goals.len().div_ceil(cols);
-    let size = (340 * cols as u32 + 20, 380 * rows as u32 + 90);
+    let size = (360 * cols as u32 + 20, 370 * rows as u32 + 90);
     write_plot!(out, size, draw_trajectories(goals, title, (rows, cols)))
 }
 
@@ -382,7 +423,7 @@ where
             .margin(10)
             .x_label_area_size(24)
             .y_label_area_size(36)
-            .build_cartesian_2d(-0.5f32..0.5f32, -0.5f32..0.5f32)
+            .build_cartesian_2d(-0.55f32..0.55f32, -0.55f32..0.55f32)
             .map_err(e)?;
         chart
             .configure_mesh()
@@ -393,6 +434,13 @@ where
             .label_style((FAMILY, 12))
             .light_line_style(RGBColor(238, 238, 238))
             .draw()
+            .map_err(e)?;
+        // The walls of the square.
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(-0.5f32, -0.5f32), (0.5, 0.5)],
+                RGBColor(150, 150, 150).stroke_width(1),
+            )))
             .map_err(e)?;
         for (k, path) in g.paths.iter().enumerate() {
             let pts: Vec<(f32, f32)> = path.iter().map(|p| (p[0], p[1])).collect();
@@ -542,6 +590,13 @@ mod tests {
         assert_eq!(files, vec![d.join("traj.png")]);
         assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn smoothing_is_a_centred_mean_that_skips_nan() {
+        let s = smooth(&[1.0, 2.0, 3.0, f64::NAN, 5.0], 3);
+        assert_eq!(s, vec![1.5, 2.0, 2.5, 4.0, 5.0]);
+        assert_eq!(smooth(&[1.0, 4.0], 1), vec![1.0, 4.0]);
     }
 
     #[test]
