@@ -236,9 +236,11 @@ pub fn train(
     };
     let steps = config.recipe.steps;
     let mut log = RunLog::open(&run.log_csv(), &run.log_jsonl(), steps, start)?;
-    truncate_csv(&run.validation_csv(), &validation_header(steps), |it| {
-        it <= start
-    })?;
+    if config.eval.validate_every > 0 || run.validation_csv().exists() {
+        truncate_csv(&run.validation_csv(), &validation_header(steps), |it| {
+            it <= start
+        })?;
+    }
 
     let total = u64::from(config.iterations);
     let end = opts.stop_after.map_or(total, |s| s.min(total));
