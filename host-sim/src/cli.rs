@@ -620,9 +620,13 @@ fn cmd_export(a: ExportArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    // An evaluation in the output directory goes into the summary only if it is of
+    // these very parameters.
+    let crc = crate::eval::params_crc32(&model.params);
     let eval = std::fs::read(dir.join("eval.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter(|v| v["params_crc32"] == crc.as_str());
     let e = export_all(&model, &dir, eval)?;
     println!("{}", describe(&model));
     let mem = MemoryJson::new(&model.shape, &model.recipe);

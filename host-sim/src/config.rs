@@ -389,7 +389,7 @@ impl Preset {
                 env: EnvName::Nav2d,
                 algorithm: AlgorithmName::Sgmrl,
                 seed: 1,
-                iterations: 1000,
+                iterations: 2000,
                 meta_batch: 40,
                 control_variate: true,
                 checkpoint_every: 100,

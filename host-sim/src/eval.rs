@@ -255,6 +255,11 @@ impl Stat {
 /// The evaluation's result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EvalReport {
+    /// CRC-32 of the evaluated meta-parameters' little-endian bytes (identifies the model;
+    /// the same checksum as `sgmrl::adapt::ParamsRef::checksum`).
+    pub params_crc32: String,
+    /// Meta-iterations of the evaluated model.
+    pub meta_iterations: u64,
     /// Goals evaluated.
     pub goals: u32,
     /// Seed of the goal set.
@@ -313,6 +318,16 @@ impl std::fmt::Display for EvalReport {
     }
 }
 
+/// CRC-32 (ISO-HDLC) of parameters as little-endian bytes, formatted `0x…`.
+pub fn params_crc32(params: &[f32]) -> String {
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    let mut d = crc.digest();
+    for x in params {
+        d.update(&x.to_le_bytes());
+    }
+    format!("{:#010x}", d.finalize())
+}
+
 /// Adapts `model` to goals `0..goals` of `set` and measures each; `record` keeps the
 /// first episode's positions of each policy.
 pub fn run_goals(
@@ -356,6 +371,8 @@ pub fn evaluate(
     };
     let steps = model.recipe.steps;
     Ok(EvalReport {
+        params_crc32: params_crc32(&model.params),
+        meta_iterations: model.iterations,
         goals,
         seed: set.seed,
         episodes,
@@ -554,6 +571,14 @@ mod tests {
             evaluate(&m, &GoalSet::held_out(1), 3, 2),
             Err(EvalError::AllFailed)
         ));
+    }
+
+    #[test]
+    fn report_names_the_model_by_the_core_checksum() {
+        let m = model(vec![16]);
+        let r = evaluate(&m, &GoalSet::held_out(1), 2, 1).unwrap();
+        let core = sgmrl::adapt::ParamsRef::<&[f32]>::Meta(&m.params[..]).checksum();
+        assert_eq!(r.params_crc32, format!("{core:#010x}"));
     }
 
     #[test]

@@ -183,6 +183,9 @@ fn export_from_a_checkpoint_gives_the_core_bundle() {
     let d = Scratch::new("export");
     let c = config();
     write_run(&d.path("run"), &c, 5);
+    // A stale evaluation of other parameters in the output directory is not attached.
+    std::fs::create_dir_all(d.path("out")).unwrap();
+    std::fs::write(d.path("out/eval.json"), r#"{"params_crc32": "0x00000000"}"#).unwrap();
     let out = ok(&["export", &d.s("run"), "-o", &d.s("out")]);
     assert!(out.contains("device RAM for adaptation"), "{out}");
     let bundle = std::fs::read(d.path("out/bundle.sgml")).unwrap();
@@ -195,6 +198,7 @@ fn export_from_a_checkpoint_gives_the_core_bundle() {
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.path("out/summary.json")).unwrap()).unwrap();
     assert_eq!(s["trainer"], "SG-MRL");
+    assert!(s["eval"].is_null());
     // Exporting the exported bundle again reproduces it byte for byte.
     ok(&["export", &d.s("out/bundle.sgml"), "-o", &d.s("again")]);
     assert_eq!(std::fs::read(d.path("again/bundle.sgml")).unwrap(), bundle);
