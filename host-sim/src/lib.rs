@@ -11,6 +11,12 @@
 //!   adaptation of a task and the [`meta::MetaTrainer`]; [`optim`]: Adam / SGD ascent.
 //! - [`bench`](mod@bench): side-by-side timing of meta-iterations.
 //!
+//! The `sgmrl` command-line tool (binary in `src/main.rs`) sits on top: [`config`] (presets,
+//! TOML, flags), [`rundir`], [`runlog`], [`checkpoint`] and [`atomic`] (crash-safe files),
+//! [`train`] (the loop, resume), [`wiring`] (the engine behind `train`), [`eval`] (held-out
+//! goals adapted by the core's own `Adapter`), [`export`] (bundle, safetensors, JSON),
+//! [`plot`], [`model`] and [`shapes`] (runtime shape → compile-time policy type), [`cli`].
+//!
 //! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
 //! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`meta::MetaConfig::table1`])
 //! and a task family, then call [`meta::MetaTrainer::step`] once per meta-iteration.
@@ -24,3 +30,17 @@ pub mod meta;
 pub mod optim;
 pub mod rollouts;
 pub mod sampler;
+
+pub mod atomic;
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod eval;
+pub mod export;
+pub mod model;
+pub mod plot;
+pub mod rundir;
+pub mod runlog;
+pub mod shapes;
+pub mod train;
+pub mod wiring;

@@ -301,6 +301,26 @@ impl<F: TaskFamily> MetaTrainer<F> {
         Ok(t)
     }
 
+    /// Sets the meta-parameters and the number of iterations done (driving the trainer from
+    /// parameters held elsewhere, e.g. the command-line tool's checkpoints).
+    pub fn set_state(&mut self, params: &[f32], iteration: u64) -> Result<(), TrainError> {
+        if params.len() != self.params.len() {
+            return Err(TrainError::Shape);
+        }
+        self.params.copy_from_slice(params);
+        self.iteration = iteration;
+        Ok(())
+    }
+
+    /// Replaces the optimiser (restoring a checkpoint); it must fit the policy.
+    pub fn set_optimizer(&mut self, optimizer: Optimizer) -> Result<(), TrainError> {
+        if optimizer.state().1.len() != self.net.n_params() {
+            return Err(TrainError::Shape);
+        }
+        self.optimizer = optimizer;
+        Ok(())
+    }
+
     /// The current meta-parameters.
     pub fn params(&self) -> &[f32] {
         &self.params

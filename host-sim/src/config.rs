@@ -1,0 +1,1034 @@
+//! The run configuration: what to meta-train, how the device will adapt, and how to
+//! evaluate.
+//!
+//! A configuration is built in layers, each a TOML table merged key by key onto the one
+//! below: a preset ([`Preset::Embedded`] unless a `--preset` flag or a `preset = "…"` key
+//! in the file names another), then the user's TOML file, then command-line overrides
+//! (`--alpha 0.05`, `--set recipe.alpha=0.05`). The merged table is deserialised once,
+//! with unknown keys rejected, and [`Config::validate`]d, so every error names the field.
+//! A run directory stores the fully resolved configuration as `config.toml` (no preset
+//! key), which is what a resumed run reads back.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sgmrl::bundle::{TaskId, Trainer};
+use sgmrl::policy::{Distribution, PolicyShape};
+use sgmrl::recipe::{ActionMap, Advantage, LossScale, Recipe, RecipeError};
+
+/// A configuration error: the dotted name of the offending field and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// Dotted field name (`recipe.alpha`), or the file name for syntax errors.
+    pub field: String,
+    /// What is wrong, one line.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: one_line(&message.into()),
+        }
+    }
+}
+
+/// Collapses a possibly multi-line message into one line.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Task family to meta-train on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvName {
+    /// The paper's 2-D navigation, continuous actions (Gaussian policy).
+    Nav2d,
+    /// 2-D navigation with 9 discrete moves (softmax policy).
+    Nav2dDiscrete,
+}
+
+impl EnvName {
+    /// The bundle's task id.
+    pub const fn task_id(self) -> TaskId {
+        match self {
+            Self::Nav2d => TaskId::NAV2D,
+            Self::Nav2dDiscrete => TaskId::NAV2D_DISCRETE,
+        }
+    }
+
+    /// The environment a bundle's task id names, if this crate simulates it.
+    pub const fn from_task_id(task: TaskId) -> Option<Self> {
+        match task {
+            TaskId::NAV2D => Some(Self::Nav2d),
+            TaskId::NAV2D_DISCRETE => Some(Self::Nav2dDiscrete),
+            _ => None,
+        }
+    }
+
+    /// The command-line / TOML name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Nav2d => "nav2d",
+            Self::Nav2dDiscrete => "nav2d-discrete",
+        }
+    }
+
+    /// Observation length of the family.
+    pub const fn obs_dim(self) -> u16 {
+        2
+    }
+
+    /// The policy head this family needs: distribution and `act_dim`.
+    pub const fn head(self) -> (Distribution, u16) {
+        match self {
+            Self::Nav2d => (Distribution::Gaussian, 2),
+            Self::Nav2dDiscrete => (Distribution::Softmax, 9),
+        }
+    }
+}
+
+impl fmt::Display for EnvName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The control variate `b_i` of the score terms `(Ĵ_i − b_i)·s_k` (all unbiased; see
+/// `meta::ControlVariate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlVariateName {
+    /// `b = 0`: the raw estimator.
+    None,
+    /// Leave-one-out mean of the other tasks' `Ĵ`.
+    Loo,
+    /// Pre-adaptation return of an extra independent batch, plus the others' mean gain.
+    Pre,
+}
+
+impl ControlVariateName {
+    /// The engine's control variate.
+    pub const fn engine(self) -> crate::meta::ControlVariate {
+        match self {
+            Self::None => crate::meta::ControlVariate::None,
+            Self::Loo => crate::meta::ControlVariate::LeaveOneOut,
+            Self::Pre => crate::meta::ControlVariate::PreAdaptation,
+        }
+    }
+}
+
+/// Meta-training algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlgorithmName {
+    /// SG-MRL with the exact (second-order) meta-gradient.
+    Sgmrl,
+    /// SG-MRL with the Hessian terms dropped.
+    SgmrlFo,
+    /// MAML (second order).
+    Maml,
+    /// First-order MAML.
+    Fomaml,
+    /// E-MAML.
+    Emaml,
+}
+
+impl AlgorithmName {
+    /// The bundle's trainer code.
+    pub const fn trainer(self) -> Trainer {
+        match self {
+            Self::Sgmrl => Trainer::SgMrl,
+            Self::SgmrlFo => Trainer::SgMrlFirstOrder,
+            Self::Maml => Trainer::Maml,
+            Self::Fomaml => Trainer::FoMaml,
+            Self::Emaml => Trainer::EMaml,
+        }
+    }
+
+    /// The command-line / TOML name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Sgmrl => "sgmrl",
+            Self::SgmrlFo => "sgmrl-fo",
+            Self::Maml => "maml",
+            Self::Fomaml => "fomaml",
+            Self::Emaml => "emaml",
+        }
+    }
+
+    /// Every algorithm, in the order of the paper's tables.
+    pub const ALL: [Self; 5] = [
+        Self::Sgmrl,
+        Self::SgmrlFo,
+        Self::Maml,
+        Self::Fomaml,
+        Self::Emaml,
+    ];
+}
+
+impl fmt::Display for AlgorithmName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Advantage rule of the recipe (see [`Advantage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdvantageName {
+    /// `A_h = R^h` (streams: RAM for one episode).
+    RewardToGo,
+    /// Reward-to-go minus the batch mean at the same step (needs the batch in RAM).
+    BatchMean,
+    /// GAE(λ) on a refitted linear feature baseline (needs the batch in RAM).
+    Gae,
+}
+
+/// Inner-loss scaling (see [`LossScale`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossName {
+    /// Divide by the number of episodes `N` (the paper's eq. 5).
+    PerEpisode,
+    /// Divide by `N·H` (the paper's code).
+    PerStep,
+}
+
+/// Outer optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerName {
+    /// Adam, β = (0.9, 0.999), ε = 1e-8.
+    Adam,
+    /// Plain gradient ascent.
+    Sgd,
+}
+
+/// The adaptation recipe as written in a configuration file. Every field is always
+/// present so that layers can override any of them; `gae_lambda` is used only when
+/// `advantage = "gae"` and `action_clip = 0` means "no clipping" (the bundle's encoding).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeConfig {
+    /// Inner step size α.
+    pub alpha: f32,
+    /// Adaptation steps ζ.
+    pub steps: u16,
+    /// Episodes per adaptation step `N`.
+    pub episodes: u16,
+    /// Horizon `H`.
+    pub horizon: u16,
+    /// Discount γ.
+    pub gamma: f32,
+    /// Advantage rule.
+    pub advantage: AdvantageName,
+    /// GAE λ (only for `advantage = "gae"`).
+    pub gae_lambda: f32,
+    /// Normalise advantages per batch.
+    pub normalize: bool,
+    /// Inner-loss scaling.
+    pub loss: LossName,
+    /// Gaussian action = clamp(scale·u, ±clip).
+    pub action_scale: f32,
+    /// 0 = no clipping.
+    pub action_clip: f32,
+}
+
+impl RecipeConfig {
+    /// The core recipe (not yet validated).
+    pub fn to_recipe(&self) -> Recipe {
+        Recipe {
+            alpha: self.alpha,
+            steps: self.steps,
+            episodes: self.episodes,
+            horizon: self.horizon,
+            gamma: self.gamma,
+            advantage: match self.advantage {
+                AdvantageName::RewardToGo => Advantage::RewardToGo,
+                AdvantageName::BatchMean => Advantage::BatchMeanBaseline,
+                AdvantageName::Gae => Advantage::LinearFeatureGae {
+                    lambda: self.gae_lambda,
+                },
+            },
+            normalize: self.normalize,
+            loss: match self.loss {
+                LossName::PerEpisode => LossScale::PerEpisode,
+                LossName::PerStep => LossScale::PerStep,
+            },
+            action: ActionMap {
+                scale: self.action_scale,
+                clip: (self.action_clip != 0.0).then_some(self.action_clip),
+            },
+        }
+    }
+
+    /// The configuration form of a core recipe; `None` for a rule configurations cannot
+    /// express (the time-baseline table).
+    pub fn from_recipe(r: &Recipe) -> Option<Self> {
+        let (advantage, gae_lambda) = match r.advantage {
+            Advantage::RewardToGo => (AdvantageName::RewardToGo, 0.0),
+            Advantage::BatchMeanBaseline => (AdvantageName::BatchMean, 0.0),
+            Advantage::LinearFeatureGae { lambda } => (AdvantageName::Gae, lambda),
+            Advantage::TimeBaseline => return None,
+        };
+        Some(Self {
+            alpha: r.alpha,
+            steps: r.steps,
+            episodes: r.episodes,
+            horizon: r.horizon,
+            gamma: r.gamma,
+            advantage,
+            gae_lambda,
+            normalize: r.normalize,
+            loss: match r.loss {
+                LossScale::PerEpisode => LossName::PerEpisode,
+                LossScale::PerStep => LossName::PerStep,
+            },
+            action_scale: r.action.scale,
+            action_clip: r.action.clip.unwrap_or(0.0),
+        })
+    }
+}
+
+/// Policy architecture; the head (distribution, action count) follows from the env.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Hidden layer widths, 0 to 2 entries (`[]` is a linear policy), tanh activations.
+    pub hidden: Vec<u16>,
+}
+
+/// The outer (meta) optimisation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OuterConfig {
+    /// Optimiser.
+    pub optimizer: OptimizerName,
+    /// Learning rate.
+    pub lr: f32,
+    /// Episodes of the outer batch drawn with the adapted policy, per task.
+    pub episodes: u16,
+}
+
+/// Evaluation and validation settings.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Held-out goals of the honest evaluation.
+    pub goals: u32,
+    /// Seed naming the held-out goal set (its streams are disjoint from training's).
+    pub seed: u64,
+    /// Fresh episodes played by the adapted policy per goal to measure the final return.
+    pub episodes: u16,
+    /// Validate every this many iterations during training (0: never); the
+    /// paper-comparable protocol (fresh goals each time, best score reported).
+    pub validate_every: u32,
+    /// Fresh goals per validation (the paper: 80 meta-batches of 20 = 1600).
+    pub validate_goals: u32,
+}
+
+/// A complete run configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Task family.
+    pub env: EnvName,
+    /// Meta-training algorithm.
+    pub algorithm: AlgorithmName,
+    /// Root seed of every training stream.
+    pub seed: u64,
+    /// Meta-iterations (outer steps) of the run.
+    pub iterations: u32,
+    /// Tasks per meta-iteration `B`.
+    pub meta_batch: u32,
+    /// The control variate subtracted from `Ĵ` in SG-MRL's and E-MAML's score terms.
+    pub control_variate: ControlVariateName,
+    /// Write a checkpoint every this many iterations (and after the last).
+    pub checkpoint_every: u32,
+    /// The adaptation recipe the device will follow.
+    pub recipe: RecipeConfig,
+    /// Policy architecture.
+    pub policy: PolicyConfig,
+    /// Outer optimisation.
+    pub outer: OuterConfig,
+    /// Evaluation.
+    pub eval: EvalConfig,
+}
+
+/// Named starting points for a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The default embedded task: nav2d with a 2→16→2 Gaussian policy, one adaptation
+    /// step from 10 episodes of 20 steps with batch-mean baselined, normalised advantages;
+    /// the adapter needs about 4.5 KB of RAM, well inside a 16 KB Cortex-M0.
+    Embedded,
+    /// The same task with a streaming rule (reward-to-go, no baseline): RAM is the
+    /// `P` + one-episode minimum (under 1 KB), at the price of a much weaker adaptation.
+    EmbeddedStreaming,
+    /// Exactly the paper's Table 1 settings (experiments.md).
+    PaperTable1,
+}
+
+impl Preset {
+    /// The command-line / TOML name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::EmbeddedStreaming => "embedded-streaming",
+            Self::PaperTable1 => "paper-table1",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Self> {
+        [Self::Embedded, Self::EmbeddedStreaming, Self::PaperTable1]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+
+    /// The preset's configuration.
+    pub fn config(self) -> Config {
+        match self {
+            Self::Embedded => Config {
+                recipe: RecipeConfig {
+                    alpha: 0.1,
+                    steps: 1,
+                    episodes: 10,
+                    horizon: 20,
+                    gamma: 0.99,
+                    advantage: AdvantageName::BatchMean,
+                    gae_lambda: 0.0,
+                    normalize: true,
+                    loss: LossName::PerEpisode,
+                    action_scale: 0.1,
+                    action_clip: 0.1,
+                },
+                ..Self::EmbeddedStreaming.config()
+            },
+            Self::EmbeddedStreaming => Config {
+                env: EnvName::Nav2d,
+                algorithm: AlgorithmName::Sgmrl,
+                seed: 1,
+                iterations: 2000,
+                meta_batch: 40,
+                control_variate: ControlVariateName::Pre,
+                checkpoint_every: 100,
+                recipe: RecipeConfig {
+                    alpha: 0.03,
+                    steps: 1,
+                    episodes: 20,
+                    horizon: 20,
+                    gamma: 0.99,
+                    advantage: AdvantageName::RewardToGo,
+                    gae_lambda: 0.0,
+                    normalize: false,
+                    loss: LossName::PerEpisode,
+                    action_scale: 0.1,
+                    action_clip: 0.1,
+                },
+                policy: PolicyConfig { hidden: vec![16] },
+                outer: OuterConfig {
+                    optimizer: OptimizerName::Adam,
+                    lr: 3e-3,
+                    episodes: 20,
+                },
+                eval: EvalConfig {
+                    goals: 400,
+                    seed: HELD_OUT_SEED,
+                    episodes: 10,
+                    validate_every: 0,
+                    validate_goals: 400,
+                },
+            },
+            Self::PaperTable1 => Config {
+                env: EnvName::Nav2d,
+                algorithm: AlgorithmName::Sgmrl,
+                seed: 1,
+                iterations: 500,
+                meta_batch: 20,
+                control_variate: ControlVariateName::Pre,
+                checkpoint_every: 10,
+                recipe: RecipeConfig {
+                    alpha: 0.1,
+                    steps: 1,
+                    episodes: 20,
+                    horizon: 100,
+                    gamma: 0.99,
+                    advantage: AdvantageName::Gae,
+                    gae_lambda: 0.997,
+                    normalize: true,
+                    loss: LossName::PerStep,
+                    action_scale: 0.01,
+                    action_clip: 0.1,
+                },
+                policy: PolicyConfig {
+                    hidden: vec![100, 100],
+                },
+                outer: OuterConfig {
+                    optimizer: OptimizerName::Adam,
+                    lr: 1e-3,
+                    episodes: 20,
+                },
+                eval: EvalConfig {
+                    goals: 400,
+                    seed: HELD_OUT_SEED,
+                    episodes: 20,
+                    validate_every: 100,
+                    validate_goals: 1600,
+                },
+            },
+        }
+    }
+}
+
+/// Default seed of the held-out goal set (any fixed value; its streams are named apart
+/// from training's, see [`crate::eval`]).
+pub const HELD_OUT_SEED: u64 = 0x5EED_0E7A_1000_0001;
+
+/// Largest hidden layer width a configuration may ask for (a sanity bound).
+pub const MAX_HIDDEN: u16 = 4096;
+
+impl Config {
+    /// The policy architecture this configuration trains.
+    pub fn shape(&self) -> PolicyShape {
+        let (distribution, act_dim) = self.env.head();
+        let h = &self.policy.hidden;
+        PolicyShape {
+            distribution,
+            obs_dim: self.env.obs_dim(),
+            hidden: [
+                h.first().copied().unwrap_or(0),
+                h.get(1).copied().unwrap_or(0),
+            ],
+            act_dim,
+        }
+    }
+
+    /// The validated core recipe.
+    pub fn recipe(&self) -> Recipe {
+        self.recipe.to_recipe()
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.recipe;
+        if !(r.action_clip.is_finite() && r.action_clip >= 0.0) {
+            return Err(ConfigError::new(
+                "recipe.action_clip",
+                format!(
+                    "must be finite and >= 0, 0 meaning no clipping (got {})",
+                    r.action_clip
+                ),
+            ));
+        }
+        if let Err(e) = self.recipe().validate() {
+            let (field, got) = match e {
+                RecipeError::Alpha => ("recipe.alpha", r.alpha.to_string()),
+                RecipeError::Steps => ("recipe.steps", r.steps.to_string()),
+                RecipeError::Episodes => ("recipe.episodes", r.episodes.to_string()),
+                RecipeError::Horizon => ("recipe.horizon", r.horizon.to_string()),
+                RecipeError::Gamma => ("recipe.gamma", r.gamma.to_string()),
+                RecipeError::Lambda => ("recipe.gae_lambda", r.gae_lambda.to_string()),
+                RecipeError::ActionMap if !(r.action_scale.is_finite() && r.action_scale > 0.0) => {
+                    ("recipe.action_scale", r.action_scale.to_string())
+                }
+                RecipeError::ActionMap => ("recipe.action_clip", r.action_clip.to_string()),
+            };
+            return Err(ConfigError::new(field, format!("{e} (got {got})")));
+        }
+        let hidden = &self.policy.hidden;
+        if hidden.len() > 2 {
+            return Err(ConfigError::new(
+                "policy.hidden",
+                format!("at most 2 hidden layers (got {})", hidden.len()),
+            ));
+        }
+        if let Some(w) = hidden.iter().find(|&&w| w == 0 || w > MAX_HIDDEN) {
+            return Err(ConfigError::new(
+                "policy.hidden",
+                format!(
+                    "layer widths must be in 1..={MAX_HIDDEN}; use [] for a linear policy (got {w})"
+                ),
+            ));
+        }
+        if !self.shape().is_valid() {
+            return Err(ConfigError::new(
+                "policy.hidden",
+                format!("invalid policy shape {}", shape_name(&self.shape())),
+            ));
+        }
+        if self.iterations == 0 {
+            return Err(ConfigError::new("iterations", "must be >= 1"));
+        }
+        if self.meta_batch == 0 {
+            return Err(ConfigError::new("meta_batch", "must be >= 1"));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(ConfigError::new("checkpoint_every", "must be >= 1"));
+        }
+        let o = &self.outer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(ConfigError::new(
+                "outer.lr",
+                format!("must be finite and > 0 (got {})", o.lr),
+            ));
+        }
+        // The outer batch uses the recipe's rule without normalisation.
+        let outer = Recipe {
+            episodes: o.episodes,
+            normalize: false,
+            ..self.recipe()
+        };
+        if outer.validate().is_err() {
+            let min = if outer.needs_batch() { 2 } else { 1 };
+            return Err(ConfigError::new(
+                "outer.episodes",
+                format!(
+                    "must be >= {min} for advantage rule {:?} (got {})",
+                    r.advantage, o.episodes
+                ),
+            ));
+        }
+        let e = &self.eval;
+        if e.goals == 0 {
+            return Err(ConfigError::new("eval.goals", "must be >= 1"));
+        }
+        if e.episodes == 0 {
+            return Err(ConfigError::new("eval.episodes", "must be >= 1"));
+        }
+        if e.validate_every > 0 && e.validate_goals == 0 {
+            return Err(ConfigError::new(
+                "eval.validate_goals",
+                "must be >= 1 when eval.validate_every > 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The resolved configuration as TOML (what a run directory stores).
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of numbers, strings and arrays cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// A stable 64-bit hash of everything that determines the trained parameters: it
+    /// leaves out the iteration budget (a run may be extended), checkpoint cadence and
+    /// evaluation settings.
+    pub fn training_hash(&self) -> u64 {
+        fnv1a(self.training_identity().as_bytes())
+    }
+
+    /// The canonical text [`Config::training_hash`] hashes.
+    fn training_identity(&self) -> String {
+        serde_json::to_string(&self.training_view()).unwrap_or_default()
+    }
+
+    /// Dotted names of the training-relevant fields in which `self` and `other` differ.
+    pub fn training_differences(&self, other: &Config) -> Vec<String> {
+        let a = flatten(&to_value(&self.training_view()));
+        let b = flatten(&to_value(&other.training_view()));
+        let mut out: Vec<String> = a
+            .iter()
+            .filter(|(k, v)| b.iter().find(|(k2, _)| k2 == k).map(|(_, v2)| v2) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The configuration with the fields that do not affect the parameters reset.
+    fn training_view(&self) -> Config {
+        let mut c = self.clone();
+        c.iterations = 0;
+        c.checkpoint_every = 0;
+        c.eval = Preset::Embedded.config().eval;
+        c
+    }
+}
+
+fn to_value(c: &Config) -> toml::Value {
+    toml::Value::try_from(c).unwrap_or(toml::Value::Table(toml::Table::new()))
+}
+
+/// `(dotted key, value)` for every leaf of a table.
+fn flatten(v: &toml::Value) -> Vec<(String, toml::Value)> {
+    fn go(prefix: &str, v: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    go(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    go("", v, &mut out);
+    out
+}
+
+/// FNV-1a, 64-bit: a stable hash with no dependency (std's hasher may change).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}
+
+/// `2→16→2 (Gaussian)`: a shape in one short, readable token.
+pub fn shape_name(s: &PolicyShape) -> String {
+    let mut parts = vec![s.obs_dim.to_string()];
+    parts.extend(s.hidden.iter().filter(|&&h| h > 0).map(|h| h.to_string()));
+    parts.push(s.act_dim.to_string());
+    let d = match s.distribution {
+        Distribution::Gaussian => "Gaussian",
+        Distribution::Softmax => "softmax",
+    };
+    format!("{} ({d})", parts.join("→"))
+}
+
+/// Builds a configuration from layers: a preset, a TOML file's text, and overrides.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigBuilder {
+    preset: Option<Preset>,
+    file: Option<(String, toml::Table)>,
+    overrides: Vec<(String, toml::Value)>,
+}
+
+impl ConfigBuilder {
+    /// An empty builder (the embedded preset and no overrides).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts from `preset` (wins over a `preset` key in the file).
+    pub fn preset(mut self, preset: Preset) -> Self {
+        self.preset = Some(preset);
+        self
+    }
+
+    /// Layers a TOML file's text; `name` labels errors.
+    pub fn file_text(mut self, name: &str, text: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
+            let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
+            ConfigError::new(
+                format!("{name}{at}"),
+                format!("invalid TOML: {}", e.message()),
+            )
+        })?;
+        self.file = Some((name.to_string(), table));
+        Ok(self)
+    }
+
+    /// Layers a TOML file read from disk.
+    pub fn file(self, path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&name, format!("cannot read config file: {e}")))?;
+        self.file_text(&name, &text)
+    }
+
+    /// Overrides one dotted key with a typed value.
+    pub fn set(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.overrides.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Overrides one dotted key from `key=value` text; the value is read as TOML
+    /// (`0.05`, `true`, `[16, 16]`) or, failing that, as a string (`gae`).
+    pub fn set_text(self, assignment: &str) -> Result<Self, ConfigError> {
+        let (key, raw) = assignment.split_once('=').ok_or_else(|| {
+            ConfigError::new("--set", format!("expected KEY=VALUE, got `{assignment}`"))
+        })?;
+        let (key, raw) = (key.trim(), raw.trim());
+        if key.is_empty() {
+            return Err(ConfigError::new(
+                "--set",
+                format!("empty key in `{assignment}`"),
+            ));
+        }
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        Ok(self.set(key, value))
+    }
+
+    /// Merges the layers, deserialises and validates.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let mut file = self.file;
+        let file_preset = match &mut file {
+            Some((name, table)) => match table.remove("preset") {
+                None => None,
+                Some(toml::Value::String(s)) => Some(Preset::from_name(&s).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{name}: preset"),
+                        format!(
+                            "unknown preset `{s}` (expected embedded, embedded-streaming or paper-table1)"
+                        ),
+                    )
+                })?),
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        format!("{name}: preset"),
+                        format!("expected a string, got {}", other.type_str()),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let preset = self.preset.or(file_preset).unwrap_or(Preset::Embedded);
+        let mut merged = to_value(&preset.config());
+        let source = match &file {
+            Some((name, table)) => {
+                merge(&mut merged, toml::Value::Table(table.clone()));
+                format!("{name}: ")
+            }
+            None => String::new(),
+        };
+        for (key, value) in self.overrides {
+            set_dotted(&mut merged, &key, value)?;
+        }
+        let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(format!("{source}{path}"), e.inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Recursively merges `top` onto `base` (tables key by key; anything else replaces).
+fn merge(base: &mut toml::Value, top: toml::Value) {
+    match (base, top) {
+        (toml::Value::Table(b), toml::Value::Table(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn set_dotted(root: &mut toml::Value, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let mut cur = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, path) = parts
+        .split_last()
+        .ok_or_else(|| ConfigError::new(key, "empty key"))?;
+    for p in path {
+        let toml::Value::Table(t) = cur else {
+            return Err(ConfigError::new(key, "is not a table"));
+        };
+        cur = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    let toml::Value::Table(t) = cur else {
+        return Err(ConfigError::new(key, "is not a table"));
+    };
+    t.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sgmrl::recipe::Memory;
+
+    #[test]
+    fn presets_are_valid_and_round_trip_through_toml() {
+        for p in [
+            Preset::Embedded,
+            Preset::EmbeddedStreaming,
+            Preset::PaperTable1,
+        ] {
+            let c = p.config();
+            c.validate().unwrap();
+            let back = ConfigBuilder::new()
+                .file_text("x.toml", &c.to_toml())
+                .unwrap()
+                .build()
+                .unwrap();
+            assert_eq!(back, c, "{}", p.name());
+        }
+    }
+
+    #[test]
+    fn paper_preset_is_table_1() {
+        let c = Preset::PaperTable1.config();
+        let s = c.shape();
+        assert_eq!(s.n_params(), 10_604);
+        assert_eq!(s.hidden, [100, 100]);
+        assert_eq!(s.distribution, Distribution::Gaussian);
+        let r = c.recipe();
+        assert_eq!(r.alpha, 0.1);
+        assert_eq!((r.steps, r.episodes, r.horizon), (1, 20, 100));
+        assert_eq!(r.gamma, 0.99);
+        assert_eq!(r.advantage, Advantage::LinearFeatureGae { lambda: 0.997 });
+        assert!(r.normalize);
+        assert_eq!(r.loss, LossScale::PerStep);
+        assert_eq!(r.action, sgmrl::sim::Nav2d::PAPER_ACTION_MAP);
+        assert_eq!((c.meta_batch, c.iterations), (20, 500));
+        assert_eq!((c.outer.optimizer, c.outer.lr), (OptimizerName::Adam, 1e-3));
+    }
+
+    /// The embedded presets' adapter RAM (what `Recipe::memory` says the device needs)
+    /// leaves most of a 16 KB Cortex-M0 for the stack and the application: the batch rule
+    /// of the default costs the batch buffer, the streaming one only the `P` + one-episode
+    /// minimum.
+    #[test]
+    fn embedded_presets_fit_a_16k_cortex_m0() {
+        let c = Preset::Embedded.config();
+        let (shape, r) = (c.shape(), c.recipe());
+        let m = r.memory(&shape);
+        assert!(r.needs_batch());
+        assert_eq!(m.params_floats, 0, "ζ = 1 adapts inside the accumulator");
+        assert!(m.total_bytes() <= 6 * 1024, "{} bytes", m.total_bytes());
+        let c = Preset::EmbeddedStreaming.config();
+        let (shape, r) = (c.shape(), c.recipe());
+        let m = r.memory(&shape);
+        assert!(!r.needs_batch());
+        assert_eq!(
+            m.total_floats(),
+            Memory::lower_bound_floats(&shape, r.horizon)
+        );
+        assert!(m.total_bytes() <= 1024, "{} bytes", m.total_bytes());
+    }
+
+    #[test]
+    fn file_layers_on_its_preset_and_overrides_win() {
+        let text = "preset = \"paper-table1\"\nseed = 7\n[recipe]\nalpha = 0.05\n";
+        let c = ConfigBuilder::new()
+            .file_text("run.toml", text)
+            .unwrap()
+            .set("recipe.steps", 2i64)
+            .set_text("policy.hidden=[32]")
+            .unwrap()
+            .set_text("algorithm=maml")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.recipe.alpha, 0.05);
+        assert_eq!(c.recipe.steps, 2);
+        assert_eq!(c.recipe.horizon, 100, "rest comes from the preset");
+        assert_eq!(c.policy.hidden, vec![32]);
+        assert_eq!(c.algorithm, AlgorithmName::Maml);
+    }
+
+    fn err(text: &str) -> ConfigError {
+        ConfigBuilder::new()
+            .file_text("c.toml", text)
+            .and_then(|b| b.build())
+            .unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_field_on_one_line() {
+        let cases = [
+            (
+                "[recipe]\nalpa = 0.1\n",
+                "c.toml: recipe.alpa",
+                "unknown field `alpa`",
+            ),
+            ("bogus = 1\n", "c.toml: bogus", "unknown field `bogus`"),
+            ("[recipe]\nsteps = 70000\n", "c.toml: recipe.steps", "u16"),
+            (
+                "env = \"mujoco\"\n",
+                "c.toml: env",
+                "unknown variant `mujoco`",
+            ),
+            ("[recipe]\nalpha = -1.0\n", "recipe.alpha", "alpha"),
+            ("[recipe]\ngamma = 2.0\n", "recipe.gamma", "gamma"),
+            (
+                "[recipe]\nadvantage = \"gae\"\ngae_lambda = 1.5\n",
+                "recipe.gae_lambda",
+                "lambda",
+            ),
+            (
+                "[recipe]\naction_clip = -1.0\n",
+                "recipe.action_clip",
+                ">= 0",
+            ),
+            (
+                "[policy]\nhidden = [1, 2, 3]\n",
+                "policy.hidden",
+                "at most 2",
+            ),
+            ("[policy]\nhidden = [0]\n", "policy.hidden", "1..="),
+            ("[outer]\nlr = 0.0\n", "outer.lr", "> 0"),
+            ("iterations = 0\n", "iterations", ">= 1"),
+            ("x = [1,\n", "c.toml line", "invalid TOML"),
+            ("preset = \"huge\"\n", "c.toml: preset", "unknown preset"),
+        ];
+        for (text, field, msg) in cases {
+            let e = err(text);
+            assert!(e.field.starts_with(field), "{text:?}: field {:?}", e.field);
+            assert!(e.message.contains(msg), "{text:?}: {e}");
+            assert!(!e.to_string().contains('\n'), "{text:?}: {e}");
+        }
+        let e = ConfigBuilder::new().set_text("nokey").unwrap_err();
+        assert_eq!(e.field, "--set");
+    }
+
+    #[test]
+    fn outer_episodes_must_suit_a_batch_rule() {
+        let e = ConfigBuilder::new()
+            .preset(Preset::PaperTable1)
+            .set("outer.episodes", 1i64)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field, "outer.episodes");
+    }
+
+    #[test]
+    fn training_hash_ignores_budget_and_eval_but_not_recipe() {
+        let a = Preset::Embedded.config();
+        let mut b = a.clone();
+        b.iterations += 100;
+        b.checkpoint_every = 1;
+        b.eval.goals = 3;
+        assert_eq!(a.training_hash(), b.training_hash());
+        assert!(a.training_differences(&b).is_empty());
+        b.recipe.alpha *= 2.0;
+        b.seed += 1;
+        assert_ne!(a.training_hash(), b.training_hash());
+        assert_eq!(
+            a.training_differences(&b),
+            vec!["recipe.alpha".to_string(), "seed".to_string()]
+        );
+    }
+
+    #[test]
+    fn shapes_follow_env_and_hidden() {
+        let mut c = Preset::Embedded.config();
+        c.env = EnvName::Nav2dDiscrete;
+        c.policy.hidden = vec![];
+        let s = c.shape();
+        assert_eq!(s.distribution, Distribution::Softmax);
+        assert_eq!((s.obs_dim, s.hidden, s.act_dim), (2, [0, 0], 9));
+        assert_eq!(shape_name(&s), "2→9 (softmax)");
+        assert_eq!(
+            shape_name(&Preset::Embedded.config().shape()),
+            "2→16→2 (Gaussian)"
+        );
+    }
+}

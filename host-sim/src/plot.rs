@@ -1,0 +1,613 @@
+//! Plots, as PNG and SVG: learning curves of several runs on one chart, and trajectories
+//! before and after adaptation like the paper's Figure 1.
+//!
+//! Text is drawn with the DejaVu Sans font shipped in `host-sim/assets/` (plotters'
+//! `ab_glyph` backend), so no system font library is needed. Files are written
+//! atomically.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{Context, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::runlog::Curve;
+
+/// The font every plot uses.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+fn register_font() -> anyhow::Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
+            .map_err(|_| anyhow!("the bundled font could not be loaded"));
+    });
+    result
+}
+
+/// Okabe–Ito colours (distinguishable with colour-vision deficiencies).
+const COLORS: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(120, 120, 120),
+];
+
+fn color(i: usize) -> RGBColor {
+    COLORS[i % COLORS.len()]
+}
+
+/// The files a plot goes to: `prefix.png` and `prefix.svg`, or only the one named when
+/// `out` already ends in `.png` or `.svg`.
+pub fn outputs(out: &Path) -> Vec<PathBuf> {
+    match out.extension().and_then(|e| e.to_str()) {
+        Some("png") | Some("svg") => vec![out.to_path_buf()],
+        _ => {
+            let name = out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plot".into());
+            vec![
+                out.with_file_name(format!("{name}.png")),
+                out.with_file_name(format!("{name}.svg")),
+            ]
+        }
+    }
+}
+
+/// Writes one plot, drawn by `draw` on any backend, to every file of [`outputs`].
+macro_rules! write_plot {
+    ($out:expr, $size:expr, $draw:ident($($arg:expr),*)) => {{
+        register_font()?;
+        let mut written = Vec::new();
+        for path in outputs($out) {
+            let is_svg = path.extension().and_then(|e| e.to_str()) == Some("svg");
+            if is_svg {
+                let mut svg = String::new();
+                {
+                    let root = SVGBackend::with_string(&mut svg, $size).into_drawing_area();
+                    $draw(&root, $($arg),*)?;
+                    root.present().map_err(|e| anyhow!("{e}"))?;
+                }
+                crate::atomic::write(&path, svg.as_bytes())?;
+            } else {
+                crate::atomic::write_with(&path, |tmp| -> anyhow::Result<()> {
+                    let root = BitMapBackend::new(tmp, $size).into_drawing_area();
+                    $draw(&root, $($arg),*)?;
+                    root.present().map_err(|e| anyhow!("{e}"))?;
+                    Ok(())
+                })
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            written.push(path);
+        }
+        Ok::<Vec<PathBuf>, anyhow::Error>(written)
+    }};
+}
+
+/// One learning curve with its legend label (runs sharing a label are averaged).
+#[derive(Clone, Debug)]
+pub struct LabelledCurve {
+    /// Legend label (e.g. the algorithm).
+    pub label: String,
+    /// The run's curve.
+    pub curve: Curve,
+}
+
+/// Mean and, with several runs, ± one standard deviation across them, per iteration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Band {
+    /// Legend label.
+    pub label: String,
+    /// Runs averaged.
+    pub runs: usize,
+    /// Iterations (common to all runs of the label).
+    pub x: Vec<f64>,
+    /// Mean return after adaptation.
+    pub after: Vec<f64>,
+    /// Its standard deviation across runs (0 for one run).
+    pub after_sd: Vec<f64>,
+    /// Mean return before adaptation.
+    pub before: Vec<f64>,
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let sd = if xs.len() > 1 {
+        (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (m, sd)
+}
+
+/// Groups curves by label (first-seen order) and averages each group over the iterations
+/// all its runs have.
+pub fn bands(curves: &[LabelledCurve]) -> Vec<Band> {
+    let mut labels: Vec<&str> = Vec::new();
+    for c in curves {
+        if !labels.contains(&c.label.as_str()) {
+            labels.push(&c.label);
+        }
+    }
+    labels
+        .into_iter()
+        .map(|label| {
+            let runs: Vec<&Curve> = curves
+                .iter()
+                .filter(|c| c.label == label)
+                .map(|c| &c.curve)
+                .collect();
+            let len = runs.iter().map(|c| c.iteration.len()).min().unwrap_or(0);
+            let mut b = Band {
+                label: label.to_string(),
+                runs: runs.len(),
+                x: Vec::with_capacity(len),
+                after: Vec::with_capacity(len),
+                after_sd: Vec::with_capacity(len),
+                before: Vec::with_capacity(len),
+            };
+            for i in 0..len {
+                let (a, sd) = mean_sd(&runs.iter().map(|c| c.after[i]).collect::<Vec<_>>());
+                let (bf, _) = mean_sd(&runs.iter().map(|c| c.before[i]).collect::<Vec<_>>());
+                b.x.push(runs[0].iteration[i] as f64);
+                b.after.push(a);
+                b.after_sd.push(sd);
+                b.before.push(bf);
+            }
+            b
+        })
+        .collect()
+}
+
+/// Centred moving average over `window` points (fewer at the ends), skipping NaN.
+pub fn smooth(xs: &[f64], window: usize) -> Vec<f64> {
+    let half = window / 2;
+    (0..xs.len())
+        .map(|i| {
+            let lo = i.saturating_sub(half);
+            let hi = (i + half + 1).min(xs.len());
+            let (s, n) = xs[lo..hi]
+                .iter()
+                .filter(|x| x.is_finite())
+                .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+            if n == 0 { f64::NAN } else { s / n as f64 }
+        })
+        .collect()
+}
+
+fn range_of<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (-1.0, 0.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    (lo - pad, hi + pad)
+}
+
+/// Learning curves: return after adaptation (solid, with a ± s.d. band across runs of
+/// the same label) and before adaptation (dashed), against meta-iteration.
+pub fn plot_curves(
+    curves: &[LabelledCurve],
+    title: &str,
+    out: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    // Per-iteration returns are noisy; a centred moving average over ~2 % of the run
+    // shows the trend (the window is stated in the caption).
+    let longest = curves
+        .iter()
+        .map(|c| c.curve.iteration.len())
+        .max()
+        .unwrap_or(0);
+    let window = (longest / 50).max(1) | 1;
+    let smoothed: Vec<LabelledCurve> = curves
+        .iter()
+        .map(|c| LabelledCurve {
+            label: c.label.clone(),
+            curve: Curve {
+                before: smooth(&c.curve.before, window),
+                after: smooth(&c.curve.after, window),
+                ..c.curve.clone()
+            },
+        })
+        .collect();
+    let bands = bands(&smoothed);
+    let caption = if window > 1 {
+        format!("{title} (moving average over {window} iterations)")
+    } else {
+        title.to_string()
+    };
+    let title = caption.as_str();
+    if bands.iter().all(|b| b.x.is_empty()) {
+        anyhow::bail!("no logged iterations to plot");
+    }
+    let x_max = bands
+        .iter()
+        .flat_map(|b| b.x.last())
+        .fold(1.0f64, |m, &x| m.max(x));
+    let mut ys: Vec<f64> = Vec::new();
+    for b in &bands {
+        ys.extend(&b.before);
+        ys.extend(
+            b.after
+                .iter()
+                .zip(&b.after_sd)
+                .flat_map(|(a, s)| [a - s, a + s]),
+        );
+    }
+    let (y_lo, y_hi) = range_of(ys.iter());
+    write_plot!(
+        out,
+        (1000, 640),
+        draw_curves(&bands, title, x_max, (y_lo, y_hi))
+    )
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    bands: &[Band],
+    title: &str,
+    x_max: f64,
+    (y_lo, y_hi): (f64, f64),
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
+    root.fill(&WHITE).map_err(e)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FAMILY, 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, y_lo..y_hi)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("meta-iteration")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("mean return")
+        .label_style((FAMILY, 16))
+        .axis_desc_style((FAMILY, 18))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(e)?;
+    for (i, b) in bands.iter().enumerate() {
+        let c = color(i);
+        if b.runs > 1 {
+            let upper =
+                b.x.iter()
+                    .zip(b.after.iter().zip(&b.after_sd))
+                    .map(|(&x, (&a, &s))| (x, a + s));
+            let lower =
+                b.x.iter()
+                    .zip(b.after.iter().zip(&b.after_sd))
+                    .rev()
+                    .map(|(&x, (&a, &s))| (x, a - s));
+            let poly: Vec<(f64, f64)> = upper.chain(lower).filter(|(_, y)| y.is_finite()).collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))
+                .map_err(e)?;
+        }
+        let after: Vec<(f64, f64)> =
+            b.x.iter()
+                .copied()
+                .zip(b.after.iter().copied())
+                .filter(|(_, y)| y.is_finite())
+                .collect();
+        let runs = if b.runs > 1 {
+            format!(" (mean ± s.d., {} runs)", b.runs)
+        } else {
+            String::new()
+        };
+        chart
+            .draw_series(LineSeries::new(after, c.stroke_width(2)))
+            .map_err(e)?
+            .label(format!("{}: after adaptation{runs}", b.label))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        let before: Vec<(f64, f64)> =
+            b.x.iter()
+                .copied()
+                .zip(b.before.iter().copied())
+                .filter(|(_, y)| y.is_finite())
+                .collect();
+        chart
+            .draw_series(DashedLineSeries::new(before, 6, 4, c.stroke_width(1)))
+            .map_err(e)?
+            .label(format!("{}: before adaptation", b.label))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], c.stroke_width(1)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FAMILY, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+/// An axis tick of the unit square: `0.2`, `-0.4`, and `0` (never `-0.0`).
+fn tick(v: f32) -> String {
+    if v.abs() < 1e-6 {
+        "0".into()
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// Paths of one goal for the trajectory plot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GoalPaths {
+    /// The goal.
+    pub goal: [f32; 2],
+    /// Positions of one episode of each policy: before adaptation, after 1..ζ steps.
+    pub paths: Vec<Vec<[f32; 2]>>,
+    /// Mean returns of each policy on this goal (same order), for the panel title.
+    pub returns: Vec<f32>,
+}
+
+/// Figure-1-style panels: for each goal, one episode of the meta-policy (grey, dashed)
+/// and of the policy after each adaptation step, in the `[−0.5, 0.5]²` square.
+pub fn plot_trajectories(
+    goals: &[GoalPaths],
+    title: &str,
+    out: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    if goals.is_empty() {
+        anyhow::bail!("no goals to plot");
+    }
+    let cols = goals.len().min(4);
+    let rows = goals.len().div_ceil(cols);
+    let size = (360 * cols as u32 + 20, 370 * rows as u32 + 90);
+    write_plot!(out, size, draw_trajectories(goals, title, (rows, cols)))
+}
+
+fn draw_trajectories<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    goals: &[GoalPaths],
+    title: &str,
+    (rows, cols): (usize, usize),
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
+    root.fill(&WHITE).map_err(e)?;
+    let root = root.titled(title, (FAMILY, 22)).map_err(e)?;
+    let (body, legend) = root.split_vertically(root.dim_in_pixel().1 - 40);
+    let steps = goals
+        .iter()
+        .map(|g| g.paths.len())
+        .max()
+        .unwrap_or(1)
+        .saturating_sub(1);
+    let style = |k: usize| -> RGBColor {
+        if k == 0 {
+            RGBColor(110, 110, 110)
+        } else {
+            color(k - 1)
+        }
+    };
+    let name = |k: usize| -> String {
+        match k {
+            0 => "before adaptation".into(),
+            1 => "after 1 step".into(),
+            k => format!("after {k} steps"),
+        }
+    };
+    for (panel, g) in body.split_evenly((rows, cols)).iter().zip(goals) {
+        let caption = match (g.returns.first(), g.returns.last()) {
+            (Some(b), Some(a)) if g.returns.len() > 1 => {
+                format!(
+                    "goal ({:.2}, {:.2}): return {b:.1} → {a:.1}",
+                    g.goal[0], g.goal[1]
+                )
+            }
+            _ => format!("goal ({:.2}, {:.2})", g.goal[0], g.goal[1]),
+        };
+        let mut chart = ChartBuilder::on(panel)
+            .caption(caption, (FAMILY, 15))
+            .margin(10)
+            .x_label_area_size(24)
+            .y_label_area_size(36)
+            .build_cartesian_2d(-0.55f32..0.55f32, -0.55f32..0.55f32)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_labels(5)
+            .y_labels(5)
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .label_style((FAMILY, 12))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()
+            .map_err(e)?;
+        // The walls of the square.
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(-0.5f32, -0.5f32), (0.5, 0.5)],
+                RGBColor(150, 150, 150).stroke_width(1),
+            )))
+            .map_err(e)?;
+        for (k, path) in g.paths.iter().enumerate() {
+            let pts: Vec<(f32, f32)> = path.iter().map(|p| (p[0], p[1])).collect();
+            let c = style(k);
+            if k == 0 {
+                chart
+                    .draw_series(DashedLineSeries::new(pts.clone(), 5, 3, c.stroke_width(2)))
+                    .map_err(e)?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                    .map_err(e)?;
+            }
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))
+                .map_err(e)?;
+        }
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (0.0f32, 0.0f32),
+                4,
+                BLACK.filled(),
+            )))
+            .map_err(e)?;
+        let (gx, gy) = (g.goal[0], g.goal[1]);
+        chart
+            .draw_series(std::iter::once(Cross::new(
+                (gx, gy),
+                8,
+                RGBColor(200, 0, 0).stroke_width(3),
+            )))
+            .map_err(e)?;
+    }
+    // Shared legend under the panels.
+    let mut x = 20i32;
+    for k in 0..=steps {
+        let label = name(k);
+        legend
+            .draw(&PathElement::new(
+                vec![(x, 18), (x + 24, 18)],
+                style(k).stroke_width(3),
+            ))
+            .map_err(e)?;
+        legend
+            .draw(&Text::new(label.clone(), (x + 30, 10), (FAMILY, 15)))
+            .map_err(e)?;
+        x += 40 + 8 * label.chars().count() as i32;
+    }
+    legend
+        .draw(&Cross::new(
+            (x + 6, 18),
+            6,
+            RGBColor(200, 0, 0).stroke_width(3),
+        ))
+        .map_err(e)?;
+    legend
+        .draw(&Text::new("goal", (x + 18, 10), (FAMILY, 15)))
+        .map_err(e)?;
+    legend
+        .draw(&Circle::new((x + 70, 18), 4, BLACK.filled()))
+        .map_err(e)?;
+    legend
+        .draw(&Text::new("start", (x + 80, 10), (FAMILY, 15)))
+        .map_err(e)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve(shift: f64, n: u64) -> Curve {
+        Curve {
+            iteration: (0..n).collect(),
+            before: (0..n).map(|i| -38.0 + shift + i as f64 * 0.01).collect(),
+            after: (0..n).map(|i| -30.0 + shift + i as f64 * 0.05).collect(),
+            env_steps: (0..n).map(|i| i * 1000).collect(),
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sgmrl-plot-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn bands_average_runs_sharing_a_label() {
+        let cs = vec![
+            LabelledCurve {
+                label: "sgmrl".into(),
+                curve: curve(0.0, 5),
+            },
+            LabelledCurve {
+                label: "maml".into(),
+                curve: curve(1.0, 5),
+            },
+            LabelledCurve {
+                label: "sgmrl".into(),
+                curve: curve(2.0, 4),
+            },
+        ];
+        let b = bands(&cs);
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            (b[0].label.as_str(), b[0].runs, b[0].x.len()),
+            ("sgmrl", 2, 4)
+        );
+        assert!((b[0].after[0] - -29.0).abs() < 1e-12);
+        assert!((b[0].after_sd[0] - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!((b[1].runs, b[1].after_sd[0]), (1, 0.0));
+    }
+
+    #[test]
+    fn writes_png_and_svg() {
+        let d = scratch("files");
+        let cs = vec![
+            LabelledCurve {
+                label: "sgmrl".into(),
+                curve: curve(0.0, 50),
+            },
+            LabelledCurve {
+                label: "sgmrl".into(),
+                curve: curve(1.5, 50),
+            },
+            LabelledCurve {
+                label: "maml".into(),
+                curve: curve(-2.0, 50),
+            },
+        ];
+        let files = plot_curves(&cs, "nav2d", &d.join("curves")).unwrap();
+        assert_eq!(files.len(), 2);
+        let png = std::fs::read(&files[0]).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("meta-iteration"));
+        let g = GoalPaths {
+            goal: [0.3, -0.2],
+            paths: vec![
+                vec![[0.0, 0.0], [0.05, 0.02], [0.1, 0.0]],
+                vec![[0.0, 0.0], [0.1, -0.1], [0.2, -0.2], [0.3, -0.2]],
+            ],
+            returns: vec![-30.0, -10.0],
+        };
+        let files = plot_trajectories(&[g.clone(), g], "t", &d.join("traj.png")).unwrap();
+        assert_eq!(files, vec![d.join("traj.png")]);
+        assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn smoothing_is_a_centred_mean_that_skips_nan() {
+        let s = smooth(&[1.0, 2.0, 3.0, f64::NAN, 5.0], 3);
+        assert_eq!(s, vec![1.5, 2.0, 2.5, 4.0, 5.0]);
+        assert_eq!(smooth(&[1.0, 4.0], 1), vec![1.0, 4.0]);
+    }
+
+    #[test]
+    fn outputs_follow_the_extension() {
+        assert_eq!(
+            outputs(Path::new("a/b.svg")),
+            vec![PathBuf::from("a/b.svg")]
+        );
+        assert_eq!(
+            outputs(Path::new("a/b")),
+            vec![PathBuf::from("a/b.png"), PathBuf::from("a/b.svg")]
+        );
+    }
+}
