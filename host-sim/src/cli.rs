@@ -851,7 +851,9 @@ fn cmd_reproduce(
         if a.out == Path::new("runs/table1") {
             a.out = PathBuf::from("runs/table1-tiny");
         }
-        a.config.set.splice(0..0, TINY.iter().map(|s| s.to_string()));
+        a.config
+            .set
+            .splice(0..0, TINY.iter().map(|s| s.to_string()));
     }
     if a.seeds == 0 {
         bail!("--seeds: must be at least 1");
