@@ -24,7 +24,8 @@
 //! - [`recipe`]: the adaptation rule meta-training optimised for (α, ζ, batch, horizon, γ,
 //!   advantage rule, loss scaling, action mapping) and the RAM it needs.
 //! - [`estimator`]: the policy gradient of a batch of episodes given as data.
-//! - [`bundle`]: the checked binary format that carries shape, recipe and parameters.
+//! - [`bundle`]: the checked binary format that carries shape, recipe and parameters (its
+//!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
 //! - [`env`], [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
 //!
@@ -60,6 +61,7 @@ extern crate std;
 
 pub mod adapt;
 pub mod bundle;
+mod crc32;
 pub mod dual;
 pub mod env;
 pub mod estimator;

@@ -13,11 +13,18 @@
 //! plain loop's order (each row summed left to right from 0; accumulations row after
 //! row), so the `*_values` fallbacks for sources without a slice give the same bits, and
 //! every target gives the same bits as the host.
+//!
+//! On soft-float Cortex-M (`target_abi = "eabi"`: the M0, M3) a multiply-accumulate is two
+//! library calls of ~50–100 instructions, so unrolling saves nothing there and costs
+//! flash: those targets run the plain loops ([`UNROLLED`] is false), with the same bits.
 
 use crate::math::Real;
 
 /// Columns per unrolled block.
 pub(crate) const BLOCK: usize = 8;
+
+/// Whether the unrolled loops are compiled in: everywhere but soft-float ARM.
+pub(crate) const UNROLLED: bool = !cfg!(all(target_arch = "arm", target_abi = "eabi"));
 
 /// `out[o] = (Σ_i W[o][i]·x[i]) + b[o]` with `W` row-major in `w` (`out.len()` rows of
 /// `x.len()`), each row summed from 0 for `i = 0, 1, …`, then the bias added. With sizes
@@ -29,6 +36,14 @@ pub(crate) fn affine<W: Copy, T: Real>(
     out: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
+    if !UNROLLED {
+        return affine_values(
+            w.iter().map(|&v| conv(v)),
+            b.iter().map(|&v| conv(v)),
+            x,
+            out,
+        );
+    }
     let n = x.len();
     if n == 0 {
         for (o, &bi) in out.iter_mut().zip(b) {
@@ -111,6 +126,9 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     y: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
+    if !UNROLLED {
+        return add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
+    }
     let n = y.len();
     if n == 0 {
         return;
@@ -182,6 +200,14 @@ fn axpy8<W: Copy, T: Real>(y: &mut [T; BLOCK], w: &[W; BLOCK], a: T, conv: impl 
 pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
     let n = x.len();
     if n == 0 {
+        return;
+    }
+    if !UNROLLED {
+        for (row, &dk) in g.chunks_exact_mut(n).zip(d) {
+            for (gi, &xi) in row.iter_mut().zip(x) {
+                *gi += xi * dk;
+            }
+        }
         return;
     }
     let mut rows = g.chunks_exact_mut(n.saturating_mul(2));

@@ -297,7 +297,8 @@ impl<'a> LeF32s<'a> {
         self.words().is_some()
     }
 
-    /// The bytes as little-endian words, when they are word-aligned.
+    /// The bytes as little-endian words, when they are word-aligned. (On soft-float cores
+    /// the dense loops are not unrolled and read bytewise either way.)
     fn words(&self) -> Option<&'a [u32]> {
         bytemuck::try_cast_slice(self.bytes).ok()
     }
@@ -333,14 +334,14 @@ impl<'a, T: Real> ParamSource<T> for LeF32s<'a> {
     }
     fn affine(self, bias: Self, x: &[T], out: &mut [T]) {
         match (self.words(), bias.words()) {
-            (Some(w), Some(b)) => dense::affine(w, b, x, out, le_word),
+            (Some(w), Some(b)) if dense::UNROLLED => dense::affine(w, b, x, out, le_word),
             _ => dense::affine_values(self.values(), bias.values(), x, out),
         }
     }
     fn add_transposed(self, d: &[T], y: &mut [T]) {
         match self.words() {
-            Some(w) => dense::add_transposed(w, d, y, le_word),
-            None => dense::add_transposed_values(ParamSource::<T>::values(self), d, y),
+            Some(w) if dense::UNROLLED => dense::add_transposed(w, d, y, le_word),
+            _ => dense::add_transposed_values(ParamSource::<T>::values(self), d, y),
         }
     }
 }
