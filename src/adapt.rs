@@ -769,7 +769,7 @@ pub enum ParamsRef<'a, M> {
 impl<M: ParamSource<f32>> ParamsRef<'_, M> {
     /// CRC-32 of the parameters' little-endian bytes: compares host and device results.
     pub fn checksum(&self) -> u32 {
-        let mut d = crate::crc32::CRC32.digest();
+        let mut d = crate::crc32::digest();
         match self {
             Self::Meta(m) => m.values().for_each(|x: f32| d.update(&x.to_le_bytes())),
             Self::Ram(r) => r.iter().for_each(|x| d.update(&x.to_le_bytes())),
