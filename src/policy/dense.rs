@@ -4,10 +4,12 @@
 //! it. Weights come as a slice of stored words `W` turned into scalars by `conv` (`f32` in
 //! RAM as they are; little-endian words read from a word-aligned bundle in flash through
 //! `f32::from_bits`). Rows are walked in blocks of [`BLOCK`] columns with `as_chunks` and
-//! destructured arrays: no bounds checks and no per-element iterator state, and on a
-//! Cortex-M4F/M33 LLVM turns each block's loads into one `VLDM`. Two rows are handled per
-//! pass wherever they share an operand (`x` in the forward pass and the weight gradient,
-//! `y` in the transposed product), which halves the loads of the shared one.
+//! destructured arrays: no bounds checks and no per-element iterator state. Four rows are
+//! handled per pass, since they share an operand (`x` in the forward pass and the weight
+//! gradient, `y` in the transposed product), which quarters the loads (and stores) of the
+//! shared one. On a Cortex-M4F that leaves about one load per weight and one `VMLA` per
+//! multiply-accumulate in the forward pass: LLVM allocates single-precision registers in
+//! the order s0, s2, s4, …, so it never merges the loads into `VLDM`s.
 //!
 //! The order of floating-point operations is fixed and stated per function: it is the
 //! plain loop's order (each row summed left to right from 0; accumulations row after
@@ -51,40 +53,60 @@ pub(crate) fn affine<W: Copy, T: Real>(
         }
         return;
     }
-    let mut rows = w.chunks_exact(n.saturating_mul(2));
-    let (out2, out_last) = out.as_chunks_mut::<2>();
-    let (b2, b_last) = b.as_chunks::<2>();
-    for ((o, &[b0, b1]), pair) in out2.iter_mut().zip(b2).zip(rows.by_ref()) {
-        let Some((r0, r1)) = pair.split_at_checked(n) else {
+    // Four rows per pass: each block of `x` is loaded once for four rows.
+    let mut rows = w.chunks_exact(n.saturating_mul(4));
+    let (out4, out_rest) = out.as_chunks_mut::<4>();
+    let (b4, b_rest) = b.as_chunks::<4>();
+    for ((o, &[b0, b1, b2, b3]), quad) in out4.iter_mut().zip(b4).zip(rows.by_ref()) {
+        let Some((r01, r23)) = quad.split_at_checked(n.saturating_mul(2)) else {
             return;
         };
-        let (s0, s1) = dot2(r0, r1, x, conv);
-        *o = [s0 + conv(b0), s1 + conv(b1)];
+        let (Some((r0, r1)), Some((r2, r3))) = (r01.split_at_checked(n), r23.split_at_checked(n))
+        else {
+            return;
+        };
+        let (s0, s1, s2, s3) = dot4(r0, r1, r2, r3, x, conv);
+        *o = [s0 + conv(b0), s1 + conv(b1), s2 + conv(b2), s3 + conv(b3)];
     }
-    if let ([o], [bl], r) = (out_last, b_last, rows.remainder())
-        && r.len() == n
+    for ((o, &bi), r) in out_rest
+        .iter_mut()
+        .zip(b_rest)
+        .zip(rows.remainder().chunks_exact(n))
     {
-        *o = dot1(r, x, conv) + conv(*bl);
+        *o = dot1(r, x, conv) + conv(bi);
     }
 }
 
-/// `(Σ_i r0[i]·x[i], Σ_i r1[i]·x[i])`, each summed from 0 for `i = 0, 1, …` (`r0`, `r1`
+/// `Σ_i r_k[i]·x[i]` for the four rows `r_k`, each summed from 0 for `i = 0, 1, …` (rows
 /// and `x` of one length).
 #[inline(always)]
-fn dot2<W: Copy, T: Real>(r0: &[W], r1: &[W], x: &[T], conv: impl Fn(W) -> T + Copy) -> (T, T) {
-    let (mut a0, mut a1) = (T::ZERO, T::ZERO);
+fn dot4<W: Copy, T: Real>(
+    r0: &[W],
+    r1: &[W],
+    r2: &[W],
+    r3: &[W],
+    x: &[T],
+    conv: impl Fn(W) -> T + Copy,
+) -> (T, T, T, T) {
+    let (mut a0, mut a1, mut a2, mut a3) = (T::ZERO, T::ZERO, T::ZERO, T::ZERO);
     let (x8, x_tail) = x.as_chunks::<BLOCK>();
-    let (r08, r0_tail) = r0.as_chunks::<BLOCK>();
-    let (r18, r1_tail) = r1.as_chunks::<BLOCK>();
-    for ((xb, w0), w1) in x8.iter().zip(r08).zip(r18) {
+    let (r08, r0t) = r0.as_chunks::<BLOCK>();
+    let (r18, r1t) = r1.as_chunks::<BLOCK>();
+    let (r28, r2t) = r2.as_chunks::<BLOCK>();
+    let (r38, r3t) = r3.as_chunks::<BLOCK>();
+    for ((((xb, w0), w1), w2), w3) in x8.iter().zip(r08).zip(r18).zip(r28).zip(r38) {
         a0 = dot8(a0, w0, xb, conv);
         a1 = dot8(a1, w1, xb, conv);
+        a2 = dot8(a2, w2, xb, conv);
+        a3 = dot8(a3, w3, xb, conv);
     }
-    for ((&xi, &w0), &w1) in x_tail.iter().zip(r0_tail).zip(r1_tail) {
+    for ((((&xi, &w0), &w1), &w2), &w3) in x_tail.iter().zip(r0t).zip(r1t).zip(r2t).zip(r3t) {
         a0 += conv(w0) * xi;
         a1 += conv(w1) * xi;
+        a2 += conv(w2) * xi;
+        a3 += conv(w3) * xi;
     }
-    (a0, a1)
+    (a0, a1, a2, a3)
 }
 
 /// `Σ_i r[i]·x[i]`, summed from 0 for `i = 0, 1, …` (`r` and `x` of one length).
@@ -133,50 +155,45 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     if n == 0 {
         return;
     }
-    let mut rows = w.chunks_exact(n.saturating_mul(2));
-    let (d2, d_last) = d.as_chunks::<2>();
-    for (pair, &[d0, d1]) in rows.by_ref().zip(d2) {
-        let Some((r0, r1)) = pair.split_at_checked(n) else {
+    // Four rows per pass: each block of `y` is loaded and stored once for four rows.
+    let mut rows = w.chunks_exact(n.saturating_mul(4));
+    let (d4, d_rest) = d.as_chunks::<4>();
+    for (quad, &[d0, d1, d2, d3]) in rows.by_ref().zip(d4) {
+        let Some((r01, r23)) = quad.split_at_checked(n.saturating_mul(2)) else {
             return;
         };
-        axpy2(y, r0, d0, r1, d1, conv);
-    }
-    if let ([dl], r) = (d_last, rows.remainder())
-        && r.len() == n
-    {
-        axpy2(y, r, *dl, &[], T::ZERO, conv);
-    }
-}
-
-/// `y[i] = (y[i] + r0[i]·a0) + r1[i]·a1` for every `i` (`r1` empty: only the first term).
-#[inline(always)]
-fn axpy2<W: Copy, T: Real>(
-    y: &mut [T],
-    r0: &[W],
-    a0: T,
-    r1: &[W],
-    a1: T,
-    conv: impl Fn(W) -> T + Copy,
-) {
-    let (y8, y_tail) = y.as_chunks_mut::<BLOCK>();
-    let (r08, r0_tail) = r0.as_chunks::<BLOCK>();
-    if r1.is_empty() {
-        for (yb, w0) in y8.iter_mut().zip(r08) {
-            axpy8(yb, w0, a0, conv);
+        let (Some((r0, r1)), Some((r2, r3))) = (r01.split_at_checked(n), r23.split_at_checked(n))
+        else {
+            return;
+        };
+        let (y8, y_tail) = y.as_chunks_mut::<BLOCK>();
+        let (r08, r0t) = r0.as_chunks::<BLOCK>();
+        let (r18, r1t) = r1.as_chunks::<BLOCK>();
+        let (r28, r2t) = r2.as_chunks::<BLOCK>();
+        let (r38, r3t) = r3.as_chunks::<BLOCK>();
+        for ((((yb, w0), w1), w2), w3) in y8.iter_mut().zip(r08).zip(r18).zip(r28).zip(r38) {
+            axpy8(yb, w0, d0, conv);
+            axpy8(yb, w1, d1, conv);
+            axpy8(yb, w2, d2, conv);
+            axpy8(yb, w3, d3, conv);
         }
-        for (yi, &w0) in y_tail.iter_mut().zip(r0_tail) {
-            *yi += conv(w0) * a0;
+        let tails = y_tail.iter_mut().zip(r0t).zip(r1t).zip(r2t).zip(r3t);
+        for ((((yi, &w0), &w1), &w2), &w3) in tails {
+            *yi += conv(w0) * d0;
+            *yi += conv(w1) * d1;
+            *yi += conv(w2) * d2;
+            *yi += conv(w3) * d3;
         }
-        return;
     }
-    let (r18, r1_tail) = r1.as_chunks::<BLOCK>();
-    for ((yb, w0), w1) in y8.iter_mut().zip(r08).zip(r18) {
-        axpy8(yb, w0, a0, conv);
-        axpy8(yb, w1, a1, conv);
-    }
-    for ((yi, &w0), &w1) in y_tail.iter_mut().zip(r0_tail).zip(r1_tail) {
-        *yi += conv(w0) * a0;
-        *yi += conv(w1) * a1;
+    for (r, &dk) in rows.remainder().chunks_exact(n).zip(d_rest) {
+        let (y8, y_tail) = y.as_chunks_mut::<BLOCK>();
+        let (r8, rt) = r.as_chunks::<BLOCK>();
+        for (yb, wb) in y8.iter_mut().zip(r8) {
+            axpy8(yb, wb, dk, conv);
+        }
+        for (yi, &wi) in y_tail.iter_mut().zip(rt) {
+            *yi += conv(wi) * dk;
+        }
     }
 }
 
@@ -210,43 +227,54 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
         }
         return;
     }
-    let mut rows = g.chunks_exact_mut(n.saturating_mul(2));
-    let (d2, d_last) = d.as_chunks::<2>();
-    for (pair, &[d0, d1]) in rows.by_ref().zip(d2) {
-        let Some((g0, g1)) = pair.split_at_mut_checked(n) else {
+    // Four rows per pass: each block of `x` is loaded once for four rows.
+    let mut rows = g.chunks_exact_mut(n.saturating_mul(4));
+    let (d4, d_rest) = d.as_chunks::<4>();
+    let (x8, x_tail) = x.as_chunks::<BLOCK>();
+    for (quad, &[d0, d1, d2, d3]) in rows.by_ref().zip(d4) {
+        let Some((g01, g23)) = quad.split_at_mut_checked(n.saturating_mul(2)) else {
             return;
         };
-        outer2(g0, d0, g1, d1, x);
-    }
-    if let ([dl], r) = (d_last, rows.into_remainder())
-        && r.len() == n
-    {
-        outer2(r, *dl, &mut [], T::ZERO, x);
-    }
-}
-
-/// `g0[i] += x[i]·a0` and `g1[i] += x[i]·a1` for every `i` (`g1` may be empty).
-#[inline(always)]
-fn outer2<T: Real>(g0: &mut [T], a0: T, g1: &mut [T], a1: T, x: &[T]) {
-    let (x8, x_tail) = x.as_chunks::<BLOCK>();
-    let (g08, g0_tail) = g0.as_chunks_mut::<BLOCK>();
-    if g1.is_empty() {
-        for (gb, xb) in g08.iter_mut().zip(x8) {
-            axpy8(gb, xb, a0, |v| v);
+        let (Some((g0, g1)), Some((g2, g3))) =
+            (g01.split_at_mut_checked(n), g23.split_at_mut_checked(n))
+        else {
+            return;
+        };
+        let (g08, g0t) = g0.as_chunks_mut::<BLOCK>();
+        let (g18, g1t) = g1.as_chunks_mut::<BLOCK>();
+        let (g28, g2t) = g2.as_chunks_mut::<BLOCK>();
+        let (g38, g3t) = g3.as_chunks_mut::<BLOCK>();
+        let blocks = g08
+            .iter_mut()
+            .zip(g18.iter_mut())
+            .zip(g28.iter_mut())
+            .zip(g38.iter_mut());
+        for ((((b0, b1), b2), b3), xb) in blocks.zip(x8) {
+            axpy8(b0, xb, d0, |v| v);
+            axpy8(b1, xb, d1, |v| v);
+            axpy8(b2, xb, d2, |v| v);
+            axpy8(b3, xb, d3, |v| v);
         }
-        for (gi, &xi) in g0_tail.iter_mut().zip(x_tail) {
-            *gi += xi * a0;
+        let tails = g0t
+            .iter_mut()
+            .zip(g1t.iter_mut())
+            .zip(g2t.iter_mut())
+            .zip(g3t.iter_mut());
+        for ((((e0, e1), e2), e3), &xi) in tails.zip(x_tail) {
+            *e0 += xi * d0;
+            *e1 += xi * d1;
+            *e2 += xi * d2;
+            *e3 += xi * d3;
         }
-        return;
     }
-    let (g18, g1_tail) = g1.as_chunks_mut::<BLOCK>();
-    for ((gb0, gb1), xb) in g08.iter_mut().zip(g18.iter_mut()).zip(x8) {
-        axpy8(gb0, xb, a0, |v| v);
-        axpy8(gb1, xb, a1, |v| v);
-    }
-    for ((gi0, gi1), &xi) in g0_tail.iter_mut().zip(g1_tail.iter_mut()).zip(x_tail) {
-        *gi0 += xi * a0;
-        *gi1 += xi * a1;
+    for (row, &dk) in rows.into_remainder().chunks_exact_mut(n).zip(d_rest) {
+        let (r8, rt) = row.as_chunks_mut::<BLOCK>();
+        for (b, xb) in r8.iter_mut().zip(x8) {
+            axpy8(b, xb, dk, |v| v);
+        }
+        for (e, &xi) in rt.iter_mut().zip(x_tail) {
+            *e += xi * dk;
+        }
     }
 }
 
