@@ -282,6 +282,23 @@ fn end_episode<P: Policy>(
     ad.end_episode()
 }
 
+/// The adapter of the demo. Out of line, so that the value `Adapter::new` builds before
+/// returning it lives in this frame, which is gone before the adaptation runs.
+#[inline(never)]
+fn new_adapter<'m, 'b, P: Policy + Default>(
+    bundle: &sgmrl::bundle::Bundle<'b>,
+    memory: &'m mut [f32],
+) -> Result<sgmrl::adapt::Adapter<'m, P, sgmrl::policy::LeF32s<'b>>, sgmrl::adapt::AdaptError> {
+    sgmrl::adapt::Adapter::new(
+        P::default(),
+        bundle.params(),
+        bundle.baseline(),
+        bundle.recipe(),
+        memory,
+        DEMO_SEED,
+    )
+}
+
 /// The adaptation demo: ζ steps on `env` with the bundle's recipe and [`DEMO_SEED`], then
 /// `N` evaluation episodes of the adapted policy (N = the recipe's episodes per step).
 /// `on_step` runs after each applied step (the firmware measures and prints there).
@@ -291,24 +308,22 @@ pub fn adapt_demo<P: Policy + Default, E: sgmrl::env::Env>(
     memory: &mut [f32],
     mut on_step: impl FnMut(&StepInfo),
 ) -> Result<DemoOutcome, sgmrl::adapt::AdaptError<E::Error>> {
-    use sgmrl::adapt::{AdaptError, Adapter, Progress};
+    use sgmrl::adapt::{AdaptError, Progress};
     let recipe = bundle.recipe();
-    let mut ad = Adapter::new(
-        P::default(),
-        bundle.params(),
-        bundle.baseline(),
-        recipe,
-        memory,
-        DEMO_SEED,
-    )
-    .map_err(AdaptError::with_env)?;
+    // Used in place inside the `Result`: moving the adapter out of it would give it a
+    // second stack slot for the whole adaptation.
+    let mut made = new_adapter::<P>(bundle, memory);
+    let ad = match &mut made {
+        Ok(ad) => ad,
+        Err(e) => return Err(e.with_env()),
+    };
     // The returns' hash, folded in as they come: an array of MAX_STEPS returns would
     // sit on the stack all through the adaptation.
     let mut returns_fnv = FNV1A_INIT;
     let mut env_steps = 0u32;
     let mut step_env_steps = 0u32;
     while !ad.is_adapted() {
-        let (progress, n) = episode(&mut ad, env)?;
+        let (progress, n) = episode(ad, env)?;
         step_env_steps += n;
         if let Progress::Stepped { step, mean_return } = progress {
             returns_fnv = fnv1a_f32_step(returns_fnv, mean_return);
@@ -323,7 +338,7 @@ pub fn adapt_demo<P: Policy + Default, E: sgmrl::env::Env>(
     }
     let mut sum = 0.0f32;
     for _ in 0..recipe.episodes {
-        match episode(&mut ad, env)?.0 {
+        match episode(ad, env)?.0 {
             Progress::Adapted { episode_return } => sum += episode_return,
             // Unreachable once adapted; reported rather than panicking.
             _ => return Err(AdaptError::Shape),
