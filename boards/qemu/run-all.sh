@@ -110,6 +110,7 @@ for t in "${TARGETS[@]}"; do
                 fail "$m $b: code without parameters $code bytes exceeds the budget of $LIMIT"
             else
                 echo "ok   $m $b: code without parameters $code bytes (budget $LIMIT)"
+                passed=$((passed + 1))
             fi
         fi
         unset sz
