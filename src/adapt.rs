@@ -519,6 +519,7 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
 
     /// Batch rules: the advantage passes over every stored episode, then each episode's
     /// weighted score into the accumulator.
+    #[inline(never)]
     fn finish_batch(&mut self) -> Result<(), AdaptError> {
         if !self.recipe.needs_batch() {
             return Ok(());
