@@ -182,6 +182,37 @@ Per environment step, adaptation runs one \`sample\` (in \`act\`) and one
 \`accumulate_grad_log_prob\` (in \`end_episode\`); the rest of a step's instructions are the
 simulator, the advantages, bookkeeping and the final parameter update.
 
+## What the numbers rest on, and why some budgets are not met
+- **Dense layers** (\`src/policy/dense.rs\`): every multiply-accumulate runs in unrolled loops
+  over blocks of 8 columns, four rows per pass (the shared vector — \`x\` forward, \`y\` in
+  \`Wᵀ·δ\`, \`x\` in the weight gradient — is loaded once for four rows), bounds-check free
+  (\`as_chunks\`, destructured arrays). Parameters in flash are read as words when the bundle
+  is 4-aligned (\`LeF32s::is_word_aligned\`, via \`bytemuck\`'s checked cast; misaligned bytes
+  take the bytewise path, same bits). The order of operations is the plain loop's, so the
+  host computes the same bits. On the soft-float M0 the plain loops are compiled instead
+  (unrolling saves nothing there and costs flash).
+- **The M4F floor**: LLVM allocates single-precision registers as s0, s2, s4, … and so never
+  merges consecutive \`VLDR\`s into \`VLDM\`; every weight costs one load and one \`VMLA\`, and
+  every gradient scalar a load, a \`VMLA\` and a store. With the shared vectors amortised the
+  kernels' inner loops take about 2.5 (forward, \`Wᵀ·δ\`) and 3.4 (weight gradient) instructions per
+  MAC (counted in their disassembly), before tanh (two per hidden unit and step), sampling and the per-row and per-layer
+  checks. Reaching 3 instructions per MAC overall would take \`VLDM\`/\`VSTM\` kernels (inline
+  assembly: outside the core's no-\`unsafe\` rule) or gradients batched over several time
+  steps (a second scratch per step on the stack; measured for pairs of steps: 2–5 % fewer
+  instructions for +0.6 KB (default) / +1.7 KB (paper) of stack, not adopted). The small
+  default policy pays relatively more for tanh, sampling and per-row work.
+- **tanh**: \`math::tanh_f32\`, a rational function in plain \`f32\` (≤ 7 ulp, \`|tanh| ≤ 1\`),
+  instead of \`libm::tanhf\` (~96 instructions a call on the M4F).
+- **Flash**: one CRC-32 with a 64-byte table (\`src/crc32.rs\`) instead of two 1 KB tables;
+  the demo and the panic/fault handlers print through \`boards/qemu/src/out.rs\` instead of
+  \`core::fmt\`.
+- **Stack**: the adaptation stack is the \`Adapter\` value (its 32-float action buffer
+  included), the demo's control loop, \`Adapter::end_episode\`, and the gradient of one step:
+  its scratch alone is 2·(hidden₀ + hidden₁ + act) floats (528 B for the default policy,
+  1,616 B for the paper's) plus the estimator's and the policy's frames. Below 2 KB would
+  take smaller frames in \`adapt.rs\`/\`estimator.rs\` (e.g. \`MAX_IO\`-sized buffers) or
+  writing the gradient layer by layer as the deltas are formed (weaker error guarantee).
+
 ## Columns
 - **.text**: machine code of the whole firmware (\`llvm-size -A\`): the core, libm, compiler
   builtins, cortex-m-rt, semihosting output and the demo itself.
