@@ -248,7 +248,7 @@ fn episode<P: Policy, E: sgmrl::env::Env>(
         act(ad, obs, action).map_err(AdaptError::with_env)?;
         let tr = env.step(action, obs).map_err(AdaptError::Env)?;
         n += 1;
-        ad.reward(tr.reward).map_err(AdaptError::with_env)?;
+        reward(ad, tr.reward).map_err(AdaptError::with_env)?;
         if tr.done {
             break;
         }
@@ -262,7 +262,7 @@ fn episode<P: Policy, E: sgmrl::env::Env>(
 /// adapter computes the step's gradient.
 const DEMO_IO: usize = 8;
 
-// `act` and `end_episode` out of line: each keeps its scratch (layer activations, deltas)
+// `act`, `reward` and `end_episode` out of line: each keeps its scratch (layer activations, deltas)
 // in its own frame, which is popped before the other runs, instead of both in `episode`'s
 // frame at once (the peak stack is a budget).
 #[inline(never)]
@@ -273,6 +273,14 @@ fn act<P: Policy>(
 ) -> Result<(), sgmrl::adapt::AdaptError> {
     action.copy_from_slice(ad.act(obs)?);
     Ok(())
+}
+
+#[inline(never)]
+fn reward<P: Policy>(
+    ad: &mut sgmrl::adapt::Adapter<'_, P, sgmrl::policy::LeF32s<'_>>,
+    r: f32,
+) -> Result<(), sgmrl::adapt::AdaptError> {
+    ad.reward(r)
 }
 
 #[inline(never)]

@@ -167,22 +167,7 @@ fn demo(memory: &mut [f32]) -> bool {
         step_instr_total = step_instr_total.saturating_add(instr);
         env_steps_total = env_steps_total.saturating_add(i.env_steps);
         all_finite &= i.mean_return.is_finite();
-        Line::new("adapt: step ")
-            .u(u32::from(i.step))
-            .s("/")
-            .u(u32::from(r.steps))
-            .s(": return before the step ")
-            .milli(i.mean_return)
-            .s(" (")
-            .u(u32::from(r.episodes))
-            .s(" episodes, ")
-            .u(i.env_steps)
-            .s(" env steps); ")
-            .u(instr)
-            .s(" instructions, ")
-            .u(instr / i.env_steps.max(1))
-            .s(" per env step")
-            .print();
+        print_step(i, r.steps, r.episodes, instr);
         // Printing is a semihosting trap: it costs the guest almost nothing, but restart
         // the clock after it anyway.
         last = icount::ticks();
@@ -281,6 +266,28 @@ fn demo(memory: &mut [f32]) -> bool {
         Line::new("adapt: host parity: no host reference for this bundle").print();
     }
     ok
+}
+
+/// One step's log line; out of line, so that it takes no room in the frames that are live
+/// while the adapter runs.
+#[inline(never)]
+fn print_step(i: &StepInfo, steps: u16, episodes: u16, instr: u32) {
+    Line::new("adapt: step ")
+        .u(u32::from(i.step))
+        .s("/")
+        .u(u32::from(steps))
+        .s(": return before the step ")
+        .milli(i.mean_return)
+        .s(" (")
+        .u(u32::from(episodes))
+        .s(" episodes, ")
+        .u(i.env_steps)
+        .s(" env steps); ")
+        .u(instr)
+        .s(" instructions, ")
+        .u(instr / i.env_steps.max(1))
+        .s(" per env step")
+        .print();
 }
 
 /// `parity::adapt_demo` in a frame of its own, below the baseline depth the stack figure
