@@ -27,7 +27,7 @@
 //! - [`estimator`]: the policy gradient of a batch of episodes given as data.
 //! - [`bundle`]: the checked binary format that carries shape, recipe and parameters (its
 //!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
-//! - [`env`], [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
+//! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
 //!
 //! # Features
