@@ -555,6 +555,7 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
 
     /// Batch rules: the advantage passes over every stored episode, then each episode's
     /// weighted score into the accumulator.
+    #[inline(never)]
     fn finish_batch(&mut self) -> Result<(), AdaptError> {
         if !self.recipe.needs_batch() {
             return Ok(());
@@ -913,9 +914,7 @@ pub enum ParamsRef<'a, M> {
 impl<M: ParamSource<f32>> ParamsRef<'_, M> {
     /// CRC-32 of the parameters' little-endian bytes: compares host and device results.
     pub fn checksum(&self) -> u32 {
-        // In flash: built at run time (or a `const`) its 1 KB table would sit on the stack.
-        static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-        let mut d = CRC.digest();
+        let mut d = crate::crc32::digest();
         match self {
             Self::Meta(m) => m.values().for_each(|x: f32| d.update(&x.to_le_bytes())),
             Self::Ram(r) => r.iter().for_each(|x| d.update(&x.to_le_bytes())),

@@ -11,6 +11,7 @@
 //! bytes are and are read through [`LeF32s`]. The writer, [`BundleSpec`], encodes and then
 //! runs the parser on its own output, so it can never produce bytes the parser rejects.
 
+use crate::crc32;
 use crate::policy::{Distribution, LeF32s, Policy, PolicyShape};
 use crate::recipe::{ActionMap, Advantage, LossScale, Recipe, RecipeError};
 
@@ -25,12 +26,6 @@ pub const CHECKSUM_LEN: usize = 4;
 /// A header plus a checksum: the fewest bytes that can be checked as far as the CRC (every
 /// valid shape has parameters, so a real bundle is longer).
 pub const MIN_LEN: usize = HEADER_LEN + CHECKSUM_LEN;
-
-/// CRC-32/ISO-HDLC (the zlib / PNG / Ethernet CRC): `CRC32.checksum(b"123456789")` is
-/// `0xCBF4_3926`.
-// A `static`, not a `const`: a const is copied at every use, which puts its 1 KB table on
-// the stack (measured: +2 KB peak stack for the firmware together with `adapt`'s CRC).
-static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Byte offsets of the version-1 header fields (see `docs/bundle.md`).
 mod field {
@@ -680,7 +675,7 @@ impl<'a> Bundle<'a> {
 
         let (body, stored) = bytes.split_last_chunk::<CHECKSUM_LEN>().ok_or(truncated)?;
         let stored = u32::from_le_bytes(*stored);
-        let computed = CRC32.checksum(body);
+        let computed = crc32::checksum(body);
         if computed != stored {
             return Err(BundleError::Checksum {
                 expected: stored,
@@ -931,7 +926,7 @@ impl BundleSpec<'_> {
         let (body, crc) = out
             .split_last_chunk_mut::<CHECKSUM_LEN>()
             .ok_or(BundleError::OutputTooSmall { needed, got })?;
-        *crc = CRC32.checksum(body).to_le_bytes();
+        *crc = crc32::checksum(body).to_le_bytes();
         Bundle::parse(out)?;
         Ok(needed)
     }
@@ -1019,7 +1014,7 @@ mod tests {
 
     fn reseal(bytes: &mut [u8]) {
         let n = bytes.len() - CHECKSUM_LEN;
-        let crc = CRC32.checksum(&bytes[..n]);
+        let crc = crc32::checksum(&bytes[..n]);
         bytes[n..].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -1073,8 +1068,8 @@ mod tests {
     }
 
     #[test]
-    fn crc_is_the_zlib_crc32() {
-        assert_eq!(CRC32.checksum(b"123456789"), 0xCBF4_3926);
+    fn bundle_crc_is_the_zlib_crc32() {
+        assert_eq!(crc32::checksum(b"123456789"), 0xCBF4_3926);
     }
 
     #[test]
@@ -1346,7 +1341,7 @@ mod tests {
         let mut b = valid(GAUSSIAN);
         let stored = u32::from_le_bytes(b[b.len() - 4..].try_into().unwrap());
         b[HEADER_LEN + 3] ^= 0x10;
-        let computed = CRC32.checksum(&b[..b.len() - 4]);
+        let computed = crc32::checksum(&b[..b.len() - 4]);
         assert_eq!(
             parse_err(&b),
             BundleError::Checksum {

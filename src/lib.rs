@@ -3,7 +3,8 @@
 //!
 //! `#![no_std]`, no heap, no `unsafe`, no panics on bad input. The same code runs on a
 //! Cortex-M0 and on the host, and computes the same numbers on both (every transcendental
-//! function goes through `libm`).
+//! function goes through `libm`, except `f32` tanh: a rational function in plain `f32`
+//! arithmetic, [`math::tanh_f32`], just as reproducible and four times cheaper).
 //!
 //! # The layers, bottom up
 //! ```text
@@ -24,7 +25,8 @@
 //! - [`recipe`]: the adaptation rule meta-training optimised for (α, ζ, batch, horizon, γ,
 //!   advantage rule, loss scaling, action mapping) and the RAM it needs.
 //! - [`estimator`]: the policy gradient of a batch of episodes given as data.
-//! - [`bundle`]: the checked binary format that carries shape, recipe and parameters.
+//! - [`bundle`]: the checked binary format that carries shape, recipe and parameters (its
+//!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
 //! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
@@ -61,6 +63,7 @@ extern crate std;
 
 pub mod adapt;
 pub mod bundle;
+mod crc32;
 pub mod dual;
 pub mod env;
 pub mod estimator;

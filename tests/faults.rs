@@ -245,6 +245,12 @@ fn is_explained(e: &Error) -> bool {
             | Error::NonFiniteStep
             | Error::Policy(PolicyError::NonFiniteOutput)
             | Error::Estimator(EstimatorError::NonFiniteAdvantage { .. })
+            // A huge (finite) observation spike recorded in the batch overflows the
+            // gradient: the batch is discarded, the parameters stay.
+            | Error::Estimator(EstimatorError::Policy {
+                error: PolicyError::NonFiniteOutput,
+                ..
+            })
     )
 }
 

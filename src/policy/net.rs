@@ -242,19 +242,12 @@ impl<S> Dense<S> {
     where
         S: ParamSource<T>,
     {
-        let mut w = self.w.values();
-        for (o, b) in out.iter_mut().zip(self.b.values()) {
-            let mut acc = T::ZERO;
-            // `x` first: zip then stops without pulling the next row's first weight.
-            for (&xi, wi) in x.iter().zip(w.by_ref()) {
-                acc += wi * xi;
-            }
-            *o = acc + b;
-            if !o.is_finite() {
-                return Err(PolicyError::NonFiniteOutput);
-            }
+        self.w.affine(self.b, x, out);
+        if out.iter().all(|o| o.is_finite()) {
+            Ok(())
+        } else {
+            Err(PolicyError::NonFiniteOutput)
         }
-        Ok(())
     }
 
     /// `d_in = (Wᵀ d_out) ⊙ (1 − a_in²)`, where `a_in` (this layer's input) is a tanh
@@ -264,12 +257,7 @@ impl<S> Dense<S> {
         S: ParamSource<T>,
     {
         d_in.fill(T::ZERO);
-        let mut w = self.w.values();
-        for &d in d_out {
-            for (di, wi) in d_in.iter_mut().zip(w.by_ref()) {
-                *di += wi * d;
-            }
-        }
+        self.w.add_transposed(d_out, d_in);
         for (di, &a) in d_in.iter_mut().zip(a_in) {
             *di *= T::ONE - a * a;
         }
@@ -664,20 +652,29 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
         return Err(PolicyError::NonFiniteOutput);
     }
 
-    let mut g = grad.iter_mut();
-    if net.l1.is_some() {
-        add_dense_grad(&mut g, d1, obs);
-    }
-    if net.l2.is_some() {
-        add_dense_grad(&mut g, d2, a1);
-    }
-    add_dense_grad(&mut g, dz, x_head);
+    // Cut `grad` into the layers' weight and bias blocks (absent layers are empty).
+    let (g1w, rest) = cut(grad, d1.len() * obs.len())?;
+    let (g1b, rest) = cut(rest, d1.len())?;
+    let (g2w, rest) = cut(rest, d2.len() * a1.len())?;
+    let (g2b, rest) = cut(rest, d2.len())?;
+    let (ghw, rest) = cut(rest, dz.len() * x_head.len())?;
+    let (ghb, g_log_std) = cut(rest, dz.len())?;
+    add_dense_grad(g1w, g1b, d1, obs);
+    add_dense_grad(g2w, g2b, d2, a1);
+    add_dense_grad(ghw, ghb, dz, x_head);
     if let Action::Real(_) = action {
-        for (gj, &r) in g.zip(z.iter()) {
+        for (gj, &r) in g_log_std.iter_mut().zip(z.iter()) {
             *gj += weight * (r * r - T::ONE);
         }
     }
     Ok(lp)
+}
+
+/// The first `n` scalars of `g` and the rest (`n ≤ g.len()` whenever `g` holds `P`).
+fn cut<T>(g: &mut [T], n: usize) -> Result<(&mut [T], &mut [T]), PolicyError> {
+    let got = g.len();
+    g.split_at_mut_checked(n)
+        .ok_or(PolicyError::GradLength(LenMismatch { expected: n, got }))
 }
 
 fn abs<T: Real>(x: T) -> T {
@@ -690,16 +687,11 @@ fn increments_finite<T: Real>(delta: &[T], x: &[T]) -> bool {
     delta.iter().all(|d| d.is_finite()) && (max_abs(delta) * max_abs(x)).is_finite()
 }
 
-/// Adds one dense layer's gradient, `δ xᵀ` (row-major) then `δ`, to the next entries of
-/// `g`.
-fn add_dense_grad<'g, T: Real + 'g>(g: &mut impl Iterator<Item = &'g mut T>, delta: &[T], x: &[T]) {
-    for &d in delta {
-        // `x` first: zip then stops without consuming the next row's entry.
-        for (&xi, gi) in x.iter().zip(g.by_ref()) {
-            *gi += d * xi;
-        }
-    }
-    for (&d, gi) in delta.iter().zip(g.by_ref()) {
+/// Adds one dense layer's gradient: `δ xᵀ` to its weights `gw` (row-major), `δ` to its
+/// bias `gb`.
+fn add_dense_grad<T: Real>(gw: &mut [T], gb: &mut [T], delta: &[T], x: &[T]) {
+    super::dense::add_outer(gw, delta, x);
+    for (gi, &d) in gb.iter_mut().zip(delta) {
         *gi += d;
     }
 }
@@ -905,48 +897,59 @@ pub(crate) mod check {
         v.iter().map(|&x| x as f32).collect()
     }
 
-    /// `&[f32]` and unaligned little-endian bytes give bit-identical results everywhere.
+    /// `&[f32]`, unaligned little-endian bytes (read bytewise) and word-aligned ones (read
+    /// with the unrolled word loops) give bit-identical results everywhere.
     pub fn f32_sources_are_bit_identical<P: Policy + Default>() {
+        for seed in 0..3 {
+            f32_sources_agree::<P>(seed, false);
+            f32_sources_agree::<P>(seed, true);
+        }
+    }
+
+    fn f32_sources_agree<P: Policy + Default>(seed: u64, aligned: bool) {
         let p = P::default();
         let bits = |v: &[f32]| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
-        for seed in 0..3 {
-            let pt = point::<P>(seed);
-            let (params, obs, action) = (f32s(&pt.params), f32s(&pt.obs), f32s(&pt.action));
-            let mut bytes = vec![0u8; 1 + 4 * params.len()];
-            for (b, x) in bytes[1..].chunks_exact_mut(4).zip(&params) {
-                b.copy_from_slice(&x.to_le_bytes());
-            }
-            let le = LeF32s::new(&bytes[1..]).unwrap();
-            let slice = &params[..];
+        let pt = point::<P>(seed);
+        let (params, obs, action) = (f32s(&pt.params), f32s(&pt.obs), f32s(&pt.action));
+        // Words: 4-aligned; one extra so that an offset of 1 byte is misaligned.
+        let mut words = vec![0u32; params.len() + 1];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        let off = if aligned { 0 } else { 1 };
+        let bytes = &mut bytes[off..off + 4 * params.len()];
+        for (b, x) in bytes.chunks_exact_mut(4).zip(&params) {
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+        let le = LeF32s::new(bytes).unwrap();
+        assert_eq!(le.is_word_aligned(), aligned);
+        let slice = &params[..];
 
-            let lp_s = p.log_prob(slice, &obs, &action).unwrap();
-            let lp_b = p.log_prob(le, &obs, &action).unwrap();
-            assert_eq!(lp_s.to_bits(), lp_b.to_bits());
+        let lp_s = p.log_prob(slice, &obs, &action).unwrap();
+        let lp_b = p.log_prob(le, &obs, &action).unwrap();
+        assert_eq!(lp_s.to_bits(), lp_b.to_bits());
 
-            let init = f32s(&normals(&mut Rng::new(seed), P::N_PARAMS, 1.0));
-            let (mut g_s, mut g_b) = (init.clone(), init);
-            let r_s = p
-                .accumulate_grad_log_prob(slice, &obs, &action, 0.3, &mut g_s)
-                .unwrap();
-            let r_b = p
-                .accumulate_grad_log_prob(le, &obs, &action, 0.3, &mut g_b)
-                .unwrap();
-            assert_eq!((r_s.to_bits(), bits(&g_s)), (r_b.to_bits(), bits(&g_b)));
+        let init = f32s(&normals(&mut Rng::new(seed), P::N_PARAMS, 1.0));
+        let (mut g_s, mut g_b) = (init.clone(), init);
+        let r_s = p
+            .accumulate_grad_log_prob(slice, &obs, &action, 0.3, &mut g_s)
+            .unwrap();
+        let r_b = p
+            .accumulate_grad_log_prob(le, &obs, &action, 0.3, &mut g_b)
+            .unwrap();
+        assert_eq!((r_s.to_bits(), bits(&g_s)), (r_b.to_bits(), bits(&g_b)));
 
-            let (mut rng_s, mut rng_b) = (Rng::new(seed), Rng::new(seed));
-            let mut a_s = vec![0.0f32; P::ACTION_WIDTH];
-            let mut a_b = a_s.clone();
-            for _ in 0..5 {
-                p.sample(slice, &obs, &mut rng_s, &mut a_s).unwrap();
-                p.sample(le, &obs, &mut rng_b, &mut a_b).unwrap();
-                assert_eq!(bits(&a_s), bits(&a_b));
-            }
-            assert_eq!(rng_s, rng_b);
-
-            p.mode(slice, &obs, &mut a_s).unwrap();
-            p.mode(le, &obs, &mut a_b).unwrap();
+        let (mut rng_s, mut rng_b) = (Rng::new(seed), Rng::new(seed));
+        let mut a_s = vec![0.0f32; P::ACTION_WIDTH];
+        let mut a_b = a_s.clone();
+        for _ in 0..5 {
+            p.sample(slice, &obs, &mut rng_s, &mut a_s).unwrap();
+            p.sample(le, &obs, &mut rng_b, &mut a_b).unwrap();
             assert_eq!(bits(&a_s), bits(&a_b));
         }
+        assert_eq!(rng_s, rng_b);
+
+        p.mode(slice, &obs, &mut a_s).unwrap();
+        p.mode(le, &obs, &mut a_b).unwrap();
+        assert_eq!(bits(&a_s), bits(&a_b));
     }
 
     /// The runtime-shaped functions with `Vec` scratch of exactly `scratch_len()` give the

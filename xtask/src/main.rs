@@ -318,5 +318,12 @@ fn bench_device(root: &Path) -> Result<(), String> {
     if !script.exists() {
         return Err("boards/qemu/bench.sh is missing".into());
     }
-    run(&root.join("boards/qemu"), "bash", &["bench.sh"], &[])
+    let doc = root.join("docs/device.md");
+    let doc = doc.to_str().ok_or("non-UTF-8 path to docs/device.md")?;
+    run(
+        &root.join("boards/qemu"),
+        "bash",
+        &["bench.sh", "--doc", doc],
+        &[],
+    )
 }

@@ -3,11 +3,21 @@
 
 use cortex_m_rt::{ExceptionFrame, exception};
 
-use crate::{code, exit, println};
+use crate::out::Line;
+use crate::{code, exit};
 
+// Printed without `core::fmt` (see `out`): the message when it is a plain string, and the
+// location.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    println!("{}", info);
+    let mut l = Line::new("panicked");
+    if let Some(loc) = info.location() {
+        l.s(" at ").s(loc.file()).s(":").u(loc.line());
+    }
+    if let Some(msg) = info.message().as_str() {
+        l.s(": ").s(msg);
+    }
+    l.print();
     exit(code::PANIC)
 }
 
@@ -15,16 +25,20 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 // faulting context; it only reads it.
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    println!(
-        "HardFault at pc={:#010x} lr={:#010x}",
-        frame.pc(),
-        frame.lr()
-    );
+    Line::new("HardFault at pc=")
+        .hex(frame.pc())
+        .s(" lr=")
+        .hex(frame.lr())
+        .print();
     exit(code::HARD_FAULT)
 }
 
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
-    println!("unexpected exception or interrupt {}", irqn);
+    let mut l = Line::new("unexpected exception or interrupt ");
+    if irqn < 0 {
+        l.s("-");
+    }
+    l.u(u32::from(irqn.unsigned_abs())).print();
     exit(code::UNEXPECTED_EXCEPTION)
 }

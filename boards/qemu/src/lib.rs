@@ -10,7 +10,7 @@
 //!
 //! Measurement utilities, one per module: [`icount`] (instructions, from SysTick under
 //! `qemu -icount`), [`stack`] (peak stack by painting), [`ram`] (static RAM from linker
-//! symbols). [`parity`] holds the host↔device parity cases whose host results are pinned in
+//! symbols). [`out`] prints log lines without `core::fmt` (~5 KB of flash). [`parity`] holds the host↔device parity cases whose host results are pinned in
 //! [`pins`]. [`num`] prints numbers without core's float formatting (which costs ~20 KB of
 //! flash), and [`harness`] runs a table of on-target tests.
 #![no_std]
@@ -22,6 +22,7 @@ pub mod harness;
 pub mod icount;
 pub mod machine;
 pub mod num;
+pub mod out;
 pub mod parity;
 pub mod pins;
 pub mod ram;

@@ -16,31 +16,11 @@ pub struct Milli(pub f32);
 
 impl fmt::Display for Milli {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let x = self.0;
-        if x.is_nan() {
-            return f.write_str("NaN");
-        }
-        if x.is_infinite() {
-            return f.write_str(if x > 0.0 { "inf" } else { "-inf" });
-        }
-        let ax = if x < 0.0 { -x } else { x };
-        if ax >= 1.0e9 {
-            return Bits(x).fmt(f);
-        }
-        // Integer and fractional parts separately: `ax·1000` would lose the thousandths
-        // above 2^24/1000 ≈ 16777. `as` truncates; `ax - int` is exact.
-        let mut int = ax as u32;
-        let mut milli = ((ax - int as f32) * 1000.0 + 0.5) as u32;
-        if milli >= 1000 {
-            int += 1;
-            milli -= 1000;
-        }
-        let sign = if x < 0.0 && (int, milli) != (0, 0) {
-            "-"
-        } else {
-            ""
-        };
-        write!(f, "{}{}.{:03}", sign, int, milli)
+        let mut r = Ok(());
+        crate::out::milli(self.0, &mut |b| {
+            r = r.and_then(|()| f.write_str(core::str::from_utf8(b).unwrap_or("?")));
+        });
+        r
     }
 }
 

@@ -12,12 +12,17 @@ use sgmrl::rng::Rng;
 /// FNV-1a (32-bit) over the little-endian bytes of `values`: a cheap, table-free checksum
 /// of a parameter vector that a host script reproduces in one line.
 pub fn fnv1a_f32(values: impl IntoIterator<Item = f32>) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for v in values {
-        for b in v.to_le_bytes() {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
+    values.into_iter().fold(FNV1A_INIT, fnv1a_f32_step)
+}
+
+/// FNV-1a's initial state.
+const FNV1A_INIT: u32 = 0x811c_9dc5;
+
+/// The FNV-1a state `h` after `v`'s four little-endian bytes.
+fn fnv1a_f32_step(mut h: u32, v: f32) -> u32 {
+    for b in v.to_le_bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
     }
     h
 }
@@ -230,26 +235,76 @@ fn episode<P: Policy, E: sgmrl::env::Env>(
     ad: &mut sgmrl::adapt::Adapter<'_, P, sgmrl::policy::LeF32s<'_>>,
     env: &mut E,
 ) -> Result<(sgmrl::adapt::Progress, u32), sgmrl::adapt::AdaptError<E::Error>> {
-    use sgmrl::adapt::{AdaptError, MAX_IO};
-    let mut obs = [0.0f32; MAX_IO];
+    use sgmrl::adapt::AdaptError;
+    let mut obs = [0.0f32; DEMO_IO];
     let obs = obs.get_mut(..P::OBS_DIM).ok_or(AdaptError::TooWide)?;
-    let mut action = [0.0f32; MAX_IO];
+    let mut action = [0.0f32; DEMO_IO];
     let action = action
         .get_mut(..P::ACTION_WIDTH)
         .ok_or(AdaptError::TooWide)?;
     env.reset(obs).map_err(AdaptError::Env)?;
     let mut n = 0;
     for _ in 0..ad.recipe().horizon {
-        action.copy_from_slice(ad.act(obs).map_err(AdaptError::with_env)?);
+        act(ad, obs, action).map_err(AdaptError::with_env)?;
         let tr = env.step(action, obs).map_err(AdaptError::Env)?;
         n += 1;
-        ad.reward(tr.reward).map_err(AdaptError::with_env)?;
+        reward(ad, tr.reward).map_err(AdaptError::with_env)?;
         if tr.done {
             break;
         }
     }
-    let progress = ad.end_episode().map_err(AdaptError::with_env)?;
+    let progress = end_episode(ad).map_err(AdaptError::with_env)?;
     Ok((progress, n))
+}
+
+/// Observation and action buffers of the demo loop: enough for the simulators in
+/// `sgmrl::sim` (nav2d: 2 and 2), and small, since they are on the stack while the
+/// adapter computes the step's gradient.
+const DEMO_IO: usize = 8;
+
+// `act`, `reward` and `end_episode` out of line: each keeps its scratch (layer activations, deltas)
+// in its own frame, which is popped before the other runs, instead of both in `episode`'s
+// frame at once (the peak stack is a budget).
+#[inline(never)]
+fn act<P: Policy>(
+    ad: &mut sgmrl::adapt::Adapter<'_, P, sgmrl::policy::LeF32s<'_>>,
+    obs: &[f32],
+    action: &mut [f32],
+) -> Result<(), sgmrl::adapt::AdaptError> {
+    action.copy_from_slice(ad.act(obs)?);
+    Ok(())
+}
+
+#[inline(never)]
+fn reward<P: Policy>(
+    ad: &mut sgmrl::adapt::Adapter<'_, P, sgmrl::policy::LeF32s<'_>>,
+    r: f32,
+) -> Result<(), sgmrl::adapt::AdaptError> {
+    ad.reward(r)
+}
+
+#[inline(never)]
+fn end_episode<P: Policy>(
+    ad: &mut sgmrl::adapt::Adapter<'_, P, sgmrl::policy::LeF32s<'_>>,
+) -> Result<sgmrl::adapt::Progress, sgmrl::adapt::AdaptError> {
+    ad.end_episode()
+}
+
+/// The adapter of the demo. Out of line, so that the value `Adapter::new` builds before
+/// returning it lives in this frame, which is gone before the adaptation runs.
+#[inline(never)]
+fn new_adapter<'m, 'b, P: Policy + Default>(
+    bundle: &sgmrl::bundle::Bundle<'b>,
+    memory: &'m mut [f32],
+) -> Result<sgmrl::adapt::Adapter<'m, P, sgmrl::policy::LeF32s<'b>>, sgmrl::adapt::AdaptError> {
+    sgmrl::adapt::Adapter::new(
+        P::default(),
+        bundle.params(),
+        bundle.baseline(),
+        bundle.recipe(),
+        memory,
+        DEMO_SEED,
+    )
 }
 
 /// The adaptation demo: ζ steps on `env` with the bundle's recipe and [`DEMO_SEED`], then
@@ -261,27 +316,25 @@ pub fn adapt_demo<P: Policy + Default, E: sgmrl::env::Env>(
     memory: &mut [f32],
     mut on_step: impl FnMut(&StepInfo),
 ) -> Result<DemoOutcome, sgmrl::adapt::AdaptError<E::Error>> {
-    use sgmrl::adapt::{AdaptError, Adapter, Progress};
+    use sgmrl::adapt::{AdaptError, Progress};
     let recipe = bundle.recipe();
-    let mut ad = Adapter::new(
-        P::default(),
-        bundle.params(),
-        bundle.baseline(),
-        recipe,
-        memory,
-        DEMO_SEED,
-    )
-    .map_err(AdaptError::with_env)?;
-    let mut returns = [0.0f32; sgmrl::recipe::MAX_STEPS as usize];
+    // Used in place inside the `Result`: moving the adapter out of it would give it a
+    // second stack slot for the whole adaptation.
+    let mut made = new_adapter::<P>(bundle, memory);
+    let ad = match &mut made {
+        Ok(ad) => ad,
+        Err(e) => return Err(e.with_env()),
+    };
+    // The returns' hash, folded in as they come: an array of MAX_STEPS returns would
+    // sit on the stack all through the adaptation.
+    let mut returns_fnv = FNV1A_INIT;
     let mut env_steps = 0u32;
     let mut step_env_steps = 0u32;
     while !ad.is_adapted() {
-        let (progress, n) = episode(&mut ad, env)?;
+        let (progress, n) = episode(ad, env)?;
         step_env_steps += n;
         if let Progress::Stepped { step, mean_return } = progress {
-            if let Some(r) = returns.get_mut(usize::from(step) - 1) {
-                *r = mean_return;
-            }
+            returns_fnv = fnv1a_f32_step(returns_fnv, mean_return);
             on_step(&StepInfo {
                 step,
                 mean_return,
@@ -293,7 +346,7 @@ pub fn adapt_demo<P: Policy + Default, E: sgmrl::env::Env>(
     }
     let mut sum = 0.0f32;
     for _ in 0..recipe.episodes {
-        match episode(&mut ad, env)?.0 {
+        match episode(ad, env)?.0 {
             Progress::Adapted { episode_return } => sum += episode_return,
             // Unreachable once adapted; reported rather than panicking.
             _ => return Err(AdaptError::Shape),
@@ -302,7 +355,7 @@ pub fn adapt_demo<P: Policy + Default, E: sgmrl::env::Env>(
     let steps = ad.steps_done();
     Ok(DemoOutcome {
         steps,
-        returns_fnv: fnv1a_f32(returns.iter().take(usize::from(steps)).copied()),
+        returns_fnv,
         final_return: (sum / f32::from(recipe.episodes)).to_bits(),
         params_crc: ad.with_params(|p| p.checksum()),
         env_steps,

@@ -52,6 +52,12 @@ pub fn paint() {
     }
 }
 
+/// Stack in use right now, in bytes from the top of RAM (the caller's frame included).
+#[inline(always)]
+pub fn depth() -> usize {
+    top().saturating_sub(cortex_m::register::msp::read() as usize)
+}
+
 /// Most stack used since [`paint`], in bytes (from the top of RAM); `None` when the stack
 /// reached the bottom of the painted window (it may have gone deeper, or overflowed).
 pub fn peak_bytes() -> Option<usize> {

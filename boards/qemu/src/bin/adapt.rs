@@ -15,18 +15,24 @@
 
 use cortex_m_rt::entry;
 use sgmrl::bundle::Bundle;
-use sgmrl::policy::{Distribution, Policy};
-use sgmrl_qemu::num::{Bits, Milli};
+use sgmrl::policy::{Distribution, Policy, PolicyShape};
+use sgmrl_qemu::out::Line;
 use sgmrl_qemu::parity::{self, StepInfo};
-use sgmrl_qemu::{code, exit, icount, machine, pins, println, ram, stack};
+use sgmrl_qemu::{code, exit, icount, machine, pins, ram, stack};
 
 mod info {
     include!(concat!(env!("OUT_DIR"), "/bundle_info.rs"));
 }
 use info::{BundleEnv, BundlePolicy, MEMORY_FLOATS};
 
-/// The bundle chosen at build time (`SGMRL_BUNDLE`, see build.rs).
-static BUNDLE: &[u8] = include_bytes!(env!("SGMRL_BUNDLE_PATH"));
+/// Word-aligned storage, as a bundle in a flash partition would be: the dense layers then
+/// read the parameters with word loads (`LeF32s::is_word_aligned`).
+#[repr(C, align(4))]
+struct Aligned<T: ?Sized>(T);
+
+/// The bundle chosen at build time (`SGMRL_BUNDLE`, see build.rs), at a 4-aligned address.
+static BUNDLE_WORDS: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("SGMRL_BUNDLE_PATH")));
+static BUNDLE: &[u8] = &BUNDLE_WORDS.0;
 
 /// The adapter's working memory (adapted parameters, gradient, episode buffer), sized
 /// for the embedded bundle's recipe by build.rs.
@@ -46,155 +52,255 @@ fn main() -> ! {
         exit(code::FAIL)
     };
     let ok = demo(memory);
-    println!("adapt: {}", if ok { "PASS" } else { "FAIL" });
+    Line::new("adapt: ")
+        .s(if ok { "PASS" } else { "FAIL" })
+        .print();
     exit(if ok { code::PASS } else { code::FAIL })
+}
+
+/// Multiply-accumulates one environment step of streaming adaptation needs, as (acting,
+/// gradient): the forward pass that picks the action (`F`, one per weight); for the
+/// gradient of its log-probability, a forward pass (`F`), the weight gradient `δ xᵀ` (`F`)
+/// and the propagation of the deltas through every layer but the first (`F` less the first
+/// layer's weights). Biases and activations are not multiply-accumulates.
+fn macs_per_env_step(s: &PolicyShape) -> (u32, u32) {
+    let f = s.forward_macs() as u32;
+    let first = u32::from(s.obs_dim)
+        * u32::from(if s.hidden[0] > 0 {
+            s.hidden[0]
+        } else {
+            s.act_dim
+        });
+    (f, 2 * f + (f - first))
 }
 
 fn demo(memory: &mut [f32]) -> bool {
     let m = machine::THIS;
     let (parsed, parse_instr) = icount::count(|| Bundle::parse(BUNDLE));
     let parse_instr = sat32(parse_instr);
-    let bundle = match parsed {
-        Ok(b) => b,
-        Err(e) => {
-            println!("adapt: invalid bundle: {}", e);
-            return false;
-        }
+    let Ok(bundle) = parsed else {
+        Line::new("adapt: invalid bundle (build.rs parsed it: the embedded bytes differ)").print();
+        return false;
     };
     if bundle.checksum() != info::CRC {
-        println!("adapt: the embedded bytes are not the bundle build.rs read");
+        Line::new("adapt: the embedded bytes are not the bundle build.rs read").print();
         return false;
     }
-    if let Err(e) = bundle.check_policy::<BundlePolicy>() {
-        println!("adapt: {}", e);
+    if bundle.check_policy::<BundlePolicy>().is_err() {
+        Line::new("adapt: the bundle does not fit the policy type build.rs chose").print();
         return false;
     }
     let s = bundle.shape();
     let r = bundle.recipe();
-    println!(
-        "adapt: {} ({}), bundle {} bytes, crc {:#010x}, parsed and validated in {} instructions",
-        m.name,
-        m.cpu,
-        bundle.len(),
-        bundle.checksum(),
-        parse_instr
-    );
-    println!(
-        "adapt: policy {} {}-{}-{}-{} (P = {}), task {}, trainer {}",
-        match s.distribution {
+    Line::new("adapt: ")
+        .s(m.name)
+        .s(" (")
+        .s(m.cpu)
+        .s("), bundle ")
+        .u(bundle.len() as u32)
+        .s(" bytes, crc ")
+        .hex(bundle.checksum())
+        .s(", parsed and validated in ")
+        .u(parse_instr)
+        .s(" instructions; parameters word-aligned: ")
+        .s(if bundle.params().is_word_aligned() {
+            "yes"
+        } else {
+            "no"
+        })
+        .print();
+    Line::new("adapt: policy ")
+        .s(match s.distribution {
             Distribution::Softmax => "softmax",
             Distribution::Gaussian => "gaussian",
-        },
-        s.obs_dim,
-        s.hidden[0],
-        s.hidden[1],
-        s.act_dim,
-        BundlePolicy::N_PARAMS,
-        bundle.task().0,
-        bundle.trainer().name()
-    );
-    println!(
-        "adapt: recipe zeta {}, N {}, H {}, alpha {} ({}), gamma {}, goal ({}, {}), seed {}",
-        r.steps,
-        r.episodes,
-        r.horizon,
-        Milli(r.alpha),
-        Bits(r.alpha),
-        Milli(r.gamma),
-        Milli(parity::DEMO_GOAL[0]),
-        Milli(parity::DEMO_GOAL[1]),
-        parity::DEMO_SEED as u32
-    );
+        })
+        .s(" ")
+        .u(u32::from(s.obs_dim))
+        .s("-")
+        .u(u32::from(s.hidden[0]))
+        .s("-")
+        .u(u32::from(s.hidden[1]))
+        .s("-")
+        .u(u32::from(s.act_dim))
+        .s(" (P = ")
+        .u(BundlePolicy::N_PARAMS as u32)
+        .s("), task ")
+        .u(u32::from(bundle.task().0))
+        .s(", trainer ")
+        .s(bundle.trainer().name())
+        .print();
+    Line::new("adapt: recipe zeta ")
+        .u(u32::from(r.steps))
+        .s(", N ")
+        .u(u32::from(r.episodes))
+        .s(", H ")
+        .u(u32::from(r.horizon))
+        .s(", alpha ")
+        .milli(r.alpha)
+        .s(" (")
+        .bits(r.alpha)
+        .s("), gamma ")
+        .milli(r.gamma)
+        .s(", goal (")
+        .milli(parity::DEMO_GOAL[0])
+        .s(", ")
+        .milli(parity::DEMO_GOAL[1])
+        .s("), seed ")
+        .u(parity::DEMO_SEED as u32)
+        .print();
 
     let mut env = BundleEnv::new(parity::DEMO_GOAL);
     let mut all_finite = true;
+    // The stack the adaptation takes, apart from the firmware's own: the high-water mark
+    // so far is kept, the stack repainted, and the depth here is the baseline.
+    let harness_peak = stack::peak_bytes();
+    stack::paint();
+    let depth0 = stack::depth();
     // Instruction counts are printed as u32 (saturating; 4.29e9 instructions is over a
     // minute of a 50 MHz core): u64 formatting and division would cost ~1 KB of flash.
     let mut step_instr_total = 0u32;
+    let mut env_steps_total = 0u32;
     let mut last = icount::ticks();
-    let result =
-        parity::adapt_demo::<BundlePolicy, _>(&bundle, &mut env, memory, |i: &StepInfo| {
-            let now = icount::ticks();
-            let instr = sat32(icount::ticks_to_instructions(now - last));
-            step_instr_total = step_instr_total.saturating_add(instr);
-            all_finite &= i.mean_return.is_finite();
-            println!(
-                "adapt: step {}/{}: return before the step {} ({} episodes, {} env steps); \
-             {} instructions, {} per env step",
-                i.step,
-                r.steps,
-                Milli(i.mean_return),
-                r.episodes,
-                i.env_steps,
-                instr,
-                instr / i.env_steps.max(1)
-            );
-            // Printing is a semihosting trap: it costs the guest almost nothing, but restart
-            // the clock after it anyway.
-            last = icount::ticks();
-        });
+    let result = run_demo(&bundle, &mut env, memory, |i: &StepInfo| {
+        let now = icount::ticks();
+        let instr = sat32(icount::ticks_to_instructions(now - last));
+        step_instr_total = step_instr_total.saturating_add(instr);
+        env_steps_total = env_steps_total.saturating_add(i.env_steps);
+        all_finite &= i.mean_return.is_finite();
+        print_step(i, r.steps, r.episodes, instr);
+        // Printing is a semihosting trap: it costs the guest almost nothing, but restart
+        // the clock after it anyway.
+        last = icount::ticks();
+    });
+    let adapt_peak = stack::peak_bytes();
     let eval_instr = sat32(icount::ticks_to_instructions(icount::ticks() - last));
     let outcome = match result {
         Ok(o) => o,
-        Err(e) => {
-            println!("adapt: adaptation failed: {}", e);
+        Err(_) => {
+            Line::new("adapt: adaptation failed").print();
             return false;
         }
     };
     let final_return = f32::from_bits(outcome.final_return);
     all_finite &= final_return.is_finite();
-    println!(
-        "adapt: after {} steps: return {} (mean of {} episodes, {} instructions)",
-        outcome.steps,
-        Milli(final_return),
-        r.episodes,
-        eval_instr
-    );
-    println!(
-        "adapt: adapted parameters crc {:#010x}; {} instructions per adaptation step on average",
-        outcome.params_crc,
-        step_instr_total / u32::from(outcome.steps.max(1))
-    );
+    Line::new("adapt: after ")
+        .u(u32::from(outcome.steps))
+        .s(" steps: return ")
+        .milli(final_return)
+        .s(" (mean of ")
+        .u(u32::from(r.episodes))
+        .s(" episodes, ")
+        .u(eval_instr)
+        .s(" instructions)")
+        .print();
+    let steps = u32::from(outcome.steps.max(1));
+    Line::new("adapt: adapted parameters crc ")
+        .hex(outcome.params_crc)
+        .s("; ")
+        .u(step_instr_total / steps)
+        .s(" instructions per adaptation step on average")
+        .print();
+    let (act_macs, grad_macs) = macs_per_env_step(&s);
+    let per_env = step_instr_total / env_steps_total.max(1);
+    Line::new("adapt: MACs per env step: ")
+        .u(act_macs + grad_macs)
+        .s(" (act forward ")
+        .u(act_macs)
+        .s(", gradient forward+backward ")
+        .u(grad_macs)
+        .s("); instructions per env step ")
+        .u(per_env)
+        .s(" = ")
+        .milli(per_env as f32 / (act_macs + grad_macs).max(1) as f32)
+        .s(" x MACs")
+        .print();
 
     let mem = r.memory(&s);
     let statics = ram::statics();
-    let peak = stack::peak_bytes();
-    println!(
-        "adapt: RAM: adapter {} B (params {}, grad {}, episodes {}; lower bound {} B), \
-         statics {} B (data {}, bss {}), peak stack {} B",
-        mem.total_bytes(),
-        4 * mem.params_floats,
-        4 * mem.grad_floats,
-        4 * mem.episode_floats,
-        4 * sgmrl::recipe::Memory::lower_bound_floats(&s, r.horizon),
-        statics.total,
-        statics.data,
-        statics.bss,
-        peak.unwrap_or(stack::WINDOW)
-    );
+    let peak = match (harness_peak, adapt_peak) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    };
+    let adapt_stack = adapt_peak.map_or(0, |p| p.saturating_sub(depth0));
+    Line::new("adapt: RAM: adapter ")
+        .u(mem.total_bytes() as u32)
+        .s(" B (params ")
+        .u(4 * mem.params_floats as u32)
+        .s(", grad ")
+        .u(4 * mem.grad_floats as u32)
+        .s(", episodes ")
+        .u(4 * mem.episode_floats as u32)
+        .s("; lower bound ")
+        .u(4 * sgmrl::recipe::Memory::lower_bound_floats(&s, r.horizon) as u32)
+        .s(" B), statics ")
+        .u(statics.total as u32)
+        .s(" B (data ")
+        .u(statics.data as u32)
+        .s(", bss ")
+        .u(statics.bss as u32)
+        .s("), peak stack ")
+        .u(peak.unwrap_or(stack::WINDOW) as u32)
+        .s(" B, of it adaptation ")
+        .u(adapt_stack as u32)
+        .s(" B")
+        .print();
 
     let mut ok = all_finite && outcome.steps == r.steps && peak.is_some();
     if !all_finite {
-        println!("adapt: a return is not finite");
+        Line::new("adapt: a return is not finite").print();
     }
     if peak.is_none() {
-        println!("adapt: the stack reached the bottom of the painted window");
+        Line::new("adapt: the stack reached the bottom of the painted window").print();
     }
     if bundle.checksum() == pins::TEST_BUNDLE_CRC {
         let same = outcome == pins::TEST_BUNDLE_DEMO;
-        println!(
-            "adapt: host parity (test bundle): {}",
-            if same {
+        Line::new("adapt: host parity (test bundle): ")
+            .s(if same {
                 "identical to the host"
             } else {
                 "DIFFERS from the host's src/pins.rs"
-            }
-        );
+            })
+            .print();
         ok &= same;
     } else {
-        println!("adapt: host parity: no host reference for this bundle");
+        Line::new("adapt: host parity: no host reference for this bundle").print();
     }
     ok
+}
+
+/// One step's log line; out of line, so that it takes no room in the frames that are live
+/// while the adapter runs.
+#[inline(never)]
+fn print_step(i: &StepInfo, steps: u16, episodes: u16, instr: u32) {
+    Line::new("adapt: step ")
+        .u(u32::from(i.step))
+        .s("/")
+        .u(u32::from(steps))
+        .s(": return before the step ")
+        .milli(i.mean_return)
+        .s(" (")
+        .u(u32::from(episodes))
+        .s(" episodes, ")
+        .u(i.env_steps)
+        .s(" env steps); ")
+        .u(instr)
+        .s(" instructions, ")
+        .u(instr / i.env_steps.max(1))
+        .s(" per env step")
+        .print();
+}
+
+/// `parity::adapt_demo` in a frame of its own, below the baseline depth the stack figure
+/// of the adaptation starts from: the `Adapter` value (in that frame) counts as the
+/// adaptation's stack, the firmware's locals in `demo` do not.
+#[inline(never)]
+fn run_demo(
+    bundle: &Bundle<'_>,
+    env: &mut BundleEnv,
+    memory: &mut [f32],
+    on_step: impl FnMut(&StepInfo),
+) -> Result<parity::DemoOutcome, sgmrl::adapt::AdaptError> {
+    parity::adapt_demo::<BundlePolicy, _>(bundle, env, memory, on_step)
 }
 
 fn sat32(x: u64) -> u32 {

@@ -1,0 +1,148 @@
+//! Instructions of single policy calls on the device: where an adaptation step's
+//! instructions go. `bench.sh` runs it on mps2-an386 and puts its lines in docs/device.md.
+//!
+//! For the default embedded policy (GaussianMlp 2→32→32→2) and the paper's size
+//! (2→100→100→2), with parameters read from word-aligned little-endian bytes (as from a
+//! bundle in flash): `mode` (one forward pass), `sample` (forward pass and a Gaussian
+//! draw: what `Adapter::act` runs) and `accumulate_grad_log_prob` (forward and backward
+//! pass: what the gradient runs per step), plus `tanh` and `Rng::normal` per call. Counts
+//! include ~14 instructions of counter overhead per measurement.
+//!
+//! On the microbit (16 KB RAM) it only prints that it skipped: the paper-size buffers do
+//! not fit.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use sgmrl_qemu::{code, exit};
+
+#[cfg(machine = "microbit")]
+#[entry]
+fn main() -> ! {
+    sgmrl_qemu::out::Line::new("costs: skipped on the microbit (buffers need ~130 KB of RAM)")
+        .print();
+    exit(code::PASS)
+}
+
+#[cfg(not(machine = "microbit"))]
+mod run {
+    use core::hint::black_box;
+    use sgmrl::math::Real;
+    use sgmrl::policy::{LeF32s, Policy};
+    use sgmrl::rng::Rng;
+    use sgmrl_qemu::icount;
+    use sgmrl_qemu::out::Line;
+
+    /// Parameters of the largest policy measured.
+    const MAX_P: usize = 10_604;
+
+    /// Word-aligned storage for the parameters' bytes.
+    #[repr(C, align(4))]
+    pub struct Words(pub [u8; 4 * MAX_P]);
+
+    pub static mut BYTES: Words = Words([0; 4 * MAX_P]);
+    pub static mut GRAD: [f32; MAX_P] = [0.0; MAX_P];
+
+    fn instr(f: impl FnOnce()) -> u32 {
+        let ((), n) = icount::count(f);
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    pub fn policy<P: Policy + Default>(name: &str, bytes: &mut [u8], grad: &mut [f32]) {
+        let n = P::N_PARAMS;
+        let (Some(bytes), Some(grad)) = (bytes.get_mut(..4 * n), grad.get_mut(..n)) else {
+            return;
+        };
+        let mut rng = Rng::new(1);
+        for c in bytes.chunks_exact_mut(4) {
+            c.copy_from_slice(&(0.2 * rng.normal()).to_le_bytes());
+        }
+        let Some(params) = LeF32s::new(bytes) else {
+            return;
+        };
+        let p = P::default();
+        let obs = [0.3f32, -0.2];
+        let mut act = [0.0f32; 2];
+        let fwd = instr(|| {
+            let _ = p.mode(params, black_box(&obs), &mut act);
+        });
+        let smp = instr(|| {
+            let _ = p.sample(params, black_box(&obs), &mut rng, &mut act);
+        });
+        let grd = instr(|| {
+            let _ = p.accumulate_grad_log_prob(params, black_box(&obs), &act, 0.5, grad);
+        });
+        let s = P::SHAPE;
+        let f = s.forward_macs() as u32;
+        let first = u32::from(s.obs_dim) * u32::from(s.hidden[0]);
+        Line::new("costs: ")
+            .s(name)
+            .s(" (P = ")
+            .u(n as u32)
+            .s(", word-aligned: ")
+            .s(if params.is_word_aligned() {
+                "yes"
+            } else {
+                "no"
+            })
+            .s("): mode (forward, ")
+            .u(f)
+            .s(" MACs) ")
+            .u(fwd)
+            .s(", sample ")
+            .u(smp)
+            .s(", accumulate_grad_log_prob (")
+            .u(3 * f - first)
+            .s(" MACs) ")
+            .u(grd)
+            .s(" instructions")
+            .print();
+    }
+
+    pub fn functions() {
+        let xs = [0.1f32, -0.4, 0.7, 1.3, -2.2, 3.0, 0.01, -0.6];
+        let mut acc = 0.0f32;
+        let base = instr(|| xs.iter().for_each(|&x| acc += black_box(x)));
+        let tanh = instr(|| xs.iter().for_each(|&x| acc += Real::tanh(black_box(x))));
+        let exp = instr(|| xs.iter().for_each(|&x| acc += Real::exp(black_box(x))));
+        let mut rng = Rng::new(3);
+        let normal = instr(|| (0..8).for_each(|_| acc += rng.normal()));
+        Line::new("costs: per call (mean of 8): tanh ")
+            .u(tanh.saturating_sub(base) / 8)
+            .s(", expf ")
+            .u(exp.saturating_sub(base) / 8)
+            .s(", Rng::normal ")
+            .u(normal.saturating_sub(base) / 8)
+            .s(" instructions")
+            .print();
+        black_box(acc);
+    }
+}
+
+#[cfg(not(machine = "microbit"))]
+#[entry]
+fn main() -> ! {
+    let Some(p) = cortex_m::Peripherals::take() else {
+        exit(code::FAIL)
+    };
+    sgmrl_qemu::icount::start(p.SYST);
+    // SAFETY: the only references to these statics, taken once in `main`, which never
+    // returns.
+    let (Some(bytes), Some(grad)) = (unsafe { (&raw mut run::BYTES).as_mut() }, unsafe {
+        (&raw mut run::GRAD).as_mut()
+    }) else {
+        exit(code::FAIL)
+    };
+    run::functions();
+    run::policy::<sgmrl::policy::GaussianMlp<2, 32, 32, 2>>(
+        "default 2-32-32-2",
+        &mut bytes.0,
+        grad,
+    );
+    run::policy::<sgmrl::policy::GaussianMlp<2, 100, 100, 2>>(
+        "paper 2-100-100-2",
+        &mut bytes.0,
+        grad,
+    );
+    exit(code::PASS)
+}
