@@ -518,7 +518,7 @@ mod tests {
         assert_eq!(s["format"], SUMMARY_FORMAT);
         assert_eq!(s["policy"]["n_params"], m.shape.n_params());
         assert_eq!(s["bundle"]["bytes"], b.len());
-        assert_eq!(s["recipe"]["advantage"], "batch-mean");
+        assert_eq!(s["recipe"]["advantage"], "reward-to-go");
         assert!(s["eval"].is_null());
         let _ = std::fs::remove_dir_all(&d);
     }
