@@ -59,6 +59,22 @@ fn main() {
     let bundle = Bundle::parse(&bytes)
         .unwrap_or_else(|e| panic!("{} is not a valid bundle: {e}", bundle_path.display()));
     fs::write(out.join("bundle_info.rs"), bundle_info(&bundle)).expect("write bundle_info.rs");
+
+    // `SGMRL_CORRUPT=<offset>`: embed the bundle with that byte inverted, as if the flash
+    // had gone bad after programming (the types above still come from the good bundle).
+    // The firmware must reject it with its typed error and exit code 2; run-all.sh checks.
+    println!("cargo:rerun-if-env-changed=SGMRL_CORRUPT");
+    if let Some(offset) = env::var("SGMRL_CORRUPT").ok().filter(|s| !s.is_empty()) {
+        let offset: usize = offset.parse().expect("SGMRL_CORRUPT is a byte offset");
+        let mut bad = bytes.clone();
+        let byte = bad
+            .get_mut(offset)
+            .unwrap_or_else(|| panic!("SGMRL_CORRUPT={offset} is past the bundle's end"));
+        *byte ^= 0xFF;
+        let path = out.join("corrupted.sgmrl");
+        fs::write(&path, bad).expect("write corrupted bundle");
+        println!("cargo:rustc-env=SGMRL_BUNDLE_PATH={}", path.display());
+    }
 }
 
 /// Rust items describing `bundle` for `adapt`.

@@ -36,6 +36,9 @@ pub mod code {
     pub const PASS: i32 = 0;
     /// At least one test or check failed.
     pub const FAIL: i32 = 1;
+    /// The embedded bundle failed validation on the device (e.g. corrupted flash); the
+    /// typed error was printed and nothing was adapted.
+    pub const BAD_BUNDLE: i32 = 2;
     /// A Rust panic (a bug: the core never panics on bad input).
     pub const PANIC: i32 = 101;
     /// A HardFault (bad memory access, stack overflow into flash, …).

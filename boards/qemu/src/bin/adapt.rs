@@ -14,7 +14,7 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use sgmrl::bundle::Bundle;
+use sgmrl::bundle::{Bundle, BundleError};
 use sgmrl::policy::{Distribution, Policy, PolicyShape};
 use sgmrl_qemu::out::Line;
 use sgmrl_qemu::parity::{self, StepInfo};
@@ -51,7 +51,26 @@ fn main() -> ! {
     let Some(memory) = (unsafe { (&raw mut MEMORY).as_mut() }) else {
         exit(code::FAIL)
     };
-    let ok = demo(memory);
+    let (parsed, parse_instr) = icount::count(|| Bundle::parse(BUNDLE));
+    let bundle = match parsed {
+        Ok(b) => b,
+        Err(e) => {
+            // Corrupted flash, or a bundle that does not belong here: say which check
+            // failed, adapt nothing, and tell the host.
+            let mut line = Line::new("adapt: bundle rejected: ");
+            line.s(bundle_error_name(&e));
+            if let BundleError::Checksum { expected, computed } = e {
+                line.s(" (stored ")
+                    .hex(expected)
+                    .s(", computed ")
+                    .hex(computed)
+                    .s(")");
+            }
+            line.print();
+            exit(code::BAD_BUNDLE)
+        }
+    };
+    let ok = demo(memory, bundle, sat32(parse_instr));
     Line::new("adapt: ")
         .s(if ok { "PASS" } else { "FAIL" })
         .print();
@@ -74,14 +93,33 @@ fn macs_per_env_step(s: &PolicyShape) -> (u32, u32) {
     (f, 2 * f + (f - first))
 }
 
-fn demo(memory: &mut [f32]) -> bool {
+/// The name of a bundle error's variant (printed without `core::fmt`, which would cost
+/// several KB of flash).
+fn bundle_error_name(e: &BundleError) -> &'static str {
+    match e {
+        BundleError::Truncated { .. } => "Truncated",
+        BundleError::BadMagic { .. } => "BadMagic",
+        BundleError::UnsupportedVersion { .. } => "UnsupportedVersion",
+        BundleError::HeaderLength { .. } => "HeaderLength",
+        BundleError::TrailingBytes { .. } => "TrailingBytes",
+        BundleError::Checksum { .. } => "Checksum",
+        BundleError::Reserved { .. } => "Reserved",
+        BundleError::UnknownDistribution(_) => "UnknownDistribution",
+        BundleError::UnknownAdvantage(_) => "UnknownAdvantage",
+        BundleError::UnknownTrainer(_) => "UnknownTrainer",
+        BundleError::BadShape(_) => "BadShape",
+        BundleError::UnexpectedLambda { .. } => "UnexpectedLambda",
+        BundleError::Recipe(_) => "Recipe",
+        BundleError::ParamCount { .. } => "ParamCount",
+        BundleError::BaselineLength { .. } => "BaselineLength",
+        BundleError::NonFinite { .. } => "NonFinite",
+        BundleError::PolicyMismatch { .. } => "PolicyMismatch",
+        BundleError::OutputTooSmall { .. } => "OutputTooSmall",
+    }
+}
+
+fn demo(memory: &mut [f32], bundle: Bundle<'static>, parse_instr: u32) -> bool {
     let m = machine::THIS;
-    let (parsed, parse_instr) = icount::count(|| Bundle::parse(BUNDLE));
-    let parse_instr = sat32(parse_instr);
-    let Ok(bundle) = parsed else {
-        Line::new("adapt: invalid bundle (build.rs parsed it: the embedded bytes differ)").print();
-        return false;
-    };
     if bundle.checksum() != info::CRC {
         Line::new("adapt: the embedded bytes are not the bundle build.rs read").print();
         return false;
