@@ -4,10 +4,12 @@
 #   boards/qemu/bench.sh                  # prints the markdown table; non-zero if a run fails
 #   boards/qemu/bench.sh --doc FILE       # also writes FILE (docs/device.md): table + legend
 #
-# Runs `adapt` (release) with three bundles:
-#   * default: the default embedded policy, GaussianMlp 2→32→32→2 (1,220 parameters), ζ=1,
-#     N=20, H=100, reward-to-go, the paper's action map (random weights, written by pins/);
-#     on all three machines;
+# Runs `adapt` (release) with four bundles:
+#   * default: the default embedded policy and recipe (the `embedded` preset of `sgmrl`):
+#     GaussianMlp 2→16→2 (84 parameters), ζ=1, N=40, H=20, reward-to-go (random weights,
+#     written by pins/); on all three machines;
+#   * mid: GaussianMlp 2→32→32→2 (1,220 parameters), ζ=1, N=20, H=100, reward-to-go, the
+#     paper's action map; on all three machines;
 #   * paper: the paper's nav2d policy size, GaussianMlp 2→100→100→2 (10,604 parameters), same
 #     recipe (written by pins/), on mps2-an386 and mps2-an505 (its adapter RAM alone is
 #     44 KB; the microbit has 16 KB);
@@ -27,7 +29,7 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 tools="$(rustc --print sysroot)/lib/rustlib/$host/bin"
 mkdir -p target/bench
 
-for b in default paper; do
+for b in default mid paper; do
     if ! cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- "bundle-$b" "target/bench/$b.sgmrl"; then
         echo "bench: pins/ failed to write the $b bundle" >&2
         exit 1
@@ -112,6 +114,8 @@ bench() {
 
 bench default target/bench-default target/bench/default.sgmrl \
     thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
+bench mid target/bench-mid target/bench/mid.sgmrl \
+    thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
 bench paper target/bench-paper target/bench/paper.sgmrl thumbv7em-none-eabihf thumbv8m.main-none-eabihf
 bench test target "" thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
 
@@ -157,11 +161,12 @@ adaptation steps tick by tick on the core's nav2d simulator (\`act\` → env ste
 
 | bundle | policy | P | recipe | machines |
 |---|---|---|---|---|
-| default | the default embedded policy: GaussianMlp 2→32→32→2 | 1,220 | ζ = 1, N = 20, H = 100, reward-to-go (streaming), the paper's action map | all three |
+| default | the default embedded policy and recipe (\`sgmrl demo\`'s \`embedded\` preset): GaussianMlp 2→16→2 | 84 | ζ = 1, N = 40, H = 20, reward-to-go (streaming), α = 0.03, \`clip(0.1·u, ±0.1)\` | all three |
+| mid | GaussianMlp 2→32→32→2 (layers, not per-step overheads, dominate) | 1,220 | ζ = 1, N = 20, H = 100, reward-to-go (streaming), the paper's action map | all three |
 | paper | the paper's nav2d size: GaussianMlp 2→100→100→2 | 10,604 | same | mps2-an386, mps2-an505 (its 44 KB adapter memory alone exceeds the microbit's 16 KB) |
 | test | the committed test bundle: GaussianMlp 2→16→2 | 84 | ζ = 2, N = 10, H = 100, reward-to-go | all three |
 
-The default and paper bundles are written by \`boards/qemu/pins\` with random weights (costs do
+The default, mid and paper bundles are written by \`boards/qemu/pins\` with random weights (costs do
 not depend on the values) and are not meta-trained. Machines: microbit = Cortex-M0, no FPU,
 16 KB RAM; mps2-an386 = Cortex-M4F; mps2-an505 = Cortex-M33 with FPU.
 
@@ -199,8 +204,9 @@ simulator, the advantages, bookkeeping and the final parameter update.
   checks. Reaching 3 instructions per MAC overall would take \`VLDM\`/\`VSTM\` kernels (inline
   assembly: outside the core's no-\`unsafe\` rule) or gradients batched over several time
   steps (a second scratch per step on the stack; measured for pairs of steps: 2–5 % fewer
-  instructions for +0.6 KB (default) / +1.7 KB (paper) of stack, not adopted). The small
-  default policy pays relatively more for tanh, sampling and per-row work.
+  instructions for +0.6 KB (mid) / +1.7 KB (paper) of stack, not adopted). Small policies
+  pay relatively far more for tanh, sampling, the simulator and per-row work: for the
+  default 2→16→2 policy these, not the 224 MACs of a step, are most of the instructions.
 - **tanh**: \`math::tanh_f32\`, a rational function in plain \`f32\` (≤ 7 ulp, \`|tanh| ≤ 1\`),
   instead of \`libm::tanhf\` (~96 instructions a call on the M4F).
 - **Flash**: one CRC-32 with a 64-byte table (\`src/crc32.rs\`) instead of two 1 KB tables;
@@ -208,7 +214,7 @@ simulator, the advantages, bookkeeping and the final parameter update.
   \`core::fmt\`.
 - **Stack**: the adaptation stack is the \`Adapter\` value (its 32-float action buffer
   included), the demo's control loop, \`Adapter::end_episode\`, and the gradient of one step:
-  its scratch alone is 2·(hidden₀ + hidden₁ + act) floats (528 B for the default policy,
+  its scratch alone is 2·(hidden₀ + hidden₁ + act) floats (528 B for the mid policy,
   1,616 B for the paper's) plus the estimator's and the policy's frames. Below 2 KB would
   take smaller frames in \`adapt.rs\`/\`estimator.rs\` (e.g. \`MAX_IO\`-sized buffers) or
   writing the gradient layer by layer as the deltas are formed (weaker error guarantee).
@@ -247,8 +253,8 @@ simulator, the advantages, bookkeeping and the final parameter update.
   counting one per weight and pass: the forward pass in \`act\` (F) plus, for the gradient of
   that step's log-probability, a forward pass (F), the weight gradient δ·xᵀ (F) and the
   propagation of the deltas through every layer but the first (F − obs·hidden₀), i.e.
-  4F − obs·hidden₀ with F = \`PolicyShape::forward_macs()\` (default: F = 1,152, total
-  4,544; paper: F = 10,400, total 41,400). Biases, tanh, sampling, log-probabilities and
+  4F − obs·hidden₀ with F = \`PolicyShape::forward_macs()\` (default: F = 64, total 224;
+  mid: F = 1,152, total 4,544; paper: F = 10,400, total 41,400). Biases, tanh, sampling, log-probabilities and
   the simulator are not counted but are in the instructions.
 - **instructions / MAC**: the ratio of the two previous columns (the M4F budget is ≤ 3).
 EOF

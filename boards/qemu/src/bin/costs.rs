@@ -134,11 +134,8 @@ fn main() -> ! {
         exit(code::FAIL)
     };
     run::functions();
-    run::policy::<sgmrl::policy::GaussianMlp<2, 32, 32, 2>>(
-        "default 2-32-32-2",
-        &mut bytes.0,
-        grad,
-    );
+    run::policy::<sgmrl::policy::GaussianMlp<2, 16, 0, 2>>("default 2-16-2", &mut bytes.0, grad);
+    run::policy::<sgmrl::policy::GaussianMlp<2, 32, 32, 2>>("mid 2-32-32-2", &mut bytes.0, grad);
     run::policy::<sgmrl::policy::GaussianMlp<2, 100, 100, 2>>(
         "paper 2-100-100-2",
         &mut bytes.0,
