@@ -96,6 +96,10 @@ const TESTS: &[Test] = &[
         run: adaptation_matches_host,
     },
     Test {
+        name: "faults_never_corrupt_the_policy",
+        run: faults_never_corrupt_the_policy,
+    },
+    Test {
         name: "le_f32s_reads_unaligned_bytes",
         run: le_f32s_reads_unaligned_bytes,
     },
@@ -608,6 +612,60 @@ fn adaptation_matches_host() -> Outcome {
         );
         return Err("adaptation differs from the host's (src/pins.rs)");
     }
+    Ok(())
+}
+
+/// Adaptation of the test bundle through faults of every class (NaN, ±∞ and 1e30 spikes in
+/// observations and rewards, sensor errors, episodes cut short; 3 % each per call), run
+/// until it completes: after every error the parameters are finite, the robot was sent
+/// exactly one stop command (the adapter's safe action), and the bundle in flash is the
+/// bundle that was built (its CRC is unchanged).
+fn faults_never_corrupt_the_policy() -> Outcome {
+    use sgmrl::adapt::Adapter;
+    use sgmrl::faults::{Corruptions, Faults, FaultyEnv};
+    let bundle = Bundle::parse(TEST_BUNDLE).map_err(|_| "test bundle does not parse")?;
+    let crc = bundle.checksum();
+    let mut memory = [0.0f32; parity::TEST_BUNDLE_MEMORY_FLOATS];
+    let mut ad = Adapter::from_bundle(
+        parity::TestBundlePolicy::default(),
+        &bundle,
+        &mut memory,
+        parity::DEMO_SEED,
+    )
+    .map_err(|_| "adapter")?;
+    let faults = Faults {
+        sensor_error: 0.03,
+        observation: 0.03,
+        reward: 0.03,
+        cut_short: 0.03,
+        corruptions: Corruptions::ALL,
+        spike: 1e30,
+        ..Faults::NONE
+    };
+    let mut env = FaultyEnv::new(Nav2d::new(parity::DEMO_GOAL), faults, 3);
+    let mut errors = 0u32;
+    while !ad.is_adapted() {
+        if ad.run(&mut env).is_ok() {
+            break;
+        }
+        errors += 1;
+        check(errors < 500, "adaptation never completed under faults")?;
+        let finite = ad.with_params(|p| match p {
+            sgmrl::adapt::ParamsRef::Meta(m) => ParamSource::<f32>::values(m).all(f32::is_finite),
+            sgmrl::adapt::ParamsRef::Ram(r) => r.iter().all(|x| x.is_finite()),
+        });
+        check(finite, "non-finite parameters after a fault")?;
+        check(env.log().stops == errors, "no stop command after a fault")?;
+        check(
+            env.last_stop() == Some(ad.safe_action()),
+            "the stop command is not the safe action",
+        )?;
+    }
+    check(errors > 0, "no fault fired: the test proves nothing")?;
+    check(
+        Bundle::parse(TEST_BUNDLE).map(|b| b.checksum()) == Ok(crc),
+        "the bundle changed",
+    )?;
     Ok(())
 }
 
