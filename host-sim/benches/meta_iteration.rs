@@ -48,10 +48,11 @@ fn main() {
     ] {
         println!(
             "ratios of {what}: sgmrl-2nd / maml-2nd = {:.3}   sgmrl-1st / maml-1st = {:.3}   \
-             maml-2nd / maml-1st = {:.3}",
+             maml-2nd / maml-1st = {:.3}   sgmrl-2nd-pre / maml-2nd = {:.3}",
             get("sgmrl-2nd", f) / get("maml-2nd", f),
             get("sgmrl-1st", f) / get("maml-1st", f),
             get("maml-2nd", f) / get("maml-1st", f),
+            get("sgmrl-2nd-pre", f) / get("maml-2nd", f),
         );
     }
 }

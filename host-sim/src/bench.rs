@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::envs::{Nav2dFamily, TaskFamily};
 use crate::kernels::Net;
-use crate::meta::{Algorithm, MetaConfig, MetaTrainer, Order, TrainError};
+use crate::meta::{Algorithm, ControlVariate, MetaConfig, MetaTrainer, Order, TrainError};
 use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::rng::Rng;
 
@@ -78,13 +78,19 @@ pub fn process_cpu_time() -> Duration {
     Duration::ZERO
 }
 
-/// Label of a variant.
-pub fn label(algorithm: Algorithm, order: Order) -> String {
-    let o = match order {
+/// Label of a variant, e.g. `sgmrl-2nd`; SG-MRL with the pre-adaptation control variate
+/// is `sgmrl-2nd-pre` (the other variants use the leave-one-out default of
+/// [`MetaConfig::table1`]).
+pub fn label(c: &MetaConfig) -> String {
+    let o = match c.order {
         Order::First => "1st",
         Order::Second => "2nd",
     };
-    format!("{}-{o}", algorithm.name())
+    let cv = match c.control_variate {
+        ControlVariate::PreAdaptation => "-pre",
+        _ => "",
+    };
+    format!("{}-{o}{cv}", c.algorithm.name())
 }
 
 /// Times `rounds` meta-iterations ([`MetaTrainer::step`]) of each variant on `family`,
@@ -110,7 +116,7 @@ pub fn time_variants<F: TaskFamily + Clone>(
     let mut timings: Vec<Timing> = configs
         .iter()
         .map(|c| Timing {
-            name: label(c.algorithm, c.order),
+            name: label(c),
             samples: Vec::with_capacity(rounds),
             cpu: Vec::with_capacity(rounds),
         })
@@ -128,7 +134,7 @@ pub fn time_variants<F: TaskFamily + Clone>(
 
 /// The Table 1 comparison: full SG-MRL, MAML, first-order SG-MRL and FO-MAML.
 pub fn table1_variants(seed: u64) -> Vec<MetaConfig> {
-    [
+    let mut v: Vec<MetaConfig> = [
         (Algorithm::SgMrl, Order::Second),
         (Algorithm::Maml, Order::Second),
         (Algorithm::SgMrl, Order::First),
@@ -136,7 +142,13 @@ pub fn table1_variants(seed: u64) -> Vec<MetaConfig> {
     ]
     .into_iter()
     .map(|(a, o)| table1_config(a, o, seed))
-    .collect()
+    .collect();
+    // What `sgmrl train` runs by default: one more batch of rollouts per task.
+    v.push(MetaConfig {
+        control_variate: ControlVariate::PreAdaptation,
+        ..table1_config(Algorithm::SgMrl, Order::Second, seed)
+    });
+    v
 }
 
 /// Times [`table1_variants`] on nav2d with the paper's policy.
