@@ -34,6 +34,8 @@ mod tests {
     type Mlp2 = GaussianMlp<2, 4, 3, 3>;
 
     /// A one-dimensional linear Gaussian by hand: `W`, `b`, then `log_std`.
+    check::standard_policy_tests!(Lin, Mlp1, Mlp2);
+
     #[test]
     fn layout_matches_hand_computation() {
         let params = [0.5, -1.0, 0.25, libm::log(2.0)];
@@ -46,55 +48,6 @@ mod tests {
         let mut mu = [0.0];
         p.mode(&params[..], &obs, &mut mu).unwrap();
         assert_eq!(mu, [0.25]);
-    }
-
-    #[test]
-    fn log_prob_matches_reference() {
-        check::log_prob_matches_reference::<Lin>();
-        check::log_prob_matches_reference::<Mlp1>();
-        check::log_prob_matches_reference::<Mlp2>();
-    }
-
-    #[test]
-    fn gradient_matches_finite_differences() {
-        check::gradient_matches_finite_differences::<Lin>();
-        check::gradient_matches_finite_differences::<Mlp1>();
-        check::gradient_matches_finite_differences::<Mlp2>();
-    }
-
-    #[test]
-    fn hvp_matches_finite_differences() {
-        check::hvp_matches_finite_differences::<Lin>();
-        check::hvp_matches_finite_differences::<Mlp1>();
-        check::hvp_matches_finite_differences::<Mlp2>();
-    }
-
-    #[test]
-    fn n_params_is_exactly_consumed() {
-        check::n_params_is_exactly_consumed::<Lin>();
-        check::n_params_is_exactly_consumed::<Mlp1>();
-        check::n_params_is_exactly_consumed::<Mlp2>();
-    }
-
-    #[test]
-    fn f32_slice_and_le_bytes_are_bit_identical() {
-        check::f32_sources_are_bit_identical::<Lin>();
-        check::f32_sources_are_bit_identical::<Mlp1>();
-        check::f32_sources_are_bit_identical::<Mlp2>();
-    }
-
-    #[test]
-    fn runtime_shape_matches_const_type() {
-        check::runtime_shape_matches_const_type::<Lin>();
-        check::runtime_shape_matches_const_type::<Mlp1>();
-        check::runtime_shape_matches_const_type::<Mlp2>();
-    }
-
-    #[test]
-    fn errors_leave_grad_untouched() {
-        check::errors_leave_grad_untouched::<Lin>();
-        check::errors_leave_grad_untouched::<Mlp1>();
-        check::errors_leave_grad_untouched::<Mlp2>();
     }
 
     /// Overflow of an increment `δ·x` (the log-probability is finite) and a σ that

@@ -699,6 +699,44 @@ fn add_dense_grad<T: Real>(gw: &mut [T], gb: &mut [T], delta: &[T], x: &[T]) {
 /// Property checks shared by the tests of every policy type.
 #[cfg(test)]
 pub(crate) mod check {
+    /// The checks every policy family runs, as one `#[test]` each over the listed types:
+    /// reference log-probabilities, gradients and Hessian-vector products against finite
+    /// differences, exact parameter counts, bit-identical parameter sources, runtime-shaped
+    /// against const-generic code, and errors that leave the gradient untouched.
+    macro_rules! standard_policy_tests {
+        ($($t:ty),+) => {
+            #[test]
+            fn log_prob_matches_reference() {
+                $(check::log_prob_matches_reference::<$t>();)+
+            }
+            #[test]
+            fn gradient_matches_finite_differences() {
+                $(check::gradient_matches_finite_differences::<$t>();)+
+            }
+            #[test]
+            fn hvp_matches_finite_differences() {
+                $(check::hvp_matches_finite_differences::<$t>();)+
+            }
+            #[test]
+            fn n_params_is_exactly_consumed() {
+                $(check::n_params_is_exactly_consumed::<$t>();)+
+            }
+            #[test]
+            fn f32_slice_and_le_bytes_are_bit_identical() {
+                $(check::f32_sources_are_bit_identical::<$t>();)+
+            }
+            #[test]
+            fn runtime_shape_matches_const_type() {
+                $(check::runtime_shape_matches_const_type::<$t>();)+
+            }
+            #[test]
+            fn errors_leave_grad_untouched() {
+                $(check::errors_leave_grad_untouched::<$t>();)+
+            }
+        };
+    }
+    pub(crate) use standard_policy_tests;
+
     extern crate std;
 
     use super::*;

@@ -50,6 +50,8 @@ mod tests {
     type Mlp2 = SoftmaxMlp<2, 4, 3, 3>;
 
     /// The module docs' `SoftmaxLinear<2, 3>` example, by hand: `W` row-major, then `b`.
+    check::standard_policy_tests!(Lin, Mlp1, Mlp2);
+
     #[test]
     fn layout_matches_the_documented_example() {
         let params = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.1, 0.2, 0.3];
@@ -62,55 +64,6 @@ mod tests {
                 .unwrap();
             assert!((lp - (z - libm::log(sum))).abs() < 1e-12);
         }
-    }
-
-    #[test]
-    fn log_prob_matches_reference() {
-        check::log_prob_matches_reference::<Lin>();
-        check::log_prob_matches_reference::<Mlp1>();
-        check::log_prob_matches_reference::<Mlp2>();
-    }
-
-    #[test]
-    fn gradient_matches_finite_differences() {
-        check::gradient_matches_finite_differences::<Lin>();
-        check::gradient_matches_finite_differences::<Mlp1>();
-        check::gradient_matches_finite_differences::<Mlp2>();
-    }
-
-    #[test]
-    fn hvp_matches_finite_differences() {
-        check::hvp_matches_finite_differences::<Lin>();
-        check::hvp_matches_finite_differences::<Mlp1>();
-        check::hvp_matches_finite_differences::<Mlp2>();
-    }
-
-    #[test]
-    fn n_params_is_exactly_consumed() {
-        check::n_params_is_exactly_consumed::<Lin>();
-        check::n_params_is_exactly_consumed::<Mlp1>();
-        check::n_params_is_exactly_consumed::<Mlp2>();
-    }
-
-    #[test]
-    fn f32_slice_and_le_bytes_are_bit_identical() {
-        check::f32_sources_are_bit_identical::<Lin>();
-        check::f32_sources_are_bit_identical::<Mlp1>();
-        check::f32_sources_are_bit_identical::<Mlp2>();
-    }
-
-    #[test]
-    fn runtime_shape_matches_const_type() {
-        check::runtime_shape_matches_const_type::<Lin>();
-        check::runtime_shape_matches_const_type::<Mlp1>();
-        check::runtime_shape_matches_const_type::<Mlp2>();
-    }
-
-    #[test]
-    fn errors_leave_grad_untouched() {
-        check::errors_leave_grad_untouched::<Lin>();
-        check::errors_leave_grad_untouched::<Mlp1>();
-        check::errors_leave_grad_untouched::<Mlp2>();
     }
 
     #[test]
