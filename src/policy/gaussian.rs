@@ -33,9 +33,9 @@ mod tests {
     type Mlp1 = GaussianMlp<3, 5, 0, 2>;
     type Mlp2 = GaussianMlp<2, 4, 3, 3>;
 
-    /// A one-dimensional linear Gaussian by hand: `W`, `b`, then `log_std`.
     check::standard_policy_tests!(Lin, Mlp1, Mlp2);
 
+    /// A one-dimensional linear Gaussian by hand: `W`, `b`, then `log_std`.
     #[test]
     fn layout_matches_hand_computation() {
         let params = [0.5, -1.0, 0.25, libm::log(2.0)];

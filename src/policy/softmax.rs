@@ -49,9 +49,9 @@ mod tests {
     type Mlp1 = SoftmaxMlp<3, 5, 0, 4>;
     type Mlp2 = SoftmaxMlp<2, 4, 3, 3>;
 
-    /// The module docs' `SoftmaxLinear<2, 3>` example, by hand: `W` row-major, then `b`.
     check::standard_policy_tests!(Lin, Mlp1, Mlp2);
 
+    /// The module docs' `SoftmaxLinear<2, 3>` example, by hand: `W` row-major, then `b`.
     #[test]
     fn layout_matches_the_documented_example() {
         let params = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.1, 0.2, 0.3];
