@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's task runner.
 //!
 //! - `cargo xtask test` — everything CI checks, on a fresh machine: installs the rustup
-//!   targets and Debian's `qemu-system-arm` when missing, then formatting, clippy, the
+//!   targets, llvm-tools, Debian's `qemu-system-arm` and Python's `safetensors` + `numpy`
+//!   when missing, then formatting, clippy, the
 //!   workspace tests, the core's no_std builds for three Cortex-M targets (with and without
 //!   `defmt`), the panic-symbol check, the QEMU firmware and its on-target tests, and a tiny
 //!   end-to-end training run.
@@ -101,6 +102,23 @@ fn setup() -> Result<(), String> {
             &[],
         )?;
     }
+    // Python reads the safetensors export in a host-sim test; PyPI is reachable here.
+    if have("python3") && !python_has("safetensors.numpy") {
+        run(
+            Path::new("."),
+            "python3",
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "safetensors",
+                "numpy",
+            ],
+            &[],
+        )?;
+    }
     if !have("qemu-system-arm") {
         // Debian's package; `sudo` only when not already root.
         let sudo = if is_root() { "" } else { "sudo " };
@@ -117,6 +135,13 @@ fn setup() -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn is_root() -> bool {
