@@ -301,6 +301,9 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     }
     if !skip_train && root.join("host-sim/src/main.rs").exists() {
         check("tiny end-to-end training run", &mut || {
+            // A fresh directory each time, so the runs train rather than resume.
+            let out = root.join("target/xtask-table1-tiny");
+            let _ = std::fs::remove_dir_all(&out);
             run(
                 root,
                 "cargo",
@@ -313,6 +316,9 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
                     "reproduce",
                     "table1",
                     "--tiny",
+                    "-q",
+                    "-o",
+                    &out.to_string_lossy(),
                 ],
                 &[],
             )
