@@ -15,33 +15,10 @@ pub trait Scalar: Real + Default + Send + Sync + 'static {
     #[doc(hidden)]
     fn gemm_checked(g: &Gemm, alpha: Self, a: &[Self], b: &[Self], beta: Self, c: &mut [Self]);
 
-    /// `x ← tanh(x)` element-wise: `libm` for f64 (the exact tests), a vectorisable
-    /// rational approximation for f32 (see [`tanh_f32`]).
+    /// `x ← tanh(x)` element-wise, as the core's policies compute it: `libm` for f64 (the
+    /// exact tests), the core's rational [`sgmrl::math::tanh_f32`] for f32 — the same bits
+    /// the device computes.
     fn tanh_in_place(xs: &mut [Self]);
-}
-
-/// `tanh` for f32 as the ratio of an odd degree-13 and an even degree-6 polynomial on the
-/// input clamped to ±7.9053 (Eigen's `generic_fast_tanh_float`), `x` itself below 4e-4.
-/// Branch-free, so loops over it vectorise; its largest error against `libm::tanhf` is
-/// a few ulp (tested below). Training only: the device's policies use `libm`.
-// The coefficients are Eigen's, written with the digits they were published with.
-#[allow(clippy::excessive_precision)]
-#[inline]
-pub fn tanh_f32(x: f32) -> f32 {
-    const CLAMP: f32 = 7.905_311;
-    let c = x.clamp(-CLAMP, CLAMP);
-    let x2 = c * c;
-    let mut p = x2 * -2.760_768_5e-16 + 2.000_187_9e-13;
-    p = x2 * p + -8.604_671_5e-11;
-    p = x2 * p + 5.122_297e-8;
-    p = x2 * p + 1.485_722_4e-5;
-    p = x2 * p + 6.372_619_3e-4;
-    p = x2 * p + 4.893_524_6e-3;
-    p *= c;
-    let mut q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
-    q = x2 * q + 2.268_434_6e-3;
-    q = x2 * q + 4.893_525e-3;
-    if x.abs() < 4e-4 { x } else { p / q }
 }
 
 /// Shape and strides of one product `C (m×n) = A (m×k) · B (k×n)`.
@@ -250,7 +227,7 @@ impl Scalar for f32 {
     }
     fn tanh_in_place(xs: &mut [f32]) {
         for x in xs {
-            *x = tanh_f32(*x);
+            *x = sgmrl::math::tanh_f32(*x);
         }
     }
 }
@@ -390,24 +367,6 @@ mod tests {
                 .zip(&want)
                 .all(|(p, q)| (f64::from(*p) - q).abs() < 1e-5)
         );
-    }
-
-    #[test]
-    fn fast_tanh_is_within_a_few_ulp_of_libm() {
-        let mut worst = 0.0f32;
-        let mut x = -12.0f32;
-        while x < 12.0 {
-            let want = libm::tanhf(x);
-            let got = tanh_f32(x);
-            worst = worst.max((got - want).abs() / f32::EPSILON.max(want.abs() * f32::EPSILON));
-            assert!(got.abs() <= 1.0);
-            x += 1.3e-4;
-        }
-        println!("fast tanh: largest error {worst} ulp");
-        assert!(worst <= 6.0, "largest error {worst} ulp");
-        assert_eq!(tanh_f32(0.0), 0.0);
-        assert_eq!(tanh_f32(1e-5), 1e-5);
-        assert!((tanh_f32(f32::INFINITY) - 1.0).abs() < 1e-6);
     }
 
     /// Every route through `gemm` (narrow loops in each order, the blocked backend), with
