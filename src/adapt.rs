@@ -1220,7 +1220,6 @@ mod tests {
         assert_eq!(ad.steps_done(), 0);
         assert_eq!(ad.with_params(|p| p.checksum()), meta_sum);
         assert!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))));
-        let _ = ad;
         assert_eq!(bytes, before);
     }
 

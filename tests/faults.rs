@@ -437,6 +437,32 @@ fn huge_finite_rewards_never_make_parameters_non_finite() {
 
 /// Every observation carrying a huge finite spike: the policy either copes (tanh saturates)
 /// or refuses with `Policy(NonFiniteOutput)`; the parameters stay finite.
+/// Runs adaptation five times through `faults`: every error is a rolled-back step or a
+/// refused non-finite output, the robot is told to stop, and parameters stay finite.
+fn spikes_never_make_parameters_non_finite<P: Policy + Default, E: Env<Error = Infallible>>(
+    env: E,
+    recipe: Recipe,
+    faults: Faults,
+) {
+    let bytes = bundle_for::<P>(recipe, 7);
+    let mut mem = Vec::new();
+    let mut ad = adapter::<P>(&bytes, &mut mem, 7);
+    let mut env = FaultyEnv::new(env, faults, 7);
+    for _ in 0..5 {
+        if let Err(e) = ad.run(&mut env) {
+            assert!(
+                matches!(
+                    e,
+                    Error::NonFiniteStep | Error::Policy(PolicyError::NonFiniteOutput)
+                ),
+                "{e:?}"
+            );
+            assert_eq!(env.last_stop(), Some(ad.safe_action()));
+        }
+        assert!(params(&ad).iter().all(|x| x.is_finite()));
+    }
+}
+
 #[test]
 fn huge_finite_observations_never_make_parameters_non_finite() {
     for spike in [1e30, f32::MAX] {
@@ -447,39 +473,12 @@ fn huge_finite_observations_never_make_parameters_non_finite() {
             ..Faults::NONE
         };
         for recipe in [streaming(), batch()] {
-            let bytes = bundle_for::<Gauss>(recipe, 7);
-            let mut mem = Vec::new();
-            let mut ad = adapter::<Gauss>(&bytes, &mut mem, 7);
-            let mut env = FaultyEnv::new(Nav2d::new(GOAL), faults, 7);
-            for _ in 0..5 {
-                if let Err(e) = ad.run(&mut env) {
-                    assert!(
-                        matches!(
-                            e,
-                            Error::NonFiniteStep | Error::Policy(PolicyError::NonFiniteOutput)
-                        ),
-                        "{e:?}"
-                    );
-                    assert_eq!(env.last_stop(), Some(ad.safe_action()));
-                }
-                assert!(params(&ad).iter().all(|x| x.is_finite()));
-            }
-            let bytes2 = bundle_for::<Soft>(recipe, 7);
-            let mut mem = Vec::new();
-            let mut ad = adapter::<Soft>(&bytes2, &mut mem, 7);
-            let mut env = FaultyEnv::new(Nav2dDiscrete::new(GOAL), faults, 7);
-            for _ in 0..5 {
-                if let Err(e) = ad.run(&mut env) {
-                    assert!(
-                        matches!(
-                            e,
-                            Error::NonFiniteStep | Error::Policy(PolicyError::NonFiniteOutput)
-                        ),
-                        "{e:?}"
-                    );
-                }
-                assert!(params(&ad).iter().all(|x| x.is_finite()));
-            }
+            spikes_never_make_parameters_non_finite::<Gauss, _>(Nav2d::new(GOAL), recipe, faults);
+            spikes_never_make_parameters_non_finite::<Soft, _>(
+                Nav2dDiscrete::new(GOAL),
+                recipe,
+                faults,
+            );
         }
     }
 }
