@@ -40,6 +40,14 @@ fn main() {
     fs::copy(&memory, out.join("memory.x")).expect("copy memory map");
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed={}", memory.display());
+    // cortex-m-rt's `device` feature makes its `link.x` include `device.x`, where a device
+    // crate would give each interrupt a weak alias to `DefaultHandler`. `src/vectors.rs`
+    // names `DefaultHandler` directly, so there is nothing to alias.
+    fs::write(
+        out.join("device.x"),
+        "/* Interrupt vectors: src/vectors.rs (one entry, DefaultHandler). */\n",
+    )
+    .expect("write device.x");
     println!(
         "cargo::rustc-check-cfg=cfg(machine, values(\"microbit\", \"mps2-an386\", \"mps2-an505\"))"
     );

@@ -27,6 +27,7 @@ pub mod parity;
 pub mod pins;
 pub mod ram;
 pub mod stack;
+pub mod vectors;
 
 pub use semihosting::println;
 
