@@ -237,6 +237,51 @@ pub struct Adapter<'m, P: Policy, M: ParamSource<f32>> {
 }
 
 impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
+    /// The recipe being followed.
+    pub fn recipe(&self) -> &Recipe {
+        &self.recipe
+    }
+
+    /// Steps applied so far (0..=ζ).
+    pub fn steps_done(&self) -> u16 {
+        self.step
+    }
+
+    /// True once all ζ steps are applied.
+    pub fn is_adapted(&self) -> bool {
+        self.step >= self.recipe.steps
+    }
+
+    /// The action that stops the robot, `action_width` zeros: for a Gaussian policy the
+    /// zero command (the recipe's action map sends 0 to 0), for a softmax policy action
+    /// index 0, which by convention means "stop" or "stay" (see [`crate::env`]). Command it
+    /// whenever an adapter call fails mid-episode.
+    pub fn safe_action(&self) -> &'static [f32] {
+        static ZEROS: [f32; MAX_IO] = [0.0; MAX_IO];
+        // `new` checked ACTION_WIDTH <= MAX_IO, so the fallback is never taken.
+        ZEROS.get(..P::ACTION_WIDTH).unwrap_or(&[])
+    }
+
+    /// Memory this adapter uses, by purpose.
+    pub fn memory(&self) -> Memory {
+        self.recipe.memory(&P::SHAPE)
+    }
+
+    /// Calls `f` with the current parameters, wherever they live.
+    pub fn with_params<R>(&self, f: impl FnOnce(ParamsRef<'_, M>) -> R) -> R {
+        f(self.params_ref())
+    }
+
+    fn params_ref(&self) -> ParamsRef<'_, M> {
+        match self.current {
+            Current::Meta => ParamsRef::Meta(self.meta),
+            Current::InGrad => ParamsRef::Ram(self.grad),
+            Current::InParams => ParamsRef::Ram(self.params),
+        }
+    }
+}
+
+impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// An adapter for `policy` starting at `meta`, following `recipe`, using `memory` (at
     /// least `recipe.memory(&P::SHAPE).total_floats()` scalars). `baseline` is the
     /// per-time-step table, required exactly when the recipe's rule is
@@ -304,49 +349,6 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         self.discard_batch();
     }
 
-    /// The recipe being followed.
-    pub fn recipe(&self) -> &Recipe {
-        &self.recipe
-    }
-
-    /// Steps applied so far (0..=ζ).
-    pub fn steps_done(&self) -> u16 {
-        self.step
-    }
-
-    /// True once all ζ steps are applied.
-    pub fn is_adapted(&self) -> bool {
-        self.step >= self.recipe.steps
-    }
-
-    /// The action that stops the robot, `action_width` zeros: for a Gaussian policy the
-    /// zero command (the recipe's action map sends 0 to 0), for a softmax policy action
-    /// index 0, which by convention means "stop" or "stay" (see [`crate::env`]). Command it
-    /// whenever an adapter call fails mid-episode.
-    pub fn safe_action(&self) -> &'static [f32] {
-        static ZEROS: [f32; MAX_IO] = [0.0; MAX_IO];
-        // `new` checked ACTION_WIDTH <= MAX_IO, so the fallback is never taken.
-        ZEROS.get(..P::ACTION_WIDTH).unwrap_or(&[])
-    }
-
-    /// Memory this adapter uses, by purpose.
-    pub fn memory(&self) -> Memory {
-        self.recipe.memory(&P::SHAPE)
-    }
-
-    /// Calls `f` with the current parameters, wherever they live.
-    pub fn with_params<R>(&self, f: impl FnOnce(ParamsRef<'_, M>) -> R) -> R {
-        f(self.params_ref())
-    }
-
-    fn params_ref(&self) -> ParamsRef<'_, M> {
-        match self.current {
-            Current::Meta => ParamsRef::Meta(self.meta),
-            Current::InGrad => ParamsRef::Ram(self.grad),
-            Current::InParams => ParamsRef::Ram(self.params),
-        }
-    }
-
     /// Length of one episode slot in the buffer.
     fn slot_len(&self) -> usize {
         usize::from(self.recipe.horizon) * (P::OBS_DIM + P::ACTION_WIDTH + 1)
@@ -366,6 +368,28 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         let (obs, rest) = slot.split_at_mut_checked(h * P::OBS_DIM)?;
         let (act, rew) = rest.split_at_mut_checked(h * P::ACTION_WIDTH)?;
         Some((obs, act, rew))
+    }
+
+    /// The current parameters through `M`'s [`MetaSource::View`], from the fields that
+    /// hold them (so that the caller can borrow the adapter's other fields mutably at the
+    /// same time). Every policy call of the adapter reads its parameters through this one
+    /// type: the policy code is compiled once, not once for parameters in flash and once
+    /// for parameters in RAM.
+    fn current_view<'a>(
+        current: Current,
+        meta: M,
+        params: &'a [f32],
+        grad: &'a [f32],
+    ) -> Result<M::View<'a>, AdaptError>
+    where
+        M: 'a,
+    {
+        match current {
+            Current::Meta => Some(meta.meta_view()),
+            Current::InGrad => M::ram_view(grad),
+            Current::InParams => M::ram_view(params),
+        }
+        .ok_or(AdaptError::Shape)
     }
 
     fn start_episode_stream(&mut self) {
@@ -405,32 +429,40 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         if self.t == 0 {
             self.start_episode_stream();
         }
-        let mut raw = [0.0f32; MAX_IO];
-        let raw = raw.get_mut(..P::ACTION_WIDTH).ok_or(AdaptError::TooWide)?;
-        let sampled = match self.current {
-            Current::Meta => self.policy.sample(self.meta, obs, &mut self.rng, raw),
-            Current::InGrad => self.policy.sample(&*self.grad, obs, &mut self.rng, raw),
-            Current::InParams => self.policy.sample(&*self.params, obs, &mut self.rng, raw),
-        };
-        if let Err(e) = sampled {
+        // The raw sample goes straight into the output buffer (no second buffer on the
+        // stack), is recorded from there, and is then mapped in place.
+        let out = self
+            .action_out
+            .get_mut(..P::ACTION_WIDTH)
+            .ok_or(AdaptError::TooWide)?;
+        let params = Self::current_view(self.current, self.meta, self.params, self.grad)?;
+        if let Err(e) = self.policy.sample(params, obs, &mut self.rng, out) {
             // The episode cannot continue from this observation: like a non-finite one.
             self.drop_episode();
             return Err(e.into());
         }
+        if !self.is_adapted() {
+            // Written at time `t`, which only counts once `reward` arrives: if the episode
+            // is dropped below, the record is overwritten by the next one.
+            if let Err(e) = self.record(obs) {
+                self.drop_episode();
+                return Err(e);
+            }
+        }
         let map = self.recipe.action;
         let gaussian = P::SHAPE.distribution.uses_action_map();
-        for (o, &u) in self.action_out.iter_mut().zip(raw.iter()) {
-            *o = if gaussian { map.apply(u) } else { u };
+        let out = self
+            .action_out
+            .get_mut(..P::ACTION_WIDTH)
+            .ok_or(AdaptError::TooWide)?;
+        if gaussian {
+            out.iter_mut().for_each(|o| *o = map.apply(*o));
         }
         // A finite sample can still overflow `scale·u` when the map does not clip: never
         // send ±∞ to an actuator.
-        let width = self.action_out.get(..P::ACTION_WIDTH).unwrap_or(&[]);
-        if !width.iter().all(|x| x.is_finite()) {
+        if !out.iter().all(|x| x.is_finite()) {
             self.drop_episode();
             return Err(PolicyError::NonFiniteOutput.into());
-        }
-        if !self.is_adapted() {
-            self.record(obs, raw)?;
         }
         self.tick = Tick::Reward;
         self.action_out
@@ -438,8 +470,9 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
             .ok_or(AdaptError::TooWide)
     }
 
-    /// Stores observation and raw action at time `t` of the episode in progress.
-    fn record(&mut self, obs: &[f32], raw: &[f32]) -> Result<(), AdaptError> {
+    /// Stores the observation and the raw action (in `action_out`, not yet mapped) at time
+    /// `t` of the episode in progress.
+    fn record(&mut self, obs: &[f32]) -> Result<(), AdaptError> {
         let h = usize::from(self.recipe.horizon);
         let t = usize::from(self.t);
         let len = self.slot_len();
@@ -456,6 +489,10 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         let a = a
             .get_mut(t * P::ACTION_WIDTH..(t + 1) * P::ACTION_WIDTH)
             .ok_or(AdaptError::Shape)?;
+        let raw = self
+            .action_out
+            .get(..P::ACTION_WIDTH)
+            .ok_or(AdaptError::TooWide)?;
         a.copy_from_slice(raw);
         Ok(())
     }
@@ -627,63 +664,47 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
         let rew = rew.get_mut(..steps).ok_or(AdaptError::Shape)?;
         advantages.weights_in_place(obs, rew)?;
         let episode = Self::view(obs, act, rew, steps)?;
-        match current {
-            Current::Meta => {
-                estimator::accumulate_episode_gradient(policy, meta, &episode, rew, grad)
-            }
-            Current::InParams => {
-                estimator::accumulate_episode_gradient(policy, params, &episode, rew, grad)
-            }
-            // With ζ = 1 the accumulator holds θ₁ and no step is left to take.
-            Current::InGrad => return Err(AdaptError::NonFiniteStep),
-        }?;
+        // With ζ = 1 the accumulator holds θ₁ and no step is left to take.
+        if current == Current::InGrad {
+            return Err(AdaptError::NonFiniteStep);
+        }
+        let at = Self::current_view(current, meta, params, &[])?;
+        estimator::accumulate_episode_gradient(policy, at, &episode, rew, grad)?;
         Ok(())
     }
 
     /// `θ ← θ + c·g`, only if the result is usable (see [`Adapter::step_is_usable`]).
+    ///
+    /// The stepped parameters are formed in the accumulator (its gradient is not needed
+    /// afterwards), tried there, and only then made current: with ζ = 1 the accumulator
+    /// stays where θ₁ lives; with ζ > 1 the accumulator and the parameter buffer trade
+    /// places. A step that is not usable leaves the current parameters untouched (the
+    /// caller then discards the batch, which clears the accumulator). Out of line: its
+    /// frame (the trial's) is not on the stack while the gradient is computed.
+    #[inline(never)]
     fn apply_step(&mut self) -> Result<(), AdaptError> {
         let c = self.recipe.step_scale();
-        let grad = &*self.grad;
-        let usable = match self.current {
-            Current::Meta => self.step_is_usable(Stepped {
-                base: self.meta,
-                grad,
-                c,
-            }),
-            Current::InParams => self.step_is_usable(Stepped {
-                base: &*self.params,
-                grad,
-                c,
-            }),
-            Current::InGrad => false,
-        };
-        if !usable {
-            return Err(AdaptError::NonFiniteStep);
-        }
         match self.current {
-            Current::Meta if self.params.is_empty() => {
+            Current::Meta => {
                 for (g, p) in self.grad.iter_mut().zip(self.meta.values()) {
                     *g = p + c * *g;
                 }
-                self.current = Current::InGrad;
-            }
-            Current::Meta => {
-                for ((a, &g), p) in self
-                    .params
-                    .iter_mut()
-                    .zip(self.grad.iter())
-                    .zip(self.meta.values())
-                {
-                    *a = p + c * g;
-                }
-                self.current = Current::InParams;
             }
             Current::InParams => {
-                for (a, &g) in self.params.iter_mut().zip(self.grad.iter()) {
-                    *a += c * g;
+                for (g, &p) in self.grad.iter_mut().zip(self.params.iter()) {
+                    *g = p + c * *g;
                 }
             }
             Current::InGrad => return Err(AdaptError::NonFiniteStep),
+        }
+        if !self.step_is_usable(self.grad) {
+            return Err(AdaptError::NonFiniteStep);
+        }
+        if self.params.is_empty() {
+            self.current = Current::InGrad;
+        } else {
+            core::mem::swap(&mut self.params, &mut self.grad);
+            self.current = Current::InParams;
         }
         Ok(())
     }
@@ -695,10 +716,13 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
     /// (a too-large α turning a Gaussian's log-std into 10³⁰, whose σ overflows): without
     /// it every later `act` would fail and adaptation could never finish. The probe draws
     /// from its own stream, so the adapter's action streams are unchanged.
-    fn step_is_usable<S: ParamSource<f32>>(&self, stepped: S) -> bool {
-        if !stepped.values().all(f32::is_finite) {
+    fn step_is_usable(&self, stepped: &[f32]) -> bool {
+        if !stepped.iter().all(|x| x.is_finite()) {
             return false;
         }
+        let Some(stepped) = M::ram_view(stepped) else {
+            return false;
+        };
         // Slot 0 starts with the observation plane, and a step has at least one episode.
         let Some(obs) = self.episodes.get(..P::OBS_DIM) else {
             return false;
@@ -848,6 +872,94 @@ impl<'m, 'b, P: Policy> Adapter<'m, P, LeF32s<'b>> {
     }
 }
 
+/// A type of meta-parameter source the adapter can start from ([`LeF32s`]: a bundle in
+/// flash; `&[f32]`: RAM).
+///
+/// It names the one [`ParamSource`] type, [`View`](MetaSource::View), through which the
+/// adapter reads its parameters wherever they are — the meta-parameters, or adapted ones
+/// in its memory buffer — so that the policy code (forward pass, sampling, gradient) is
+/// compiled once, not once per place: on a microcontroller each copy costs several KB of
+/// flash. A view must read the same values as the source it stands for.
+pub trait MetaSource: ParamSource<f32> {
+    /// The common view of meta-parameters and adapted parameters.
+    type View<'a>: ParamSource<f32>
+    where
+        Self: 'a;
+    /// These meta-parameters, as a view.
+    fn meta_view<'a>(self) -> Self::View<'a>
+    where
+        Self: 'a;
+    /// Adapted parameters in RAM, as a view (`None` if they cannot be; the adapter then
+    /// refuses the call with [`AdaptError::Shape`]).
+    fn ram_view<'a>(ram: &'a [f32]) -> Option<Self::View<'a>>
+    where
+        Self: 'a;
+}
+
+impl MetaSource for &[f32] {
+    type View<'a>
+        = &'a [f32]
+    where
+        Self: 'a;
+    fn meta_view<'a>(self) -> &'a [f32]
+    where
+        Self: 'a,
+    {
+        self
+    }
+    fn ram_view<'a>(ram: &'a [f32]) -> Option<&'a [f32]>
+    where
+        Self: 'a,
+    {
+        Some(ram)
+    }
+}
+
+/// On little-endian targets (every Cortex-M, x86-64) an `f32` in RAM *is* its little-endian
+/// bytes, so adapted parameters are read as [`LeF32s`] too: through the same code, and,
+/// being 4-aligned, with the word loads of [`LeF32s::is_word_aligned`] bytes.
+#[cfg(target_endian = "little")]
+impl MetaSource for LeF32s<'_> {
+    type View<'a>
+        = LeF32s<'a>
+    where
+        Self: 'a;
+    fn meta_view<'a>(self) -> LeF32s<'a>
+    where
+        Self: 'a,
+    {
+        self
+    }
+    fn ram_view<'a>(ram: &'a [f32]) -> Option<LeF32s<'a>>
+    where
+        Self: 'a,
+    {
+        LeF32s::new(bytemuck::cast_slice(ram))
+    }
+}
+
+/// On big-endian targets RAM is not little-endian bytes: the view tells the two places
+/// apart ([`ParamsRef`], one match per dense product).
+#[cfg(target_endian = "big")]
+impl<'b> MetaSource for LeF32s<'b> {
+    type View<'a>
+        = ParamsRef<'a, LeF32s<'a>>
+    where
+        Self: 'a;
+    fn meta_view<'a>(self) -> ParamsRef<'a, LeF32s<'a>>
+    where
+        Self: 'a,
+    {
+        ParamsRef::Meta(self)
+    }
+    fn ram_view<'a>(ram: &'a [f32]) -> Option<ParamsRef<'a, LeF32s<'a>>>
+    where
+        Self: 'a,
+    {
+        Some(ParamsRef::Ram(ram))
+    }
+}
+
 /// Consecutive `len`-scalar slots of `buf` (a trailing partial slot is skipped).
 ///
 /// `chunks_exact_mut` with a run-time length keeps a zero-length panic (and a division in
@@ -860,48 +972,6 @@ fn slots_mut(mut buf: &mut [f32], len: usize) -> impl Iterator<Item = &mut [f32]
     })
 }
 
-/// The parameters a step would produce, `θ + c·g`, computed as they are read: the step can
-/// be tried out before it is written (bit-identical to what [`Adapter::apply_step`]
-/// writes, which evaluates the same expression).
-#[derive(Clone, Copy)]
-struct Stepped<'g, B> {
-    base: B,
-    grad: &'g [f32],
-    c: f32,
-}
-
-impl<B: ParamSource<f32>> ParamSource<f32> for Stepped<'_, B> {
-    fn len(self) -> usize {
-        self.base.len().min(self.grad.len())
-    }
-
-    fn split_at(self, mid: usize) -> Option<(Self, Self)> {
-        let (b0, b1) = self.base.split_at(mid)?;
-        let (g0, g1) = self.grad.split_at_checked(mid)?;
-        let c = self.c;
-        Some((
-            Self {
-                base: b0,
-                grad: g0,
-                c,
-            },
-            Self {
-                base: b1,
-                grad: g1,
-                c,
-            },
-        ))
-    }
-
-    fn values(self) -> impl Iterator<Item = f32> {
-        let c = self.c;
-        self.base
-            .values()
-            .zip(self.grad.iter())
-            .map(move |(p, &g)| p + c * g)
-    }
-}
-
 /// The current parameters: still the meta-parameters, or adapted ones in RAM.
 #[derive(Clone, Copy, Debug)]
 pub enum ParamsRef<'a, M> {
@@ -909,6 +979,64 @@ pub enum ParamsRef<'a, M> {
     Meta(M),
     /// Adapted parameters in the adapter's memory.
     Ram(&'a [f32]),
+}
+
+/// The adapter reads its parameters through this type wherever they are: one
+/// monomorphisation of the policy code instead of one per place. A layer's weights and bias
+/// come from one `split_at` and so from the same place; each dense product dispatches once
+/// to that place's own loops.
+impl<M: ParamSource<f32>> ParamSource<f32> for ParamsRef<'_, M> {
+    fn len(self) -> usize {
+        match self {
+            Self::Meta(m) => m.len(),
+            Self::Ram(r) => r.len(),
+        }
+    }
+
+    fn split_at(self, mid: usize) -> Option<(Self, Self)> {
+        match self {
+            Self::Meta(m) => m.split_at(mid).map(|(a, b)| (Self::Meta(a), Self::Meta(b))),
+            Self::Ram(r) => r
+                .split_at_checked(mid)
+                .map(|(a, b)| (Self::Ram(a), Self::Ram(b))),
+        }
+    }
+
+    fn values(self) -> impl Iterator<Item = f32> {
+        let (meta, ram) = match self {
+            Self::Meta(m) => (Some(m), None),
+            Self::Ram(r) => (None, Some(r)),
+        };
+        meta.into_iter()
+            .flat_map(ParamSource::values)
+            .chain(ram.into_iter().flatten().copied())
+    }
+
+    fn affine(self, bias: Self, x: &[f32], out: &mut [f32]) {
+        match (self, bias) {
+            (Self::Meta(w), Self::Meta(b)) => w.affine(b, x, out),
+            (Self::Ram(w), Self::Ram(b)) => w.affine(b, x, out),
+            // Weights and bias from different places (never from `split_at`): the plain
+            // loop, in the order `affine` specifies.
+            (w, b) => {
+                let mut w = w.values();
+                for (o, b) in out.iter_mut().zip(b.values()) {
+                    let mut sum = 0.0;
+                    for &xi in x {
+                        sum += w.next().unwrap_or(f32::NAN) * xi;
+                    }
+                    *o = sum + b;
+                }
+            }
+        }
+    }
+
+    fn add_transposed(self, d: &[f32], y: &mut [f32]) {
+        match self {
+            Self::Meta(w) => w.add_transposed(d, y),
+            Self::Ram(w) => w.add_transposed(d, y),
+        }
+    }
 }
 
 impl<M: ParamSource<f32>> ParamsRef<'_, M> {
@@ -987,7 +1115,7 @@ mod tests {
     /// Plays one episode tick by tick on `env`, returning what the adapter saw (with the
     /// raw actions recovered from the stored episode buffer is not possible from outside,
     /// so the test inverts the action map, which is exact for unclipped values).
-    fn play<P: Policy, M: ParamSource<f32>, E: Env<Error = core::convert::Infallible>>(
+    fn play<P: Policy, M: MetaSource, E: Env<Error = core::convert::Infallible>>(
         ad: &mut Adapter<'_, P, M>,
         env: &mut E,
     ) -> (Progress, Vec<Record>) {
@@ -1273,21 +1401,91 @@ mod tests {
     }
 
     #[test]
-    fn stepped_view_reads_what_the_step_writes() {
-        let base: Vec<f32> = (0..10).map(|i| 0.1 * i as f32 - 0.3).collect();
-        let grad: Vec<f32> = (0..10).map(|i| 1.7 - 0.3 * i as f32).collect();
-        let c = 0.37;
-        let view = Stepped {
-            base: &base[..],
-            grad: &grad,
-            c,
+    fn params_ref_reads_like_the_source_it_wraps() {
+        let vals: Vec<f32> = (0..12).map(|i| 0.3 * i as f32 - 1.1).collect();
+        let bytes: Vec<u8> = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let meta = ParamsRef::Meta(LeF32s::new(&bytes).unwrap());
+        let ram = ParamsRef::<LeF32s<'_>>::Ram(&vals);
+        for p in [meta, ram] {
+            assert_eq!(p.len(), 12);
+            assert_eq!(p.values().collect::<Vec<_>>(), vals);
+            let (a, b) = p.split_at(5).unwrap();
+            assert_eq!((a.len(), b.len()), (5, 7));
+            assert_eq!(b.values().next(), Some(vals[5]));
+            assert!(p.split_at(13).is_none());
+        }
+        // W (3×3, row-major), then b (3): the same bits from each place, and from weights
+        // and bias that come from different places (the plain loop).
+        let x = [0.7f32, -1.3, 2.1];
+        let mut want = [0.0f32; 3];
+        for (o, w) in want.iter_mut().zip(vals.chunks(3)) {
+            *o = w.iter().zip(&x).fold(0.0, |s, (w, x)| s + w * x);
+        }
+        for (o, b) in want.iter_mut().zip(&vals[9..]) {
+            *o += b;
+        }
+        fn cut<'a>(p: ParamsRef<'a, LeF32s<'a>>) -> [ParamsRef<'a, LeF32s<'a>>; 2] {
+            let (w, rest) = p.split_at(9).unwrap();
+            [w, rest.split_at(3).unwrap().0]
+        }
+        let [mw, mb] = cut(meta);
+        let [rw, rb] = cut(ram);
+        for (w, b) in [(mw, mb), (rw, rb), (mw, rb), (rw, mb)] {
+            let mut out = [0.0f32; 3];
+            w.affine(b, &x, &mut out);
+            assert_eq!(out.map(f32::to_bits), want.map(f32::to_bits));
+        }
+        let d = [0.5f32, -0.25, 2.0];
+        let (mut y1, mut y2) = ([1.0f32; 3], [1.0f32; 3]);
+        mw.add_transposed(&d, &mut y1);
+        rw.add_transposed(&d, &mut y2);
+        assert_eq!(y1.map(f32::to_bits), y2.map(f32::to_bits));
+    }
+
+    /// A step that fails after earlier ones were applied (ζ > 1: the parameter buffer
+    /// and the accumulator trade places on success) leaves the last good parameters.
+    #[test]
+    fn failed_later_step_keeps_the_previous_parameters() {
+        let meta = meta_params::<Pol>(8);
+        let r = Recipe {
+            steps: 3,
+            ..recipe()
         };
-        let want: Vec<f32> = base.iter().zip(&grad).map(|(p, g)| p + c * g).collect();
-        assert_eq!(view.values().collect::<Vec<_>>(), want);
-        let (a, b) = view.split_at(4).unwrap();
-        assert_eq!((a.len(), b.len()), (4, 6));
-        assert_eq!(b.values().next(), Some(want[4]));
-        assert!(view.split_at(11).is_none());
+        let mut mem = memory_for::<Pol>(&r);
+        let mut ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 3).unwrap();
+        let mut env = Nav2d::new([0.2, -0.3]);
+        // Step 1 as usual.
+        while ad.steps_done() < 1 {
+            play(&mut ad, &mut env);
+        }
+        let after_one = ad.with_params(|p| p.checksum());
+        let mut copy = vec![0.0; Pol::N_PARAMS];
+        assert!(ad.with_params(|p| p.copy_to(&mut copy)));
+        // Step 2 with rewards so large that the step overflows: refused, θ₁ kept.
+        let mut obs = [0.0f32; 2];
+        let mut result = Ok(Progress::Adapted {
+            episode_return: 0.0,
+        });
+        for _ in 0..r.episodes {
+            env.reset(&mut obs).unwrap();
+            for _ in 0..r.horizon {
+                let a: [f32; 2] = ad.act(&obs).unwrap().try_into().unwrap();
+                env.step(&a, &mut obs).unwrap();
+                ad.reward(1.0e36).unwrap();
+            }
+            result = ad.end_episode();
+        }
+        assert_eq!(result, Err(AdaptError::NonFiniteStep));
+        assert_eq!(ad.steps_done(), 1);
+        assert_eq!(ad.with_params(|p| p.checksum()), after_one);
+        let mut again = vec![0.0; Pol::N_PARAMS];
+        assert!(ad.with_params(|p| p.copy_to(&mut again)));
+        assert_eq!(copy, again);
+        // And the adaptation still finishes from there.
+        while !ad.is_adapted() {
+            play(&mut ad, &mut env);
+        }
+        assert_ne!(ad.with_params(|p| p.checksum()), after_one);
     }
 
     #[test]
