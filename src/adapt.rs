@@ -219,6 +219,8 @@ pub struct Adapter<'m, P: Policy, M: ParamSource<f32>> {
     grad: &'m mut [f32],
     /// Episode storage: `episodes_held` slots of `H·(obs + action + 1)`, then lengths.
     episodes: &'m mut [f32],
+    /// The policy's hidden-layer activations and deltas (`Memory::scratch_floats`).
+    hidden: &'m mut [f32],
     current: Current,
     /// Steps applied.
     step: u16,
@@ -316,7 +318,8 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         };
         let (params, rest) = memory.split_at_mut_checked(need.params_floats).ok_or(err)?;
         let (grad, rest) = rest.split_at_mut_checked(need.grad_floats).ok_or(err)?;
-        let episodes = rest.get_mut(..need.episode_floats).ok_or(err)?;
+        let (episodes, rest) = rest.split_at_mut_checked(need.episode_floats).ok_or(err)?;
+        let hidden = rest.get_mut(..need.scratch_floats).ok_or(err)?;
         let mut adapter = Self {
             policy,
             meta,
@@ -326,6 +329,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
             params,
             grad,
             episodes,
+            hidden,
             current: Current::Meta,
             step: 0,
             episode: 0,
@@ -436,7 +440,10 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
             .get_mut(..P::ACTION_WIDTH)
             .ok_or(AdaptError::TooWide)?;
         let params = Self::current_view(self.current, self.meta, self.params, self.grad)?;
-        if let Err(e) = self.policy.sample(params, obs, &mut self.rng, out) {
+        if let Err(e) = self
+            .policy
+            .sample_with(params, obs, &mut self.rng, self.hidden, out)
+        {
             // The episode cannot continue from this observation: like a non-finite one.
             self.drop_episode();
             return Err(e.into());
@@ -575,14 +582,20 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
             *self.episodes.get_mut(lens_at).ok_or(AdaptError::Shape)? = steps as f32;
             return Ok(());
         }
-        let slot = self.episodes.get_mut(..len).ok_or(AdaptError::Shape)?;
+        self.stream_weights(steps)?;
+        self.episode_gradient(0, steps)
+    }
+
+    /// Streaming rules: the episode's rewards become its weights, in place. Out of line,
+    /// so that the advantage state is off the stack before the gradient runs.
+    #[inline(never)]
+    fn stream_weights(&mut self, steps: usize) -> Result<(), AdaptError> {
+        let slot = self
+            .episodes
+            .get_mut(..self.slot_len())
+            .ok_or(AdaptError::Shape)?;
         let mut advantages = Advantages::new(&self.recipe, P::OBS_DIM, self.baseline, &mut [])?;
-        Self::fold_episode(
-            &self.policy,
-            self.current,
-            self.meta,
-            self.params,
-            self.grad,
+        Self::episode_weights(
             &mut advantages,
             slot,
             usize::from(self.recipe.horizon),
@@ -590,13 +603,28 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         )
     }
 
-    /// Batch rules: the advantage passes over every stored episode, then each episode's
-    /// weighted score into the accumulator.
+    /// Batch rules: the advantage passes over every stored episode and each episode's
+    /// weights, then each episode's weighted score into the accumulator.
     #[inline(never)]
     fn finish_batch(&mut self) -> Result<(), AdaptError> {
         if !self.recipe.needs_batch() {
             return Ok(());
         }
+        self.batch_weights()?;
+        let n = usize::from(self.recipe.episodes);
+        let lens_at = n * self.slot_len();
+        for i in 0..n {
+            let steps = self.episodes.get(lens_at + i).ok_or(AdaptError::Shape)?;
+            self.episode_gradient(i, *steps as usize)?;
+        }
+        Ok(())
+    }
+
+    /// The advantage passes over every stored episode of the batch, then every episode's
+    /// rewards turned into its weights in place. Out of line, so that the advantage state
+    /// is off the stack before the gradients run.
+    #[inline(never)]
+    fn batch_weights(&mut self) -> Result<(), AdaptError> {
         let h = usize::from(self.recipe.horizon);
         let n = usize::from(self.recipe.episodes);
         let len = self.slot_len();
@@ -614,17 +642,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
             advantages.finish_pass()?;
         }
         for (slot, &steps) in slots_mut(slots, len).zip(lens.iter()) {
-            Self::fold_episode(
-                &self.policy,
-                self.current,
-                self.meta,
-                self.params,
-                self.grad,
-                &mut advantages,
-                slot,
-                h,
-                steps as usize,
-            )?;
+            Self::episode_weights(&mut advantages, slot, h, steps as usize)?;
         }
         Ok(())
     }
@@ -645,31 +663,49 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         })
     }
 
-    /// Turns one stored episode's rewards into weights (in place) and adds
-    /// `Σ_h w_h ∇log π(a_h|s_h; θ)` at the current parameters to the accumulator.
-    #[allow(clippy::too_many_arguments)]
-    fn fold_episode(
-        policy: &P,
-        current: Current,
-        meta: M,
-        params: &[f32],
-        grad: &mut [f32],
+    /// Turns one stored episode's rewards into its weights, in place.
+    fn episode_weights(
         advantages: &mut Advantages<'_, f32, M>,
         slot: &mut [f32],
         h: usize,
         steps: usize,
     ) -> Result<(), AdaptError> {
-        let (obs, act, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
+        let (obs, _, rew) = Self::planes(slot, h).ok_or(AdaptError::Shape)?;
         let obs = obs.get(..steps * P::OBS_DIM).ok_or(AdaptError::Shape)?;
         let rew = rew.get_mut(..steps).ok_or(AdaptError::Shape)?;
         advantages.weights_in_place(obs, rew)?;
-        let episode = Self::view(obs, act, rew, steps)?;
+        Ok(())
+    }
+
+    /// Adds `Σ_h w_h ∇log π(a_h|s_h; θ)` of the episode in slot `slot` (`steps` long, its
+    /// rewards already turned into weights) at the current parameters to the accumulator.
+    fn episode_gradient(&mut self, slot: usize, steps: usize) -> Result<(), AdaptError> {
         // With ζ = 1 the accumulator holds θ₁ and no step is left to take.
-        if current == Current::InGrad {
+        if self.current == Current::InGrad {
             return Err(AdaptError::NonFiniteStep);
         }
-        let at = Self::current_view(current, meta, params, &[])?;
-        estimator::accumulate_episode_gradient(policy, at, &episode, rew, grad)?;
+        let h = usize::from(self.recipe.horizon);
+        let len = self.slot_len();
+        let slot = self
+            .episodes
+            .get(slot * len..(slot + 1) * len)
+            .ok_or(AdaptError::Shape)?;
+        let (obs, rest) = slot
+            .split_at_checked(h * P::OBS_DIM)
+            .ok_or(AdaptError::Shape)?;
+        let (act, rew) = rest
+            .split_at_checked(h * P::ACTION_WIDTH)
+            .ok_or(AdaptError::Shape)?;
+        let episode = Self::view(obs, act, rew, steps)?;
+        let at = Self::current_view(self.current, self.meta, self.params, &[])?;
+        estimator::accumulate_episode_gradient_with(
+            &self.policy,
+            at,
+            &episode,
+            episode.rewards,
+            self.hidden,
+            self.grad,
+        )?;
         Ok(())
     }
 
@@ -697,7 +733,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
             }
             Current::InGrad => return Err(AdaptError::NonFiniteStep),
         }
-        if !self.step_is_usable(self.grad) {
+        if !self.step_is_usable() {
             return Err(AdaptError::NonFiniteStep);
         }
         if self.params.is_empty() {
@@ -716,11 +752,11 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// (a too-large α turning a Gaussian's log-std into 10³⁰, whose σ overflows): without
     /// it every later `act` would fail and adaptation could never finish. The probe draws
     /// from its own stream, so the adapter's action streams are unchanged.
-    fn step_is_usable(&self, stepped: &[f32]) -> bool {
-        if !stepped.iter().all(|x| x.is_finite()) {
+    fn step_is_usable(&mut self) -> bool {
+        if !self.grad.iter().all(|x| x.is_finite()) {
             return false;
         }
-        let Some(stepped) = M::ram_view(stepped) else {
+        let Some(stepped) = M::ram_view(self.grad) else {
             return false;
         };
         // Slot 0 starts with the observation plane, and a step has at least one episode.
@@ -732,7 +768,11 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
             return false;
         };
         let mut rng = Rng::derive(self.seed, &[u64::MAX]);
-        if self.policy.sample(stepped, obs, &mut rng, raw).is_err() {
+        if self
+            .policy
+            .sample_with(stepped, obs, &mut rng, self.hidden, raw)
+            .is_err()
+        {
             return false;
         }
         let map = self.recipe.action;
@@ -741,7 +781,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
             return false;
         }
         self.policy
-            .log_prob(stepped, obs, raw)
+            .log_prob_with(stepped, obs, raw, self.hidden)
             .is_ok_and(f32::is_finite)
     }
 
@@ -1140,8 +1180,12 @@ mod tests {
         let meta = meta_params::<Pol>(1);
         let r = recipe();
         let need = r.memory(&Pol::SHAPE).total_floats();
-        // ζ = 1, streaming: P + one episode, the lower bound.
-        assert_eq!(need, Memory::lower_bound_floats(&Pol::SHAPE, r.horizon));
+        // ζ = 1, streaming: P + one episode (the lower bound), and the hidden layer's
+        // activations and deltas (8 + 8).
+        assert_eq!(
+            need,
+            Memory::lower_bound_floats(&Pol::SHAPE, r.horizon) + 2 * 8
+        );
         let mut short = vec![0.0; need - 1];
         let err = Adapter::new(Pol::default(), &meta[..], None, r, &mut short, 0).err();
         assert_eq!(

@@ -975,6 +975,35 @@ pub fn accumulate_episode_gradient<P: Policy, T: Real, S: ParamSource<T>>(
     weights: &[T],
     grad: &mut [T],
 ) -> Result<T, EstimatorError> {
+    episode_gradient_by::<P, T>(episode, weights, |row, action, w| {
+        policy.accumulate_grad_log_prob(params, row, action, w, grad)
+    })
+}
+
+/// [`accumulate_episode_gradient`] with the policy's hidden-layer working memory in
+/// `hidden` ([`Policy::accumulate_grad_log_prob_with`]: at least
+/// [`PolicyShape::hidden_scratch_len`](crate::policy::PolicyShape::hidden_scratch_len)
+/// scalars) instead of on the stack. Same result, same bits.
+pub fn accumulate_episode_gradient_with<P: Policy, T: Real, S: ParamSource<T>>(
+    policy: &P,
+    params: S,
+    episode: &Episode<'_, T>,
+    weights: &[T],
+    hidden: &mut [T],
+    grad: &mut [T],
+) -> Result<T, EstimatorError> {
+    episode_gradient_by::<P, T>(episode, weights, |row, action, w| {
+        policy.accumulate_grad_log_prob_with(params, row, action, w, hidden, grad)
+    })
+}
+
+/// Checks the episode, then sums `step(s_h, a_h, weights[h])` (each step's log-probability)
+/// over its steps in order.
+fn episode_gradient_by<P: Policy, T: Real>(
+    episode: &Episode<'_, T>,
+    weights: &[T],
+    mut step_fn: impl FnMut(&[T], &[T], T) -> Result<T, PolicyError>,
+) -> Result<T, EstimatorError> {
     episode.check_shape(P::OBS_DIM, P::ACTION_WIDTH)?;
     check_len(Field::Weights, episode.steps(), 1, weights.len())?;
     let steps = episode
@@ -984,13 +1013,11 @@ pub fn accumulate_episode_gradient<P: Policy, T: Real, S: ParamSource<T>>(
         .zip(weights);
     let mut log_prob = T::ZERO;
     for (step, ((row, action), &w)) in steps.enumerate() {
-        log_prob += policy
-            .accumulate_grad_log_prob(params, row, action, w, grad)
-            .map_err(|error| EstimatorError::Policy {
-                episode: 0,
-                step,
-                error,
-            })?;
+        log_prob += step_fn(row, action, w).map_err(|error| EstimatorError::Policy {
+            episode: 0,
+            step,
+            error,
+        })?;
     }
     Ok(log_prob)
 }
@@ -1979,6 +2006,60 @@ mod tests {
             accumulate_episode_gradient(&Bandit3, &theta[..], &a, &[1.0; 2], &mut grad),
             Err(EstimatorError::Shape {
                 field: Field::Weights,
+                ..
+            })
+        ));
+    }
+
+    /// With the hidden layers' scratch from the caller (whatever it held) the episode's
+    /// gradient and log-likelihood are the same bits; a short scratch is the policy's error.
+    #[test]
+    fn episode_gradient_with_scratch_gives_the_same_bits() {
+        use crate::policy::GaussianMlp;
+        type Pol = GaussianMlp<2, 5, 3, 2>;
+        let mut rng = Rng::new(4);
+        let theta: std::vec::Vec<f32> = (0..Pol::N_PARAMS).map(|_| 0.3 * rng.normal()).collect();
+        let obs: std::vec::Vec<f32> = (0..8).map(|_| rng.normal()).collect();
+        let actions: std::vec::Vec<f32> = (0..8).map(|_| rng.normal()).collect();
+        let weights = [0.5f32, -1.25, 2.0, 0.75];
+        let ep = Episode {
+            obs: &obs,
+            actions: &actions,
+            rewards: &weights,
+        };
+        let mut g = std::vec![0.0f32; Pol::N_PARAMS];
+        let mut g_with = g.clone();
+        let lp = accumulate_episode_gradient(&Pol::default(), &theta[..], &ep, &weights, &mut g)
+            .unwrap();
+        let mut hidden = std::vec![f32::NAN; Pol::SHAPE.hidden_scratch_len()];
+        let lp_with = accumulate_episode_gradient_with(
+            &Pol::default(),
+            &theta[..],
+            &ep,
+            &weights,
+            &mut hidden,
+            &mut g_with,
+        )
+        .unwrap();
+        assert_eq!(lp.to_bits(), lp_with.to_bits());
+        assert!(
+            g.iter()
+                .zip(&g_with)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        assert!(g.iter().any(|&x| x != 0.0));
+        let mut short = std::vec![0.0f32; Pol::SHAPE.hidden_scratch_len() - 1];
+        assert!(matches!(
+            accumulate_episode_gradient_with(
+                &Pol::default(),
+                &theta[..],
+                &ep,
+                &weights,
+                &mut short,
+                &mut g_with
+            ),
+            Err(EstimatorError::Policy {
+                error: PolicyError::ScratchLength(_),
                 ..
             })
         ));

@@ -244,6 +244,7 @@ impl Recipe {
             params_floats: if self.steps > 1 { p } else { 0 },
             grad_floats: p,
             episode_floats,
+            scratch_floats: shape.hidden_scratch_len(),
         }
     }
 }
@@ -263,6 +264,11 @@ pub struct Memory {
     pub grad_floats: usize,
     /// Episode or batch buffer, with whatever the advantage rule needs.
     pub episode_floats: usize,
+    /// The policy's hidden-layer activations and deltas while it acts or takes a gradient
+    /// ([`PolicyShape::hidden_scratch_len`]: `2·(hidden[0] + hidden[1])`), here rather
+    /// than on the stack, so that the adapter's stack does not grow with the network's
+    /// width.
+    pub scratch_floats: usize,
 }
 
 impl Memory {
@@ -271,6 +277,7 @@ impl Memory {
         self.params_floats
             .saturating_add(self.grad_floats)
             .saturating_add(self.episode_floats)
+            .saturating_add(self.scratch_floats)
     }
     /// Total bytes (saturating).
     pub const fn total_bytes(&self) -> usize {
@@ -399,7 +406,12 @@ mod tests {
         assert_eq!(m.params_floats, 0);
         assert_eq!(m.grad_floats, p);
         assert_eq!(m.episode_floats, 100 * (2 + 2 + 1));
-        assert_eq!(m.total_floats(), Memory::lower_bound_floats(&shape, 100));
+        assert_eq!(m.scratch_floats, 2 * 16);
+        // The streaming rule needs the lower bound and the hidden layers' scratch.
+        assert_eq!(
+            m.total_floats(),
+            Memory::lower_bound_floats(&shape, 100) + 2 * 16
+        );
         let two = Recipe { steps: 2, ..base() }.memory(&shape);
         assert_eq!(two.total_floats(), m.total_floats() + p);
         let batch = Recipe {

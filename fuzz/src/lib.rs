@@ -261,19 +261,23 @@ pub fn check_recipe(input: &RecipeInput) {
     };
     let episode = held * h * per_step + if batch { u128::from(r.episodes) } else { 0 } + scratch;
     let params = if r.steps > 1 { p } else { 0 };
+    // The policy's hidden-layer activations and deltas.
+    let hidden = 2 * (u128::from(shape.hidden[0]) + u128::from(shape.hidden[1]));
     let sat = |x: u128| usize::try_from(x).unwrap_or(usize::MAX);
     assert_eq!(m.grad_floats, sat(p), "{r:?} {shape:?}");
     assert_eq!(m.params_floats, sat(params));
     assert_eq!(m.episode_floats, sat(episode));
-    assert_eq!(m.total_floats(), sat(params + p + episode));
-    assert_eq!(m.total_bytes(), sat(4 * (params + p + episode)));
+    assert_eq!(m.scratch_floats, sat(hidden));
+    assert_eq!(m.total_floats(), sat(params + p + episode + hidden));
+    assert_eq!(m.total_bytes(), sat(4 * (params + p + episode + hidden)));
     let lower = sgmrl::recipe::Memory::lower_bound_floats(&shape, r.horizon);
     assert_eq!(lower, sat(p + h * per_step));
     if valid.is_ok() {
-        // A valid recipe needs at least the yardstick, exactly it when it streams one step.
+        // A valid recipe needs at least the yardstick, exactly it and the hidden layers'
+        // scratch when it streams one step.
         assert!(m.total_floats() >= lower);
         if !batch && r.steps == 1 {
-            assert_eq!(m.total_floats(), lower);
+            assert_eq!(m.total_floats(), sat(p + h * per_step + hidden));
         }
     }
 

@@ -889,8 +889,8 @@ mod tests {
 
     /// The embedded presets' adapter RAM (what `Recipe::memory` says the device needs)
     /// leaves most of a 16 KB Cortex-M0 for the stack and the application: the default's
-    /// streaming rule costs only the `P` + one-episode minimum, the batch rule the batch
-    /// buffer.
+    /// streaming rule costs only the `P` + one-episode minimum and the hidden layer's
+    /// scratch (activations and deltas), the batch rule the batch buffer.
     #[test]
     fn embedded_presets_fit_a_16k_cortex_m0() {
         let c = Preset::EmbeddedBatch.config();
@@ -905,7 +905,7 @@ mod tests {
         assert!(!r.needs_batch());
         assert_eq!(
             m.total_floats(),
-            Memory::lower_bound_floats(&shape, r.horizon)
+            Memory::lower_bound_floats(&shape, r.horizon) + shape.hidden_scratch_len()
         );
         assert!(m.total_bytes() <= 1024, "{} bytes", m.total_bytes());
     }

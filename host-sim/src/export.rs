@@ -204,6 +204,8 @@ pub struct MemoryJson {
     pub grad_floats: usize,
     /// Episode or batch buffer.
     pub episode_floats: usize,
+    /// The policy's hidden-layer activations and deltas.
+    pub scratch_floats: usize,
     /// Total, bytes.
     pub total_bytes: usize,
     /// The `P` + one-episode yardstick, bytes.
@@ -218,6 +220,7 @@ impl MemoryJson {
             params_floats: m.params_floats,
             grad_floats: m.grad_floats,
             episode_floats: m.episode_floats,
+            scratch_floats: m.scratch_floats,
             total_bytes: m.total_bytes(),
             lower_bound_bytes: 4 * Memory::lower_bound_floats(shape, recipe.horizon),
         }

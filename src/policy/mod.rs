@@ -121,6 +121,16 @@ impl PolicyShape {
         2 * (h1 as usize + h2 as usize + self.act_dim as usize)
     }
 
+    /// Scalars of the hidden layers' part of [`scratch_len`](Self::scratch_len):
+    /// activations and deltas of the hidden layers, `2·(hidden[0] + hidden[1])` (the
+    /// head's are `act_dim` each). This is the part that grows with the network's width;
+    /// the `*_with` methods of [`Policy`] take it from the caller (the adapter keeps it in
+    /// its memory buffer rather than on the stack). Forward-only calls use the first half.
+    pub const fn hidden_scratch_len(&self) -> usize {
+        let [h1, h2] = self.hidden;
+        2 * (h1 as usize + h2 as usize)
+    }
+
     /// Multiply-accumulates of one forward pass (the cost yardstick for the device).
     pub const fn forward_macs(&self) -> usize {
         let obs = self.obs_dim as usize;
@@ -441,6 +451,53 @@ pub trait Policy {
         weight: T,
         grad: &mut [T],
     ) -> Result<T, PolicyError>;
+
+    /// [`Policy::sample`], with the hidden layers' activations in `hidden` (at least half
+    /// of [`PolicyShape::hidden_scratch_len`] scalars; overwritten) instead of on the stack.
+    /// Same result, same bits. The default ignores `hidden` and calls
+    /// [`Policy::sample`].
+    fn sample_with<T: Real, S: ParamSource<T>>(
+        &self,
+        params: S,
+        obs: &[T],
+        rng: &mut Rng,
+        hidden: &mut [T],
+        action: &mut [T],
+    ) -> Result<(), PolicyError> {
+        let _ = hidden;
+        self.sample(params, obs, rng, action)
+    }
+
+    /// [`Policy::log_prob`], with the hidden layers' activations in `hidden` (as for
+    /// [`Policy::sample_with`]). The default ignores `hidden`.
+    fn log_prob_with<T: Real, S: ParamSource<T>>(
+        &self,
+        params: S,
+        obs: &[T],
+        action: &[T],
+        hidden: &mut [T],
+    ) -> Result<T, PolicyError> {
+        let _ = hidden;
+        self.log_prob(params, obs, action)
+    }
+
+    /// [`Policy::accumulate_grad_log_prob`], with the hidden layers' activations and
+    /// deltas in `hidden` (at least [`PolicyShape::hidden_scratch_len`] scalars;
+    /// overwritten) instead of on the stack. Same result, same bits. The default ignores
+    /// `hidden`.
+    #[allow(clippy::too_many_arguments)] // the formula's terms and the scratch
+    fn accumulate_grad_log_prob_with<T: Real, S: ParamSource<T>>(
+        &self,
+        params: S,
+        obs: &[T],
+        action: &[T],
+        weight: T,
+        hidden: &mut [T],
+        grad: &mut [T],
+    ) -> Result<T, PolicyError> {
+        let _ = hidden;
+        self.accumulate_grad_log_prob(params, obs, action, weight, grad)
+    }
 
     /// Adds `weight · ∇²_θ log π(action | obs; θ) · direction` to `out`, exactly, by
     /// running the gradient on dual numbers. `scratch` must hold `P` duals; it is

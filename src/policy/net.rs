@@ -67,6 +67,23 @@ impl<'a, T> Layers<'a, T> {
         Ok((Self { h1, h2, head }, rest))
     }
 
+    /// The hidden vectors for `shape` cut from the front of `hidden`, with `head` (at least
+    /// `act_dim` scalars) as the head vector; returns them and the unused rest of `hidden`.
+    pub fn with_head(
+        shape: &PolicyShape,
+        hidden: &'a mut [T],
+        head: &'a mut [T],
+    ) -> Result<(Self, &'a mut [T]), PolicyError> {
+        let [h1, h2] = shape.hidden;
+        let err = PolicyError::ScratchLength(LenMismatch {
+            expected: usize::from(h1) + usize::from(h2),
+            got: hidden.len(),
+        });
+        let (h1, rest) = hidden.split_at_mut_checked(usize::from(h1)).ok_or(err)?;
+        let (h2, rest) = rest.split_at_mut_checked(usize::from(h2)).ok_or(err)?;
+        Ok((Self { h1, h2, head }, rest))
+    }
+
     /// The vectors cut to the exact sizes of `shape`.
     fn fit(&mut self, shape: &PolicyShape) -> Result<[&mut [T]; 3], PolicyError> {
         let [h1, h2] = shape.hidden;
@@ -94,6 +111,24 @@ pub struct Scratch<'a, T> {
 }
 
 impl<'a, T> Scratch<'a, T> {
+    /// Both [`Layers`], their hidden vectors cut from `hidden` (at least
+    /// [`PolicyShape::hidden_scratch_len`] scalars) and their head vectors `head_act`,
+    /// `head_delta` (at least `act_dim` scalars each).
+    pub fn with_heads(
+        shape: &PolicyShape,
+        hidden: &'a mut [T],
+        head_act: &'a mut [T],
+        head_delta: &'a mut [T],
+    ) -> Result<Self, PolicyError> {
+        let err = PolicyError::ScratchLength(LenMismatch {
+            expected: shape.hidden_scratch_len(),
+            got: hidden.len(),
+        });
+        let (act, rest) = Layers::with_head(shape, hidden, head_act).map_err(|_| err)?;
+        let (delta, _) = Layers::with_head(shape, rest, head_delta).map_err(|_| err)?;
+        Ok(Self { act, delta })
+    }
+
     /// Cuts both [`Layers`] from `buf`, which must hold [`PolicyShape::scratch_len`] scalars.
     pub fn from_slice(shape: &PolicyShape, buf: &'a mut [T]) -> Result<Self, PolicyError> {
         let err = PolicyError::ScratchLength(LenMismatch {
@@ -191,6 +226,63 @@ macro_rules! delegate_to_net {
                 act: a.layers(),
                 delta: d.layers(),
             };
+            $crate::policy::net::accumulate_grad_log_prob(
+                &Self::SHAPE,
+                params,
+                obs,
+                action,
+                weight,
+                &mut scratch,
+                grad,
+            )
+        }
+
+        fn sample_with<T: $crate::math::Real, S: $crate::policy::ParamSource<T>>(
+            &self,
+            params: S,
+            obs: &[T],
+            rng: &mut $crate::rng::Rng,
+            hidden: &mut [T],
+            action: &mut [T],
+        ) -> Result<(), $crate::policy::PolicyError> {
+            let mut head = [T::ZERO; { $act }];
+            let (mut layers, _) =
+                $crate::policy::net::Layers::with_head(&Self::SHAPE, hidden, &mut head)?;
+            $crate::policy::net::sample(&Self::SHAPE, params, obs, rng, &mut layers, action)
+        }
+
+        fn log_prob_with<T: $crate::math::Real, S: $crate::policy::ParamSource<T>>(
+            &self,
+            params: S,
+            obs: &[T],
+            action: &[T],
+            hidden: &mut [T],
+        ) -> Result<T, $crate::policy::PolicyError> {
+            let mut head = [T::ZERO; { $act }];
+            let (mut layers, _) =
+                $crate::policy::net::Layers::with_head(&Self::SHAPE, hidden, &mut head)?;
+            $crate::policy::net::log_prob(&Self::SHAPE, params, obs, action, &mut layers)
+        }
+
+        fn accumulate_grad_log_prob_with<
+            T: $crate::math::Real,
+            S: $crate::policy::ParamSource<T>,
+        >(
+            &self,
+            params: S,
+            obs: &[T],
+            action: &[T],
+            weight: T,
+            hidden: &mut [T],
+            grad: &mut [T],
+        ) -> Result<T, $crate::policy::PolicyError> {
+            let (mut head_act, mut head_delta) = ([T::ZERO; { $act }], [T::ZERO; { $act }]);
+            let mut scratch = $crate::policy::net::Scratch::with_heads(
+                &Self::SHAPE,
+                hidden,
+                &mut head_act,
+                &mut head_delta,
+            )?;
             $crate::policy::net::accumulate_grad_log_prob(
                 &Self::SHAPE,
                 params,
@@ -726,6 +818,10 @@ pub(crate) mod check {
                 $(check::f32_sources_are_bit_identical::<$t>();)+
             }
             #[test]
+            fn hidden_scratch_gives_the_same_bits() {
+                $(check::hidden_scratch_gives_the_same_bits::<$t>();)+
+            }
+            #[test]
             fn runtime_shape_matches_const_type() {
                 $(check::runtime_shape_matches_const_type::<$t>();)+
             }
@@ -988,6 +1084,66 @@ pub(crate) mod check {
         p.mode(slice, &obs, &mut a_s).unwrap();
         p.mode(le, &obs, &mut a_b).unwrap();
         assert_eq!(bits(&a_s), bits(&a_b));
+    }
+
+    /// The `*_with` methods, whatever the hidden scratch held before (NaN here), give the
+    /// same bits as the stack versions; a hidden scratch one scalar short is an error that
+    /// leaves the gradient untouched.
+    pub fn hidden_scratch_gives_the_same_bits<P: Policy + Default>() {
+        let p = P::default();
+        let bits = |v: &[f32]| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
+        let n = P::SHAPE.hidden_scratch_len();
+        for seed in 0..3 {
+            let pt = point::<P>(seed);
+            let (params, obs, action) = (f32s(&pt.params), f32s(&pt.obs), f32s(&pt.action));
+            let params = &params[..];
+            let mut hidden = vec![f32::NAN; n];
+
+            let lp = p.log_prob(params, &obs, &action).unwrap();
+            let lp_with = p.log_prob_with(params, &obs, &action, &mut hidden).unwrap();
+            assert_eq!(lp.to_bits(), lp_with.to_bits());
+
+            hidden.fill(f32::NAN);
+            let init = f32s(&normals(&mut Rng::new(seed), P::N_PARAMS, 1.0));
+            let (mut g, mut g_with) = (init.clone(), init.clone());
+            let r = p
+                .accumulate_grad_log_prob(params, &obs, &action, 0.3, &mut g)
+                .unwrap();
+            let r_with = p
+                .accumulate_grad_log_prob_with(params, &obs, &action, 0.3, &mut hidden, &mut g_with)
+                .unwrap();
+            assert_eq!((r.to_bits(), bits(&g)), (r_with.to_bits(), bits(&g_with)));
+
+            let (mut rng, mut rng_with) = (Rng::new(seed), Rng::new(seed));
+            let mut a = vec![0.0f32; P::ACTION_WIDTH];
+            let mut a_with = a.clone();
+            for _ in 0..5 {
+                hidden.fill(f32::NAN);
+                p.sample(params, &obs, &mut rng, &mut a).unwrap();
+                p.sample_with(params, &obs, &mut rng_with, &mut hidden, &mut a_with)
+                    .unwrap();
+                assert_eq!(bits(&a), bits(&a_with));
+            }
+            assert_eq!(rng, rng_with);
+
+            if n > 0 {
+                let mut short = vec![0.0f32; n - 1];
+                let mut g_short = init.clone();
+                let e = p.accumulate_grad_log_prob_with(
+                    params,
+                    &obs,
+                    &action,
+                    0.3,
+                    &mut short,
+                    &mut g_short,
+                );
+                assert!(matches!(e, Err(PolicyError::ScratchLength(_))), "{e:?}");
+                assert_eq!(bits(&g_short), bits(&init));
+                let mut half_short = vec![0.0f32; n / 2 - 1];
+                let e = p.log_prob_with(params, &obs, &action, &mut half_short);
+                assert!(matches!(e, Err(PolicyError::ScratchLength(_))), "{e:?}");
+            }
+        }
     }
 
     /// The runtime-shaped functions with `Vec` scratch of exactly `scratch_len()` give the
