@@ -13,8 +13,11 @@
 //! # Memory
 //! Everything lives in one caller-provided `&mut [f32]` of `recipe.memory(&P::SHAPE)
 //! .total_floats()` scalars: the gradient accumulator (`P`), the adapted parameters (`P`,
-//! only when ζ > 1: with ζ = 1 they are formed inside the accumulator), and the episode
-//! buffer (one episode for streaming advantage rules, the whole batch otherwise).
+//! only when ζ > 1: with ζ = 1 they are formed inside the accumulator), the episode
+//! buffer (one episode for streaming advantage rules, the whole batch otherwise), and the
+//! policy's hidden-layer activations and deltas (so that the stack the adapter takes does
+//! not grow with the network's width). The policy code reads the meta-parameters and the
+//! adapted ones through one type ([`MetaSource`]), so it is compiled once.
 //!
 //! # Failures never corrupt the policy
 //! Bad observations or rewards (NaN, ±∞) are refused with an error and the episode in

@@ -209,15 +209,31 @@ simulator, the advantages, bookkeeping and the final parameter update.
   default 2→16→2 policy these, not the 224 MACs of a step, are most of the instructions.
 - **tanh**: \`math::tanh_f32\`, a rational function in plain \`f32\` (≤ 7 ulp, \`|tanh| ≤ 1\`),
   instead of \`libm::tanhf\` (~96 instructions a call on the M4F).
-- **Flash**: one CRC-32 with a 64-byte table (\`src/crc32.rs\`) instead of two 1 KB tables;
-  the demo and the panic/fault handlers print through \`boards/qemu/src/out.rs\` instead of
-  \`core::fmt\`.
-- **Stack**: the adaptation stack is the \`Adapter\` value (its 32-float action buffer
-  included), the demo's control loop, \`Adapter::end_episode\`, and the gradient of one step:
-  its scratch alone is 2·(hidden₀ + hidden₁ + act) floats (528 B for the mid policy,
-  1,616 B for the paper's) plus the estimator's and the policy's frames. Below 2 KB would
-  take smaller frames in \`adapt.rs\`/\`estimator.rs\` (e.g. \`MAX_IO\`-sized buffers) or
-  writing the gradient layer by layer as the deltas are formed (weaker error guarantee).
+- **Flash**: the policy code is compiled once. The adapter reads the meta-parameters
+  (bundle bytes in flash) and the adapted parameters (its RAM) through one
+  \`ParamSource\` type, \`MetaSource::View\` (\`src/adapt.rs\`): on little-endian targets
+  an \`f32\` in RAM is its little-endian bytes, so both are \`LeF32s\`, and RAM, being
+  4-aligned, takes the word-load path. A step is formed in the gradient accumulator and
+  tried there before it becomes current, so no third parameter view exists either
+  (before: forward pass, sampling and gradient compiled for flash bytes, for RAM slices and
+  twice more for a lazily stepped view, about 7 KB). The vector table has one device
+  interrupt entry (\`boards/qemu/src/vectors.rs\`: the firmware enables no interrupt;
+  cortex-m-rt's generic table has 32 entries on ARMv6-M, 240 on ARMv7-M and 480 on
+  ARMv8-M Mainline, 1,920 B). One CRC-32 with a 64-byte table (\`src/crc32.rs\`) instead of
+  two 1 KB tables; the demo and the panic/fault handlers print through
+  \`boards/qemu/src/out.rs\` instead of \`core::fmt\`.
+- **Stack**: the policy's hidden-layer activations and deltas, the only working memory
+  that grows with the network's width, are in the adapter's memory buffer
+  (\`Memory::scratch_floats\` = 2·(hidden₀ + hidden₁) floats: 128 B for the default and
+  test policies, 512 B for the mid policy, 1,600 B for the paper's); only the head's two
+  \`act_dim\`-vectors are on the stack. So the adaptation stack is the same for every
+  policy width: the \`Adapter\` value (its 32-float action buffer included), the demo's
+  control loop and \`Adapter::end_episode\`, then either an episode's gradient (the
+  estimator's loop and one policy evaluation) or the trial of a step (\`apply_step\`: a
+  sample and a log-probability at the stepped parameters), whichever is deeper; in both the
+  dense kernel's register saves are the largest frame. The advantage weights are computed,
+  and a step is tried, in frames of their own that are gone while the gradient runs. The
+  price is adapter RAM above the lower bound by that scratch (the RAM / bound column).
 
 ## Columns
 - **.text**: machine code of the whole firmware (\`llvm-size -A\`): the core, libm, compiler
@@ -232,7 +248,7 @@ simulator, the advantages, bookkeeping and the final parameter update.
   \`.bss\`): here the adapter's memory buffer plus 8 bytes.
 - **adapter RAM**: \`recipe.memory(&shape).total_bytes()\`: the adapter's one \`&mut [f32]\`
   (gradient accumulator, which also holds θ₁ when ζ = 1; a second parameter copy only when
-  ζ > 1; the episode buffer). **lower bound**: P floats plus one episode buffer
+  ζ > 1; the episode buffer; the policy's hidden-layer scratch). **lower bound**: P floats plus one episode buffer
   (\`Memory::lower_bound_floats\`: H·(obs + action + 1) floats); **RAM / bound**: their ratio
   (budget ≤ 1.2).
 - **peak stack**: deepest stack of the whole run by stack painting (\`src/stack.rs\`), the

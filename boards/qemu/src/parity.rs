@@ -262,9 +262,9 @@ fn episode<P: Policy, E: sgmrl::env::Env>(
 /// adapter computes the step's gradient.
 const DEMO_IO: usize = 8;
 
-// `act`, `reward` and `end_episode` out of line: each keeps its scratch (layer activations, deltas)
-// in its own frame, which is popped before the other runs, instead of both in `episode`'s
-// frame at once (the peak stack is a budget).
+// `act`, `reward` and `end_episode` out of line: each keeps its locals in its own frame, which
+// is popped before the other runs, instead of all in `episode`'s frame at once (the peak
+// stack is a budget).
 #[inline(never)]
 fn act<P: Policy>(
     ad: &mut sgmrl::adapt::Adapter<'_, P, sgmrl::policy::LeF32s<'_>>,

@@ -268,6 +268,8 @@ fn demo(memory: &mut [f32], bundle: Bundle<'static>, parse_instr: u32) -> bool {
         .u(4 * mem.grad_floats as u32)
         .s(", episodes ")
         .u(4 * mem.episode_floats as u32)
+        .s(", scratch ")
+        .u(4 * mem.scratch_floats as u32)
         .s("; lower bound ")
         .u(4 * sgmrl::recipe::Memory::lower_bound_floats(&s, r.horizon) as u32)
         .s(" B), statics ")
