@@ -176,6 +176,11 @@ $sep
 $(printf '%s\n' "${rows[@]}")
 
 ## Budgets
+The budgets (code without parameters ≤ 32 KB, adapter RAM ≤ 1.2 × the lower bound,
+adaptation stack ≤ 2 KB; ≤ 3 instructions per MAC on the M4F) are goals for the default
+embedded policy. The first three are checked here for every bundle on every machine, the
+last on the mps2-an386 for every bundle but the test one.
+
 $(printf '%s\n' "${checks[@]}")
 
 ## Where the instructions go (mps2-an386, one call each, \`boards/qemu/src/bin/costs.rs\`)
@@ -226,14 +231,14 @@ simulator, the advantages, bookkeeping and the final parameter update.
   that grows with the network's width, are in the adapter's memory buffer
   (\`Memory::scratch_floats\` = 2·(hidden₀ + hidden₁) floats: 128 B for the default and
   test policies, 512 B for the mid policy, 1,600 B for the paper's); only the head's two
-  \`act_dim\`-vectors are on the stack. So the adaptation stack is the same for every
-  policy width: the \`Adapter\` value (its 32-float action buffer included), the demo's
-  control loop and \`Adapter::end_episode\`, then either an episode's gradient (the
+  \`act_dim\`-vectors are on the stack. So the adaptation stack does not grow with the
+  policy's width: it is the \`Adapter\` value (its 32-float action buffer included), the
+  demo's control loop and \`Adapter::end_episode\`, then either an episode's gradient (the
   estimator's loop and one policy evaluation) or the trial of a step (\`apply_step\`: a
-  sample and a log-probability at the stepped parameters), whichever is deeper; in both the
-  dense kernel's register saves are the largest frame. The advantage weights are computed,
-  and a step is tried, in frames of their own that are gone while the gradient runs. The
-  price is adapter RAM above the lower bound by that scratch (the RAM / bound column).
+  sample and a log-probability at the stepped parameters), whichever is deeper. The
+  advantage weights are computed, and a step is tried, in frames of their own that are
+  gone while the gradient runs. The price is adapter RAM above the lower bound by that
+  scratch (the RAM / bound column).
 
 ## Columns
 - **.text**: machine code of the whole firmware (\`llvm-size -A\`): the core, libm, compiler
