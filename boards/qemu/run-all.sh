@@ -11,7 +11,9 @@
 #      embedded bundle (`bundles/test.sgmrl` here; docs/device.md has the other bundles);
 #   2. run each binary in $RUN_BINS under run.sh (QEMU with a timeout) and require exit 0;
 #   3. check the failure paths: `selftest --deliberate-fail` must exit 1, `--deliberate-panic`
-#      101 and `--deliberate-fault` 102, and `--deliberate-hang` must be ended by run.sh's
+#      101, `--deliberate-fault` 102 and `--deliberate-irq` 103 (device interrupt 0 reaches
+#      the fallback handler through the one-entry table of src/vectors.rs), and
+#      `--deliberate-hang` must be ended by run.sh's
 #      timeout with 124 (microbit only; a harness that cannot fail proves nothing); and
 #      `adapt` built with a corrupted bundle (SGMRL_CORRUPT) must reject it with its typed
 #      error and exit 2 (microbit and an386).
@@ -149,6 +151,7 @@ for t in "${TARGETS[@]}"; do
     run "$t" selftest 1 --deliberate-fail
     run "$t" selftest 101 --deliberate-panic
     run "$t" selftest 102 --deliberate-fault
+    run "$t" selftest 103 --deliberate-irq
 done
 SGMRL_QEMU_TIMEOUT=1 run thumbv6m-none-eabi selftest 124 --deliberate-hang
 

@@ -11,13 +11,6 @@
 //! Enabling a device interrupt `n` means growing [`__INTERRUPTS`] to at least `n + 1`
 //! entries first: the core would otherwise fetch the handler's address from `.text`.
 
-/// A vector-table entry.
-#[repr(C)]
-pub union Vector {
-    handler: unsafe extern "C" fn(),
-    reserved: usize,
-}
-
 unsafe extern "C" {
     /// cortex-m-rt's fallback handler (ours is in [`crate::fault`]): it reports the
     /// interrupt and ends the run with `UNEXPECTED_EXCEPTION`.
@@ -30,6 +23,4 @@ unsafe extern "C" {
 // (`EXTERN(__INTERRUPTS)`), which is where the core looks up device interrupt 0.
 #[unsafe(link_section = ".vector_table.interrupts")]
 #[unsafe(no_mangle)]
-pub static __INTERRUPTS: [Vector; 1] = [Vector {
-    handler: DefaultHandler,
-}];
+pub static __INTERRUPTS: [unsafe extern "C" fn(); 1] = [DefaultHandler];

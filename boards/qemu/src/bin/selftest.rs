@@ -7,7 +7,9 @@
 //!
 //! Command-line flags (after `--`) exercise the failure paths, for `run-all.sh`:
 //! `--deliberate-fail` (exit 1), `--deliberate-panic` (exit 101), `--deliberate-fault`
-//! (exit 102), `--deliberate-hang` (spins: run.sh's timeout must end it with 124).
+//! (exit 102), `--deliberate-irq` (device interrupt 0 enabled and pended: its entry in the
+//! one-entry table of `src/vectors.rs` must reach `DefaultHandler`, exit 103),
+//! `--deliberate-hang` (spins: run.sh's timeout must end it with 124).
 #![no_std]
 #![no_main]
 
@@ -135,6 +137,18 @@ fn main() -> ! {
         // UDF is an undefined instruction: a HardFault on every core (UsageFault is
         // disabled at reset, so it escalates on the M4/M33 too).
         cortex_m::asm::udf();
+    }
+    if args::has("--deliberate-irq") {
+        // SAFETY: enabling and pending interrupt 0 has no effect on memory; its handler
+        // ends the run.
+        unsafe {
+            p.NVIC.iser[0].write(1);
+            p.NVIC.ispr[0].write(1);
+        }
+        cortex_m::asm::dsb();
+        cortex_m::asm::isb();
+        // Reached only if the interrupt was not taken.
+        exit(code::FAIL);
     }
     if args::has("--deliberate-hang") {
         #[allow(clippy::empty_loop)]
