@@ -311,8 +311,13 @@ where
         } else {
             String::new()
         };
+        // Segment by segment, not one wide `LineSeries`: see `draw_trajectories`.
         chart
-            .draw_series(LineSeries::new(after, c.stroke_width(2)))
+            .draw_series(
+                after
+                    .windows(2)
+                    .map(|seg| PathElement::new(seg.to_vec(), c.stroke_width(2))),
+            )
             .map_err(e)?
             .label(format!("{}: after adaptation{runs}", b.label))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
@@ -445,13 +450,26 @@ where
         for (k, path) in g.paths.iter().enumerate() {
             let pts: Vec<(f32, f32)> = path.iter().map(|p| (p[0], p[1])).collect();
             let c = style(k);
+            // One two-point path per segment: plotters joins the segments of a wide
+            // polyline with unbounded miters, which draw spikes across the figure where a
+            // path turns back on itself (plotters issue #549). The dots cover the joints.
             if k == 0 {
-                chart
-                    .draw_series(DashedLineSeries::new(pts.clone(), 5, 3, c.stroke_width(2)))
-                    .map_err(e)?;
+                for seg in pts.windows(2) {
+                    chart
+                        .draw_series(DashedLineSeries::new(
+                            seg.iter().copied(),
+                            5,
+                            3,
+                            c.stroke_width(2),
+                        ))
+                        .map_err(e)?;
+                }
             } else {
                 chart
-                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                    .draw_series(
+                        pts.windows(2)
+                            .map(|seg| PathElement::new(seg.to_vec(), c.stroke_width(2))),
+                    )
                     .map_err(e)?;
             }
             chart
@@ -590,6 +608,42 @@ mod tests {
         assert_eq!(files, vec![d.join("traj.png")]);
         assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// plotters joins the segments of a wide `LineSeries` with unclipped miters, so a path
+    /// that turns back on itself drew a spike across the figure (plotters issue #549; it
+    /// showed in `runs/demo/trajectories.png`).
+    #[test]
+    fn a_path_that_turns_back_stays_inside_its_panel() {
+        register_font().unwrap();
+        let (w, h) = (380u32, 460u32);
+        let mut buf = vec![0u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            let g = GoalPaths {
+                goal: [0.3, -0.2],
+                // Straight up to y = 0.45, then straight back down: the join at the
+                // turn has no bounded miter.
+                paths: vec![
+                    vec![[0.0, 0.0], [-0.1, -0.1]],
+                    vec![[0.0, 0.0], [0.0, 0.45], [0.002, 0.0]],
+                ],
+                returns: vec![-30.0, -10.0],
+            };
+            draw_trajectories(&root, &[g], "t", (1, 1)).unwrap();
+            root.present().unwrap();
+        }
+        // The path stays in y ∈ [0, 0.45], the upper half of the panel (the start dot is at
+        // pixel row ≈ 222); rows 250–400 (y below ≈ −0.1, above the legend) must not show it.
+        let after = color(0);
+        let stray = (250..400u32)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let i = ((y * w + x) * 3) as usize;
+                buf[i..i + 3] == [after.0, after.1, after.2]
+            })
+            .count();
+        assert_eq!(stray, 0, "the path was drawn where it never went");
     }
 
     #[test]
