@@ -455,17 +455,26 @@ impl Net {
             let from = if let Some(score) = score.as_deref_mut() {
                 // The score's product runs on the unweighted δ_l, which are then weighted in
                 // place for the gradient's: one more product than FO-MAML, no more memory.
+                let sb = layer.b_mut(score);
                 let d: &[T] = match tanh {
                     Some((g, a)) => {
-                        tanh_backward(g, a, rows);
+                        for ((row, g), a) in rows
+                            .chunks_exact_mut(out)
+                            .zip(g.chunks_exact(out))
+                            .zip(a.chunks_exact(out))
+                        {
+                            tanh_backward(g, a, row);
+                            add_to(sb, row);
+                        }
                         rows
                     }
-                    None => &batch.head_grad,
+                    None => {
+                        for r in batch.head_grad.chunks_exact(out) {
+                            add_to(sb, r);
+                        }
+                        &batch.head_grad
+                    }
                 };
-                let sb = layer.b_mut(score);
-                for r in d.chunks_exact(out) {
-                    add_to(sb, r);
-                }
                 at_b(out, n, layer.input, d, input, T::ONE, layer.w_mut(score));
                 match tanh {
                     Some(_) => Rows::InPlace,
