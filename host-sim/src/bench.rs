@@ -183,9 +183,9 @@ pub fn time_variants<F: TaskFamily + Clone>(
 pub enum Products {
     /// FO-MAML's inner gradient `Σ_rows (w ⊙ δ_l)ᵀ A_{l-1}`.
     Gradient,
-    /// Only the score's `Σ_rows δ_lᵀ A_{l-1}`: the bare extra product of first order SG-MRL.
-    Score,
-    /// The gradient's product, then the score's (what [`Net::accumulate`] runs).
+    /// The gradient's product, then the bare extra product of first-order SG-MRL, the
+    /// score's `Σ_rows δ_lᵀ A_{l-1}`, on the inputs the first has just read (as in
+    /// [`Net::accumulate`]; timed alone, the 20 batches' rows would come from memory).
     GradientThenScore,
     /// Both as one product per layer with doubled output width (`[w ⊙ δ_l | δ_l]`).
     Stacked,
@@ -195,10 +195,9 @@ impl Products {
     /// Label of the timing row.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Gradient => "D0 grad products",
-            Self::Score => "D0 score products",
-            Self::GradientThenScore => "D0 grad+score products",
-            Self::Stacked => "D0 stacked products",
+            Self::Gradient => "inner grad products",
+            Self::GradientThenScore => "inner grad+score products",
+            Self::Stacked => "inner stacked products",
         }
     }
 }
@@ -206,6 +205,9 @@ impl Products {
 /// One task's inner batch `D_1` at `θ_0` with the rows its products read.
 struct InnerRows {
     batch: Batch<f32>,
+    /// The row weights `w` (the tests check the products against the inner step's).
+    #[cfg(test)]
+    weights: Vec<f32>,
     weighted: Vec<Vec<f32>>,
     deltas: Vec<Vec<f32>>,
     stacked: Vec<Vec<f32>>,
@@ -269,6 +271,8 @@ impl InnerProducts {
                     .collect();
                 Ok(InnerRows {
                     batch: ro.batch().clone(),
+                    #[cfg(test)]
+                    weights: w,
                     weighted,
                     deltas,
                     stacked,
@@ -282,22 +286,31 @@ impl InnerProducts {
     }
 
     /// Runs `which` for every task (in parallel, like the trainer), each into a fresh
-    /// gradient vector.
+    /// gradient and score vector.
     pub fn run(&self, which: Products) {
         self.tasks.par_iter().for_each(|t| {
-            let mut g = vec![0.0f32; self.net.n_params()];
-            let mut s = vec![0.0f32; self.net.n_params()];
-            let n = t.batch.rows();
-            for (l, layer) in self.net.layers().iter().enumerate() {
-                let (out, inp) = (layer.output, layer.input);
-                let input = self.net.layer_input(&t.batch, l);
-                let w = layer.weights..layer.weights + out * inp;
-                if matches!(which, Products::Gradient | Products::GradientThenScore) {
+            std::hint::black_box(self.products(t, which));
+        });
+    }
+
+    /// The weight parts of the gradient and the score of task `t` that `which` computes
+    /// (the score is all zeros for [`Products::Gradient`]).
+    fn products(&self, t: &InnerRows, which: Products) -> (Vec<f32>, Vec<f32>) {
+        let mut g = vec![0.0f32; self.net.n_params()];
+        let mut s = vec![0.0f32; self.net.n_params()];
+        let n = t.batch.rows();
+        for (l, layer) in self.net.layers().iter().enumerate() {
+            let (out, inp) = (layer.output, layer.input);
+            let input = self.net.layer_input(&t.batch, l);
+            let w = layer.weights..layer.weights + out * inp;
+            match which {
+                Products::Gradient | Products::GradientThenScore => {
                     at_b(out, n, inp, &t.weighted[l], input, 1.0, &mut g[w.clone()]);
+                    if which == Products::GradientThenScore {
+                        at_b(out, n, inp, &t.deltas[l], input, 1.0, &mut s[w]);
+                    }
                 }
-                if matches!(which, Products::Score | Products::GradientThenScore) {
-                    at_b(out, n, inp, &t.deltas[l], input, 1.0, &mut s[w]);
-                } else if which == Products::Stacked {
+                Products::Stacked => {
                     let mut both = vec![0.0f32; 2 * out * inp];
                     at_b(2 * out, n, inp, &t.stacked[l], input, 0.0, &mut both);
                     let (bg, bs) = both.split_at(out * inp);
@@ -305,8 +318,8 @@ impl InnerProducts {
                     s[w].copy_from_slice(bs);
                 }
             }
-            std::hint::black_box((&g, &s));
-        });
+        }
+        (g, s)
     }
 }
 
@@ -340,7 +353,6 @@ pub fn table1(warmup: usize, rounds: usize) -> Result<Vec<Timing>, TrainError> {
     let mut jobs = trainer_jobs(&Nav2dFamily, &net, &params, &table1_variants(0))?;
     for which in [
         Products::Gradient,
-        Products::Score,
         Products::GradientThenScore,
         Products::Stacked,
     ] {
@@ -354,4 +366,57 @@ pub fn table1(warmup: usize, rounds: usize) -> Result<Vec<Timing>, TrainError> {
         });
     }
     time_rounds(&mut jobs, warmup, rounds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timed product sets compute the weight parts of what the inner step's
+    /// [`Net::accumulate`] computes, on the batches the trainer draws.
+    #[test]
+    fn the_timed_products_are_the_inner_steps() {
+        let net = Net::new(PolicyShape {
+            hidden: [8, 6],
+            ..table1_shape()
+        })
+        .unwrap();
+        let params = net.glorot_init(&mut Rng::new(2));
+        let mut cfg = table1_config(Algorithm::SgMrl, Order::First, 5);
+        cfg.tasks = 2;
+        cfg.recipe.episodes = 3;
+        cfg.recipe.horizon = 12;
+        let inner = InnerProducts::first_iteration(&Nav2dFamily, &net, &params, &cfg).unwrap();
+        assert_eq!(inner.tasks.len(), 2);
+        for t in &inner.tasks {
+            let p = net.n_params();
+            let (mut g, mut s) = (vec![0.0f32; p], vec![0.0f32; p]);
+            net.accumulate(
+                &params,
+                &mut t.batch.clone(),
+                &t.weights,
+                &mut g,
+                Some(&mut s),
+            );
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                for layer in net.layers() {
+                    let w = layer.weights..layer.weights + layer.input * layer.output;
+                    for (x, y) in a[w.clone()].iter().zip(&b[w]) {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                            "{what}: {x} vs {y}"
+                        );
+                    }
+                }
+            };
+            let (g1, s1) = inner.products(t, Products::Gradient);
+            close(&g1, &g, "gradient");
+            assert!(s1.iter().all(|&x| x == 0.0));
+            for which in [Products::GradientThenScore, Products::Stacked] {
+                let (g2, s2) = inner.products(t, which);
+                close(&g2, &g, which.name());
+                close(&s2, &s, which.name());
+            }
+        }
+    }
 }
