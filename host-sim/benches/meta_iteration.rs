@@ -27,7 +27,7 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for t in &timings {
         println!(
-            "{:>22}: wall median {:7.2} ms  min {:7.2} ms   CPU median {:7.2} ms",
+            "{:>25}: wall median {:7.2} ms  min {:7.2} ms   CPU median {:7.2} ms",
             t.name,
             ms(t.median()),
             ms(t.min()),
