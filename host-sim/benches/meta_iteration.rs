@@ -1,10 +1,13 @@
 //! One meta-iteration of full SG-MRL, MAML (2nd order), first-order SG-MRL and FO-MAML on
 //! the paper's Table 1 configuration (nav2d, 20 tasks × 20 episodes × 100 steps,
-//! 2→100→100→2 Gaussian MLP, ζ = 1), timed side by side in one run.
+//! 2→100→100→2 Gaussian MLP, ζ = 1), timed side by side in one run, with the inner step's
+//! weight-gradient products timed alone for the floor of the first-order ratio.
 //!
 //! `cargo bench -p sgmrl-host --bench meta_iteration [-- ROUNDS [THREADS]]`
 
-use sgmrl_host::bench;
+use std::time::Duration;
+
+use sgmrl_host::bench::{self, Products, Timing};
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
@@ -21,17 +24,17 @@ fn main() {
         rayon::current_num_threads()
     );
     let timings = bench::table1(2, rounds).expect("meta-iteration");
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for t in &timings {
         println!(
-            "{:>10}: wall median {:7.1} ms  min {:7.1} ms   CPU median {:7.1} ms",
+            "{:>25}: wall median {:7.2} ms  min {:7.2} ms   CPU median {:7.2} ms",
             t.name,
             ms(t.median()),
             ms(t.min()),
             ms(t.cpu_median())
         );
     }
-    let get = |name: &str, f: fn(&bench::Timing) -> std::time::Duration| {
+    let get = |name: &str, f: fn(&Timing) -> Duration| {
         timings
             .iter()
             .find(|t| t.name == name)
@@ -39,12 +42,9 @@ fn main() {
             .expect("variant")
     };
     for (what, f) in [
-        (
-            "wall medians",
-            bench::Timing::median as fn(&bench::Timing) -> _,
-        ),
-        ("wall minima ", bench::Timing::min),
-        ("CPU medians ", bench::Timing::cpu_median),
+        ("wall medians", Timing::median as fn(&Timing) -> _),
+        ("wall minima ", Timing::min),
+        ("CPU medians ", Timing::cpu_median),
     ] {
         println!(
             "ratios of {what}: sgmrl-2nd / maml-2nd = {:.3}   sgmrl-1st / maml-1st = {:.3}   \
@@ -53,6 +53,26 @@ fn main() {
             get("sgmrl-1st", f) / get("maml-1st", f),
             get("maml-2nd", f) / get("maml-1st", f),
             get("sgmrl-2nd-pre", f) / get("maml-2nd", f),
+        );
+    }
+    println!(
+        "floor of sgmrl-1st / maml-1st (target ≤ 1.02): 1 + (extra time of the score's weight-gradient \
+         product over the 20 inner batches D0) / (FO-MAML iteration), the extra product run after the \
+         gradient's (grad+score − grad) or stacked with it (stacked − grad):"
+    );
+    for (what, f) in [
+        ("wall medians", Timing::median as fn(&Timing) -> _),
+        ("CPU medians ", Timing::cpu_median),
+    ] {
+        let fo = get("maml-1st", f);
+        let grad = get(Products::Gradient.name(), f);
+        let after = 1.0 + (get(Products::GradientThenScore.name(), f) - grad) / fo;
+        let stacked = 1.0 + (get(Products::Stacked.name(), f) - grad) / fo;
+        println!(
+            "  {what}: after {after:.3}   stacked {stacked:.3}   → floor {:.3}   \
+             measured sgmrl-1st / maml-1st {:.3}",
+            after.min(stacked),
+            get("sgmrl-1st", f) / fo,
         );
     }
 }

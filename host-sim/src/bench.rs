@@ -4,12 +4,24 @@
 //! variants are run in interleaved rounds (A B C D, A B C D, …) so that the slow drifts of
 //! a shared machine hit all of them alike, and the median per variant is reported with
 //! its ratio to a reference variant. Only ratios measured in one run should be compared.
+//!
+//! Besides whole iterations, the Table 1 run times the weight-gradient products of the
+//! inner step alone ([`InnerProducts`]): FO-MAML's, and the one more that first-order
+//! SG-MRL needs for its score. The extra product's time over an FO-MAML iteration is the
+//! floor of the first-order ratio: no implementation that forms the score sum with this
+//! matrix product can be cheaper.
 
 use std::time::{Duration, Instant};
 
+use rayon::prelude::*;
+
+use crate::advantage;
 use crate::envs::{Nav2dFamily, TaskFamily};
-use crate::kernels::Net;
+use crate::gemm::at_b;
+use crate::kernels::{Batch, Net};
+use crate::meta::trainer::streams;
 use crate::meta::{Algorithm, ControlVariate, MetaConfig, MetaTrainer, Order, TrainError};
+use crate::sampler::{self, SampleSpec};
 use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::rng::Rng;
 
@@ -93,6 +105,63 @@ pub fn label(c: &MetaConfig) -> String {
     format!("{}-{o}{cv}", c.algorithm.name())
 }
 
+/// One thing timed once per round: a meta-iteration of a trainer, or a set of products.
+pub struct Job<'a> {
+    /// Label of the row.
+    pub name: String,
+    /// Runs it once.
+    pub run: Box<dyn FnMut() -> Result<(), TrainError> + 'a>,
+}
+
+/// Runs every job `warmup` times untimed, then `rounds` rounds of each job once in turn,
+/// timing each run (wall and process CPU time).
+pub fn time_rounds(
+    jobs: &mut [Job<'_>],
+    warmup: usize,
+    rounds: usize,
+) -> Result<Vec<Timing>, TrainError> {
+    for j in jobs.iter_mut() {
+        for _ in 0..warmup {
+            (j.run)()?;
+        }
+    }
+    let mut timings: Vec<Timing> = jobs
+        .iter()
+        .map(|j| Timing {
+            name: j.name.clone(),
+            samples: Vec::with_capacity(rounds),
+            cpu: Vec::with_capacity(rounds),
+        })
+        .collect();
+    for _ in 0..rounds {
+        for (j, timing) in jobs.iter_mut().zip(&mut timings) {
+            let (start, cpu) = (Instant::now(), process_cpu_time());
+            (j.run)()?;
+            timing.samples.push(start.elapsed());
+            timing.cpu.push(process_cpu_time().saturating_sub(cpu));
+        }
+    }
+    Ok(timings)
+}
+
+fn trainer_jobs<'a, F: TaskFamily + Clone + 'a>(
+    family: &F,
+    net: &Net,
+    params: &[f32],
+    configs: &[MetaConfig],
+) -> Result<Vec<Job<'a>>, TrainError> {
+    configs
+        .iter()
+        .map(|c| {
+            let mut t = MetaTrainer::new(*c, family.clone(), net.clone(), params.to_vec())?;
+            Ok(Job {
+                name: label(c),
+                run: Box::new(move || t.step().map(|_| ())),
+            })
+        })
+        .collect()
+}
+
 /// Times `rounds` meta-iterations ([`MetaTrainer::step`]) of each variant on `family`,
 /// after `warmup` untimed ones, interleaved round by round.
 pub fn time_variants<F: TaskFamily + Clone>(
@@ -104,32 +173,154 @@ pub fn time_variants<F: TaskFamily + Clone>(
 ) -> Result<Vec<Timing>, TrainError> {
     let net = Net::new(shape).map_err(|_| TrainError::Shape)?;
     let params = net.glorot_init(&mut Rng::new(0));
-    let mut trainers: Vec<MetaTrainer<F>> = configs
-        .iter()
-        .map(|c| MetaTrainer::new(*c, family.clone(), net.clone(), params.clone()))
-        .collect::<Result<_, _>>()?;
-    for t in &mut trainers {
-        for _ in 0..warmup {
-            t.step()?;
+    let mut jobs = trainer_jobs(family, &net, &params, configs)?;
+    time_rounds(&mut jobs, warmup, rounds)
+}
+
+/// Which weight-gradient products of the inner step [`InnerProducts::run`] does, on every
+/// layer `l` with per-row deltas `δ_l` and layer inputs `A_{l-1}` (`N` rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Products {
+    /// FO-MAML's inner gradient `Σ_rows (w ⊙ δ_l)ᵀ A_{l-1}`.
+    Gradient,
+    /// The gradient's product, then the bare extra product of first-order SG-MRL, the
+    /// score's `Σ_rows δ_lᵀ A_{l-1}`, on the inputs the first has just read (as in
+    /// [`Net::accumulate`]; timed alone, the 20 batches' rows would come from memory).
+    GradientThenScore,
+    /// Both as one product per layer with doubled output width (`[w ⊙ δ_l | δ_l]`).
+    Stacked,
+}
+
+impl Products {
+    /// Label of the timing row.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gradient => "inner grad products",
+            Self::GradientThenScore => "inner grad+score products",
+            Self::Stacked => "inner stacked products",
         }
     }
-    let mut timings: Vec<Timing> = configs
-        .iter()
-        .map(|c| Timing {
-            name: label(c),
-            samples: Vec::with_capacity(rounds),
-            cpu: Vec::with_capacity(rounds),
+}
+
+/// One task's inner batch `D_1` at `θ_0` with the rows its products read.
+struct InnerRows {
+    batch: Batch<f32>,
+    /// The row weights `w` (the tests check the products against the inner step's).
+    #[cfg(test)]
+    weights: Vec<f32>,
+    weighted: Vec<Vec<f32>>,
+    deltas: Vec<Vec<f32>>,
+    stacked: Vec<Vec<f32>>,
+}
+
+/// The inner batches of every task of one meta-iteration, with their deltas computed, so
+/// that the weight-gradient products ([`Products`]) can be timed alone on real data.
+pub struct InnerProducts {
+    net: Net,
+    tasks: Vec<InnerRows>,
+}
+
+impl InnerProducts {
+    /// The inner batches `D_1` of the first meta-iteration of `config` at `params`: the
+    /// tasks and batches [`MetaTrainer::step`] draws (same streams), with the recipe's
+    /// advantages as row weights.
+    pub fn first_iteration<F: TaskFamily>(
+        family: &F,
+        net: &Net,
+        params: &[f32],
+        config: &MetaConfig,
+    ) -> Result<Self, TrainError> {
+        let tasks = (0..config.tasks)
+            .map(|i| {
+                let i = i as u64;
+                let mut rng = Rng::derive(config.seed, &[streams::TRAIN, 0, i, streams::TASK]);
+                let task = family.sample_task(&mut rng);
+                let path = [streams::TRAIN, 0, i, 0];
+                let spec = SampleSpec {
+                    episodes: usize::from(config.recipe.episodes),
+                    horizon: usize::from(config.recipe.horizon),
+                    action_map: config.recipe.action,
+                    seed: config.seed,
+                    path: &path,
+                };
+                let mut ro = sampler::sample(family, &task, net, params, &spec)?;
+                let w = advantage::weights(&config.recipe, &ro)?;
+                let deltas = net.deltas(params, ro.batch_mut());
+                let weighted: Vec<Vec<f32>> = deltas
+                    .iter()
+                    .zip(net.layers())
+                    .map(|(d, layer)| {
+                        let mut x = d.clone();
+                        for (row, &w) in x.chunks_exact_mut(layer.output).zip(&w) {
+                            row.iter_mut().for_each(|v| *v *= w);
+                        }
+                        x
+                    })
+                    .collect();
+                let stacked = weighted
+                    .iter()
+                    .zip(&deltas)
+                    .zip(net.layers())
+                    .map(|((wd, d), layer)| {
+                        let out = layer.output;
+                        wd.chunks_exact(out)
+                            .zip(d.chunks_exact(out))
+                            .flat_map(|(a, b)| a.iter().chain(b).copied())
+                            .collect()
+                    })
+                    .collect();
+                Ok(InnerRows {
+                    batch: ro.batch().clone(),
+                    #[cfg(test)]
+                    weights: w,
+                    weighted,
+                    deltas,
+                    stacked,
+                })
+            })
+            .collect::<Result<_, TrainError>>()?;
+        Ok(Self {
+            net: net.clone(),
+            tasks,
         })
-        .collect();
-    for _ in 0..rounds {
-        for (t, timing) in trainers.iter_mut().zip(&mut timings) {
-            let (start, cpu) = (Instant::now(), process_cpu_time());
-            t.step()?;
-            timing.samples.push(start.elapsed());
-            timing.cpu.push(process_cpu_time().saturating_sub(cpu));
-        }
     }
-    Ok(timings)
+
+    /// Runs `which` for every task (in parallel, like the trainer), each into a fresh
+    /// gradient and score vector.
+    pub fn run(&self, which: Products) {
+        self.tasks.par_iter().for_each(|t| {
+            std::hint::black_box(self.products(t, which));
+        });
+    }
+
+    /// The weight parts of the gradient and the score of task `t` that `which` computes
+    /// (the score is all zeros for [`Products::Gradient`]).
+    fn products(&self, t: &InnerRows, which: Products) -> (Vec<f32>, Vec<f32>) {
+        let mut g = vec![0.0f32; self.net.n_params()];
+        let mut s = vec![0.0f32; self.net.n_params()];
+        let n = t.batch.rows();
+        for (l, layer) in self.net.layers().iter().enumerate() {
+            let (out, inp) = (layer.output, layer.input);
+            let input = self.net.layer_input(&t.batch, l);
+            let w = layer.weights..layer.weights + out * inp;
+            match which {
+                Products::Gradient | Products::GradientThenScore => {
+                    at_b(out, n, inp, &t.weighted[l], input, 1.0, &mut g[w.clone()]);
+                    if which == Products::GradientThenScore {
+                        at_b(out, n, inp, &t.deltas[l], input, 1.0, &mut s[w]);
+                    }
+                }
+                Products::Stacked => {
+                    let mut both = vec![0.0f32; 2 * out * inp];
+                    at_b(2 * out, n, inp, &t.stacked[l], input, 0.0, &mut both);
+                    let (bg, bs) = both.split_at(out * inp);
+                    g[w.clone()].copy_from_slice(bg);
+                    s[w].copy_from_slice(bs);
+                }
+            }
+        }
+        (g, s)
+    }
 }
 
 /// The Table 1 comparison: full SG-MRL, MAML, first-order SG-MRL and FO-MAML.
@@ -151,13 +342,81 @@ pub fn table1_variants(seed: u64) -> Vec<MetaConfig> {
     v
 }
 
-/// Times [`table1_variants`] on nav2d with the paper's policy.
+/// Times [`table1_variants`] on nav2d with the paper's policy, and the inner step's
+/// weight-gradient products of the first iteration's batches ([`Products`], rows named by
+/// [`Products::name`]), all interleaved.
 pub fn table1(warmup: usize, rounds: usize) -> Result<Vec<Timing>, TrainError> {
-    time_variants(
-        &Nav2dFamily,
-        table1_shape(),
-        &table1_variants(0),
-        warmup,
-        rounds,
-    )
+    let net = Net::new(table1_shape()).map_err(|_| TrainError::Shape)?;
+    let params = net.glorot_init(&mut Rng::new(0));
+    let fo = table1_config(Algorithm::SgMrl, Order::First, 0);
+    let inner = InnerProducts::first_iteration(&Nav2dFamily, &net, &params, &fo)?;
+    let mut jobs = trainer_jobs(&Nav2dFamily, &net, &params, &table1_variants(0))?;
+    for which in [
+        Products::Gradient,
+        Products::GradientThenScore,
+        Products::Stacked,
+    ] {
+        let inner = &inner;
+        jobs.push(Job {
+            name: which.name().to_string(),
+            run: Box::new(move || {
+                inner.run(which);
+                Ok(())
+            }),
+        });
+    }
+    time_rounds(&mut jobs, warmup, rounds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timed product sets compute the weight parts of what the inner step's
+    /// [`Net::accumulate`] computes, on the batches the trainer draws.
+    #[test]
+    fn the_timed_products_are_the_inner_steps() {
+        let net = Net::new(PolicyShape {
+            hidden: [8, 6],
+            ..table1_shape()
+        })
+        .unwrap();
+        let params = net.glorot_init(&mut Rng::new(2));
+        let mut cfg = table1_config(Algorithm::SgMrl, Order::First, 5);
+        cfg.tasks = 2;
+        cfg.recipe.episodes = 3;
+        cfg.recipe.horizon = 12;
+        let inner = InnerProducts::first_iteration(&Nav2dFamily, &net, &params, &cfg).unwrap();
+        assert_eq!(inner.tasks.len(), 2);
+        for t in &inner.tasks {
+            let p = net.n_params();
+            let (mut g, mut s) = (vec![0.0f32; p], vec![0.0f32; p]);
+            net.accumulate(
+                &params,
+                &mut t.batch.clone(),
+                &t.weights,
+                &mut g,
+                Some(&mut s),
+            );
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                for layer in net.layers() {
+                    let w = layer.weights..layer.weights + layer.input * layer.output;
+                    for (x, y) in a[w.clone()].iter().zip(&b[w]) {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                            "{what}: {x} vs {y}"
+                        );
+                    }
+                }
+            };
+            let (g1, s1) = inner.products(t, Products::Gradient);
+            close(&g1, &g, "gradient");
+            assert!(s1.iter().all(|&x| x == 0.0));
+            for which in [Products::GradientThenScore, Products::Stacked] {
+                let (g2, s2) = inner.products(t, which);
+                close(&g2, &g, which.name());
+                close(&s2, &s, which.name());
+            }
+        }
+    }
 }

@@ -14,8 +14,10 @@
 //! gradient     Σ_rows w·∇_{W_l} log π = (w ⊙ δ_l)ᵀ A_{l-1},  ∇_{b_l} = Σ_rows w ⊙ δ_l
 //! ```
 //! Every delta is linear in the head delta, so the `w`-weighted deltas are `w ⊙ δ` row by
-//! row: [`Net::accumulate`] produces the weighted gradient `Σ w ∇log π` and the score sum
-//! `Σ ∇log π` (weight 1) in one product per layer (the two delta matrices side by side).
+//! row: [`Net::accumulate`] produces the weighted gradient `Σ w ∇log π` and, if asked, the
+//! score sum `Σ ∇log π` (weight 1) in one sweep: the score's product runs on the unweighted
+//! `δ_l`, which are then weighted in place for the gradient's, so the score costs one product
+//! per layer and no memory beyond the gradient's.
 //!
 //! The Hessian-vector product `Σ_rows w ∇²log π · v` is Pearlmutter's R-operator
 //! (forward-over-reverse, hand-derived) with `R{·}` the directional derivative along `v`
@@ -437,59 +439,55 @@ impl Net {
             assert_eq!(s.len(), self.n_params);
         }
         let n = batch.rows;
-        let cols = if score.is_some() { 2 } else { 1 };
+        let nh = self.n_hidden();
         let mut scratch = core::mem::take(&mut batch.scratch);
-        let [stack, delta, tmp, ..] = scratch_bufs(&mut scratch);
-        for l in (0..self.layers.len()).rev() {
-            let layer = &self.layers[l];
+        let [rows, ..] = scratch_bufs(&mut scratch);
+        for (l, layer) in self.layers.iter().enumerate().rev() {
             let out = layer.output;
-            // Unweighted δ_l.
-            let d: &[T] = if l == self.n_hidden() {
-                &batch.head_grad
-            } else {
-                delta.resize(n * out, T::ZERO);
-                tanh_backward(&batch.back[l], &batch.hidden[l], delta);
-                delta
-            };
-            // Row r of `stack` is [w_r δ_r | δ_r]: one product gives both sums.
-            stack.resize(n * cols * out, T::ZERO);
-            for ((s, dr), &w) in stack
-                .chunks_exact_mut(cols * out)
-                .zip(d.chunks_exact(out))
-                .zip(weights)
-            {
-                let (sw, s1) = s.split_at_mut(out);
-                for (x, &y) in sw.iter_mut().zip(dr) {
-                    *x = w * y;
-                }
-                if cols == 2 {
-                    s1.copy_from_slice(dr);
-                }
-            }
             let input: &[T] = if l == 0 {
                 &batch.obs
             } else {
                 &batch.hidden[l - 1]
             };
-            if let Some(score) = score.as_deref_mut() {
-                tmp.resize(2 * out * layer.input, T::ZERO);
-                at_b(2 * out, n, layer.input, stack, input, T::ZERO, tmp);
-                let (tw, ts) = tmp.split_at(out * layer.input);
-                add_to(layer.w_mut(grad), tw);
-                add_to(layer.w_mut(score), ts);
-            } else {
-                at_b(out, n, layer.input, stack, input, T::ONE, layer.w_mut(grad));
-            }
-            let gb = layer.b_mut(grad);
-            for s in stack.chunks_exact(cols * out) {
-                add_to(gb, &s[..out]);
-            }
-            if let Some(score) = score.as_deref_mut() {
+            // The cached `G_l` and `A_l` of a hidden layer, whose δ_l = G_l ⊙ (1 − A_l²).
+            let tanh = (l < nh).then(|| (&batch.back[l][..], &batch.hidden[l][..]));
+            rows.resize(n * out, T::ZERO);
+            let from = if let Some(score) = score.as_deref_mut() {
+                // The score's product runs on the unweighted δ_l, which are then weighted in
+                // place for the gradient's: one more product than FO-MAML, no more memory.
                 let sb = layer.b_mut(score);
-                for s in stack.chunks_exact(2 * out) {
-                    add_to(sb, &s[out..]);
+                let d: &[T] = match tanh {
+                    Some((g, a)) => {
+                        for ((row, g), a) in rows
+                            .chunks_exact_mut(out)
+                            .zip(g.chunks_exact(out))
+                            .zip(a.chunks_exact(out))
+                        {
+                            tanh_backward(g, a, row);
+                            add_to(sb, row);
+                        }
+                        rows
+                    }
+                    None => {
+                        for r in batch.head_grad.chunks_exact(out) {
+                            add_to(sb, r);
+                        }
+                        &batch.head_grad
+                    }
+                };
+                at_b(out, n, layer.input, d, input, T::ONE, layer.w_mut(score));
+                match tanh {
+                    Some(_) => Rows::InPlace,
+                    None => Rows::Scale(&batch.head_grad),
                 }
-            }
+            } else {
+                match tanh {
+                    Some((g, a)) => Rows::Tanh(g, a),
+                    None => Rows::Scale(&batch.head_grad),
+                }
+            };
+            weigh_rows(from, weights, out, rows, layer.b_mut(grad));
+            at_b(out, n, layer.input, rows, input, T::ONE, layer.w_mut(grad));
         }
         if let Some(o) = self.log_std {
             let k = self.act_dim();
@@ -510,6 +508,40 @@ impl Net {
             }
         }
         batch.scratch = scratch;
+    }
+
+    /// The unweighted per-row deltas `δ_l = ∂log π/∂Z_l` of every layer (hidden layers
+    /// first, head last; `N × output` row-major each), from the backprop caches (filled
+    /// first if needed). `Σ_rows δ_lᵀ A_{l-1}` with [`Net::layer_input`] is the score's
+    /// weight part; [`Net::accumulate`] forms the same rows internally.
+    pub fn deltas<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) -> Vec<Vec<T>> {
+        self.backprop(params, batch);
+        let nh = self.n_hidden();
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(l, layer)| {
+                if l == nh {
+                    batch.head_grad.clone()
+                } else {
+                    let mut d = vec![T::ZERO; batch.rows * layer.output];
+                    tanh_backward(&batch.back[l], &batch.hidden[l], &mut d);
+                    d
+                }
+            })
+            .collect()
+    }
+
+    /// The input `A_{l-1}` of layer `l` for every row (`N × input` row-major): the
+    /// observations for the first layer, else the activations below. Needs the forward pass.
+    pub fn layer_input<'b, T: Scalar>(&self, batch: &'b Batch<T>, l: usize) -> &'b [T] {
+        assert!(batch.stage >= Stage::Forward, "layer_input before forward");
+        assert!(l < self.layers.len(), "no layer {l}");
+        if l == 0 {
+            &batch.obs
+        } else {
+            &batch.hidden[l - 1]
+        }
     }
 
     /// Adds `Σ_rows w_r ∇²_θ log π(a_r|s_r; θ) · dir` to `out` (R-operator; see the module
@@ -1004,6 +1036,44 @@ fn tanh_backward<T: Scalar>(g: &[T], a: &[T], delta: &mut [T]) {
     }
 }
 
+/// Where the weighted rows `w_r δ_r` of a layer come from.
+#[derive(Clone, Copy)]
+enum Rows<'a, T> {
+    /// The buffer already holds the unweighted `δ_r`.
+    InPlace,
+    /// `δ_r` is this matrix's row (the head delta).
+    Scale(&'a [T]),
+    /// `δ_r = G_r ⊙ (1 − A_r²)` from these `G` and `A`.
+    Tanh(&'a [T], &'a [T]),
+}
+
+/// Row `r` of `rows` (`N × out`) becomes `w_r δ_r`, and is added to `bias` while it is hot
+/// (the bias gradient `Σ_r w_r δ_r`, summed in row order).
+fn weigh_rows<T: Scalar>(
+    from: Rows<'_, T>,
+    weights: &[T],
+    out: usize,
+    rows: &mut [T],
+    bias: &mut [T],
+) {
+    for (r, (row, &w)) in rows.chunks_exact_mut(out).zip(weights).enumerate() {
+        let span = r * out..(r + 1) * out;
+        match from {
+            Rows::InPlace => row.iter_mut().for_each(|x| *x *= w),
+            Rows::Scale(d) => {
+                for (x, &y) in row.iter_mut().zip(&d[span]) {
+                    *x = w * y;
+                }
+            }
+            Rows::Tanh(g, a) => {
+                tanh_backward(&g[span.clone()], &a[span], row);
+                row.iter_mut().for_each(|x| *x *= w);
+            }
+        }
+        add_to(bias, row);
+    }
+}
+
 fn add_to<T: Scalar>(dst: &mut [T], src: &[T]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d += s;
@@ -1132,6 +1202,56 @@ pub(crate) mod tests {
             assert!(e < 1e-7, "{shape:?}: gradient rel. error {e}");
             let e = rel_err(&s, &fd(&ones));
             assert!(e < 1e-7, "{shape:?}: score rel. error {e}");
+        }
+    }
+
+    /// Asking for the score leaves the gradient bit for bit as it is, both sums add to what
+    /// `grad` and `score` hold, and [`Net::deltas`] with [`Net::layer_input`] rebuild the
+    /// score's layer part.
+    #[test]
+    fn the_score_keeps_the_gradient_and_deltas_rebuild_it() {
+        for (i, shape) in shapes().into_iter().enumerate() {
+            let net = Net::new(shape).unwrap();
+            let (params, mut batch, w) = random_case(&net, 9, 80 + i as u64);
+            let n = net.n_params();
+            let mut alone = vec![0.0; n];
+            net.accumulate(&params, &mut batch, &w, &mut alone, None);
+            let (mut g, mut s) = (vec![0.0; n], vec![0.0; n]);
+            net.accumulate(&params, &mut batch, &w, &mut g, Some(&mut s));
+            assert_eq!(g, alone, "{shape:?}");
+            let (mut g2, mut s2) = (g.clone(), s.clone());
+            net.accumulate(&params, &mut batch, &w, &mut g2, Some(&mut s2));
+            let double = |x: &[f64]| -> Vec<f64> { x.iter().map(|v| 2.0 * v).collect() };
+            assert!(
+                rel_err(&g2, &double(&g)) < 1e-14,
+                "{shape:?}: gradient adds"
+            );
+            assert!(rel_err(&s2, &double(&s)) < 1e-14, "{shape:?}: score adds");
+
+            let d = net.deltas(&params, &mut batch);
+            let mut rebuilt = vec![0.0; n];
+            for (l, layer) in net.layers().iter().enumerate() {
+                let wts = layer.weights..layer.weights + layer.input * layer.output;
+                let input = net.layer_input(&batch, l);
+                at_b(
+                    layer.output,
+                    batch.rows(),
+                    layer.input,
+                    &d[l],
+                    input,
+                    1.0,
+                    &mut rebuilt[wts],
+                );
+                for r in d[l].chunks_exact(layer.output) {
+                    add_to(&mut rebuilt[layer.bias..layer.bias + layer.output], r);
+                }
+            }
+            let end = net.layers().last().map_or(0, |h| h.bias + h.output);
+            let e = rel_err(&rebuilt[..end], &s[..end]);
+            assert!(
+                e < 1e-14,
+                "{shape:?}: deltas rebuild the score, rel. error {e}"
+            );
         }
     }
 

@@ -14,7 +14,12 @@
 //!
 //! Cost: with [`Order::Second`] each step is one fused pass of the batched kernels
 //! ([`super::chain_step`]): the score's per-row deltas join the HVP's own last product per
-//! layer, so full SG-MRL does the matrix products of second-order MAML and no more.
+//! layer, so full SG-MRL does the matrix products of second-order MAML and no more. With
+//! [`Order::First`] there is no later pass over `D_k` to fold into: `s_k` is formed in the
+//! inner step's gradient sweep ([`crate::kernels::Net::accumulate`], sharing its forward
+//! and backward caches), at the price of one more weight-gradient product per layer over
+//! `D_k` — the floor of first-order SG-MRL's cost over FO-MAML, which
+//! `cargo bench -p sgmrl-host --bench meta_iteration` measures.
 
 use super::{Order, StepOps, chain_step};
 use crate::gemm::Scalar;
