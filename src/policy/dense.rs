@@ -47,81 +47,66 @@ pub(crate) fn affine<W: Copy, T: Real>(
         );
     }
     let n = x.len();
-    if n == 0 {
-        for (o, &bi) in out.iter_mut().zip(b) {
-            *o = T::ZERO + conv(bi);
-        }
+    let rows = out
+        .len()
+        .min(b.len())
+        .min(w.len().checked_div(n).unwrap_or(usize::MAX));
+    let (Some(out), Some(b)) = (out.get_mut(..rows), b.get(..rows)) else {
         return;
-    }
-    // Four rows per pass: each block of `x` is loaded once for four rows.
-    let mut rows = w.chunks_exact(n.saturating_mul(4));
-    let (out4, out_rest) = out.as_chunks_mut::<4>();
-    let (b4, b_rest) = b.as_chunks::<4>();
-    for ((o, &[b0, b1, b2, b3]), quad) in out4.iter_mut().zip(b4).zip(rows.by_ref()) {
-        let Some((r01, r23)) = quad.split_at_checked(n.saturating_mul(2)) else {
-            return;
-        };
-        let (Some((r0, r1)), Some((r2, r3))) = (r01.split_at_checked(n), r23.split_at_checked(n))
-        else {
-            return;
-        };
-        let (s0, s1, s2, s3) = dot4(r0, r1, r2, r3, x, conv);
-        *o = [s0 + conv(b0), s1 + conv(b1), s2 + conv(b2), s3 + conv(b3)];
-    }
-    for ((o, &bi), r) in out_rest
-        .iter_mut()
-        .zip(b_rest)
-        .zip(rows.remainder().chunks_exact(n))
-    {
-        *o = dot1(r, x, conv) + conv(bi);
-    }
-}
-
-/// `Σ_i r_k[i]·x[i]` for the four rows `r_k`, each summed from 0 for `i = 0, 1, …` (rows
-/// and `x` of one length).
-#[inline(always)]
-fn dot4<W: Copy, T: Real>(
-    r0: &[W],
-    r1: &[W],
-    r2: &[W],
-    r3: &[W],
-    x: &[T],
-    conv: impl Fn(W) -> T + Copy,
-) -> (T, T, T, T) {
-    let (mut a0, mut a1, mut a2, mut a3) = (T::ZERO, T::ZERO, T::ZERO, T::ZERO);
+    };
+    // Column blocks: a block of `x` stays in registers while every row adds its part of
+    // the dot product to `out` (each row's sum still runs from column 0 up).
+    out.fill(T::ZERO);
     let (x8, x_tail) = x.as_chunks::<BLOCK>();
-    let (r08, r0t) = r0.as_chunks::<BLOCK>();
-    let (r18, r1t) = r1.as_chunks::<BLOCK>();
-    let (r28, r2t) = r2.as_chunks::<BLOCK>();
-    let (r38, r3t) = r3.as_chunks::<BLOCK>();
-    for ((((xb, w0), w1), w2), w3) in x8.iter().zip(r08).zip(r18).zip(r28).zip(r38) {
-        a0 = dot8(a0, w0, xb, conv);
-        a1 = dot8(a1, w1, xb, conv);
-        a2 = dot8(a2, w2, xb, conv);
-        a3 = dot8(a3, w3, xb, conv);
+    let (x16, x8) = x8.as_chunks::<2>();
+    let (x4, x1) = x_tail.as_chunks::<4>();
+    let mut col = 0;
+    for &[xa, xb] in x16 {
+        at_column(w, n, col, out.iter_mut(), pair, |[wa, wb], o| {
+            *o = dot8(dot8(*o, wa, &xa, conv), wb, &xb, conv);
+        });
+        col += 2 * BLOCK;
     }
-    for ((((&xi, &w0), &w1), &w2), &w3) in x_tail.iter().zip(r0t).zip(r1t).zip(r2t).zip(r3t) {
-        a0 += conv(w0) * xi;
-        a1 += conv(w1) * xi;
-        a2 += conv(w2) * xi;
-        a3 += conv(w3) * xi;
+    for &xa in x8 {
+        at_column(w, n, col, out.iter_mut(), one, |[wa], o| {
+            *o = dot8(*o, wa, &xa, conv);
+        });
+        col += BLOCK;
     }
-    (a0, a1, a2, a3)
-}
-
-/// `Σ_i r[i]·x[i]`, summed from 0 for `i = 0, 1, …` (`r` and `x` of one length).
-#[inline(always)]
-fn dot1<W: Copy, T: Real>(r: &[W], x: &[T], conv: impl Fn(W) -> T + Copy) -> T {
-    let mut acc = T::ZERO;
-    let (x8, x_tail) = x.as_chunks::<BLOCK>();
-    let (r8, r_tail) = r.as_chunks::<BLOCK>();
-    for (xb, wb) in x8.iter().zip(r8) {
-        acc = dot8(acc, wb, xb, conv);
+    for &[x0, x1, x2, x3] in x4 {
+        at_column(
+            w,
+            n,
+            col,
+            out.iter_mut(),
+            <[W]>::first_chunk::<4>,
+            |&[w0, w1, w2, w3], o| {
+                let mut acc = *o;
+                acc += conv(w0) * x0;
+                acc += conv(w1) * x1;
+                acc += conv(w2) * x2;
+                acc += conv(w3) * x3;
+                *o = acc;
+            },
+        );
+        col += 4;
     }
-    for (&xi, &wi) in x_tail.iter().zip(r_tail) {
-        acc += conv(wi) * xi;
+    for &x0 in x1 {
+        at_column(
+            w,
+            n,
+            col,
+            out.iter_mut(),
+            <[W]>::first_chunk::<1>,
+            |&[w0], o| {
+                *o += conv(w0) * x0;
+            },
+        );
+        col += 1;
     }
-    acc
+    for (o, &bi) in out.iter_mut().zip(b) {
+        *o += conv(bi);
+    }
 }
 
 /// `acc + w[0]·x[0] + … + w[7]·x[7]`, added left to right.
@@ -152,48 +137,52 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
         return add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
     }
     let n = y.len();
-    if n == 0 {
-        return;
+    // Column blocks: a block of `y` stays in registers while every row adds to it, so `y`
+    // is loaded and stored once, and each weight costs one load and one multiply-add.
+    let (y8, y_tail) = y.as_chunks_mut::<BLOCK>();
+    let (y16, y8) = y8.as_chunks_mut::<2>();
+    let (y4, y1) = y_tail.as_chunks_mut::<4>();
+    let mut col = 0;
+    for [ya, yb] in y16 {
+        let (mut a, mut b) = (*ya, *yb);
+        at_column(w, n, col, d, pair, |[wa, wb], &dk| {
+            axpy8(&mut a, wa, dk, conv);
+            axpy8(&mut b, wb, dk, conv);
+        });
+        (*ya, *yb) = (a, b);
+        col += 2 * BLOCK;
     }
-    // Four rows per pass: each block of `y` is loaded and stored once for four rows.
-    let mut rows = w.chunks_exact(n.saturating_mul(4));
-    let (d4, d_rest) = d.as_chunks::<4>();
-    for (quad, &[d0, d1, d2, d3]) in rows.by_ref().zip(d4) {
-        let Some((r01, r23)) = quad.split_at_checked(n.saturating_mul(2)) else {
-            return;
-        };
-        let (Some((r0, r1)), Some((r2, r3))) = (r01.split_at_checked(n), r23.split_at_checked(n))
-        else {
-            return;
-        };
-        let (y8, y_tail) = y.as_chunks_mut::<BLOCK>();
-        let (r08, r0t) = r0.as_chunks::<BLOCK>();
-        let (r18, r1t) = r1.as_chunks::<BLOCK>();
-        let (r28, r2t) = r2.as_chunks::<BLOCK>();
-        let (r38, r3t) = r3.as_chunks::<BLOCK>();
-        for ((((yb, w0), w1), w2), w3) in y8.iter_mut().zip(r08).zip(r18).zip(r28).zip(r38) {
-            axpy8(yb, w0, d0, conv);
-            axpy8(yb, w1, d1, conv);
-            axpy8(yb, w2, d2, conv);
-            axpy8(yb, w3, d3, conv);
-        }
-        let tails = y_tail.iter_mut().zip(r0t).zip(r1t).zip(r2t).zip(r3t);
-        for ((((yi, &w0), &w1), &w2), &w3) in tails {
-            *yi += conv(w0) * d0;
-            *yi += conv(w1) * d1;
-            *yi += conv(w2) * d2;
-            *yi += conv(w3) * d3;
-        }
+    for ya in y8 {
+        let mut a = *ya;
+        at_column(w, n, col, d, one, |[wa], &dk| axpy8(&mut a, wa, dk, conv));
+        *ya = a;
+        col += BLOCK;
     }
-    for (r, &dk) in rows.remainder().chunks_exact(n).zip(d_rest) {
-        let (y8, y_tail) = y.as_chunks_mut::<BLOCK>();
-        let (r8, rt) = r.as_chunks::<BLOCK>();
-        for (yb, wb) in y8.iter_mut().zip(r8) {
-            axpy8(yb, wb, dk, conv);
-        }
-        for (yi, &wi) in y_tail.iter_mut().zip(rt) {
-            *yi += conv(wi) * dk;
-        }
+    for ya in y4 {
+        let [mut a0, mut a1, mut a2, mut a3] = *ya;
+        at_column(
+            w,
+            n,
+            col,
+            d,
+            <[W]>::first_chunk::<4>,
+            |&[w0, w1, w2, w3], &dk| {
+                a0 += conv(w0) * dk;
+                a1 += conv(w1) * dk;
+                a2 += conv(w2) * dk;
+                a3 += conv(w3) * dk;
+            },
+        );
+        *ya = [a0, a1, a2, a3];
+        col += 4;
+    }
+    for yi in y1 {
+        let mut a = *yi;
+        at_column(w, n, col, d, <[W]>::first_chunk::<1>, |&[w0], &dk| {
+            a += conv(w0) * dk;
+        });
+        *yi = a;
+        col += 1;
     }
 }
 
@@ -216,66 +205,127 @@ fn axpy8<W: Copy, T: Real>(y: &mut [T; BLOCK], w: &[W; BLOCK], a: T, conv: impl 
 /// The weight gradient of a dense layer; rows beyond the shortest operand are skipped.
 pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
     let n = x.len();
-    if n == 0 {
-        return;
-    }
     if !UNROLLED {
-        for (row, &dk) in g.chunks_exact_mut(n).zip(d) {
-            for (gi, &xi) in row.iter_mut().zip(x) {
-                *gi += xi * dk;
+        if n > 0 {
+            for (row, &dk) in g.chunks_exact_mut(n).zip(d) {
+                for (gi, &xi) in row.iter_mut().zip(x) {
+                    *gi += xi * dk;
+                }
             }
         }
         return;
     }
-    // Four rows per pass: each block of `x` is loaded once for four rows.
-    let mut rows = g.chunks_exact_mut(n.saturating_mul(4));
-    let (d4, d_rest) = d.as_chunks::<4>();
+    // Column blocks: a block of `x` stays in registers while every row is updated, so each
+    // gradient scalar costs one load, one multiply-add and one store.
     let (x8, x_tail) = x.as_chunks::<BLOCK>();
-    for (quad, &[d0, d1, d2, d3]) in rows.by_ref().zip(d4) {
-        let Some((g01, g23)) = quad.split_at_mut_checked(n.saturating_mul(2)) else {
-            return;
-        };
-        let (Some((g0, g1)), Some((g2, g3))) =
-            (g01.split_at_mut_checked(n), g23.split_at_mut_checked(n))
-        else {
-            return;
-        };
-        let (g08, g0t) = g0.as_chunks_mut::<BLOCK>();
-        let (g18, g1t) = g1.as_chunks_mut::<BLOCK>();
-        let (g28, g2t) = g2.as_chunks_mut::<BLOCK>();
-        let (g38, g3t) = g3.as_chunks_mut::<BLOCK>();
-        let blocks = g08
-            .iter_mut()
-            .zip(g18.iter_mut())
-            .zip(g28.iter_mut())
-            .zip(g38.iter_mut());
-        for ((((b0, b1), b2), b3), xb) in blocks.zip(x8) {
-            axpy8(b0, xb, d0, |v| v);
-            axpy8(b1, xb, d1, |v| v);
-            axpy8(b2, xb, d2, |v| v);
-            axpy8(b3, xb, d3, |v| v);
-        }
-        let tails = g0t
-            .iter_mut()
-            .zip(g1t.iter_mut())
-            .zip(g2t.iter_mut())
-            .zip(g3t.iter_mut());
-        for ((((e0, e1), e2), e3), &xi) in tails.zip(x_tail) {
-            *e0 += xi * d0;
-            *e1 += xi * d1;
-            *e2 += xi * d2;
-            *e3 += xi * d3;
+    let (x16, x8) = x8.as_chunks::<2>();
+    let (x4, x1) = x_tail.as_chunks::<4>();
+    let mut col = 0;
+    // `x` by value: in registers for all rows.
+    for &[xa, xb] in x16 {
+        at_column_mut(g, n, col, d, pair_mut, |[ga, gb], &dk| {
+            axpy8(ga, &xa, dk, |v| v);
+            axpy8(gb, &xb, dk, |v| v);
+        });
+        col += 2 * BLOCK;
+    }
+    for &xa in x8 {
+        at_column_mut(g, n, col, d, one_mut, |[ga], &dk| axpy8(ga, &xa, dk, |v| v));
+        col += BLOCK;
+    }
+    for &[x0, x1, x2, x3] in x4 {
+        at_column_mut(
+            g,
+            n,
+            col,
+            d,
+            <[T]>::first_chunk_mut::<4>,
+            |[g0, g1, g2, g3], &dk| {
+                *g0 += x0 * dk;
+                *g1 += x1 * dk;
+                *g2 += x2 * dk;
+                *g3 += x3 * dk;
+            },
+        );
+        col += 4;
+    }
+    for &x0 in x1 {
+        at_column_mut(g, n, col, d, <[T]>::first_chunk_mut::<1>, |[g0], &dk| {
+            *g0 += x0 * dk;
+        });
+        col += 1;
+    }
+}
+
+/// Calls `f(block, item)` for each whole row of `w` (`n` columns) in order, zipped with
+/// `items`, where `block` is what `cut` makes of the row from column `col` on. Rows stop
+/// at the shorter of the two; none at all when the block does not fit in a row (`cut`
+/// must take at most `n − col` scalars).
+#[inline(always)]
+fn at_column<'w, W, B: 'w, I: IntoIterator>(
+    w: &'w [W],
+    n: usize,
+    col: usize,
+    items: I,
+    cut: impl Fn(&'w [W]) -> Option<&'w B>,
+    mut f: impl FnMut(&'w B, I::Item),
+) {
+    if n.checked_sub(col)
+        .is_none_or(|left| left < size_of::<B>() / size_of::<W>().max(1))
+    {
+        return;
+    }
+    for (row, item) in w.chunks_exact(n).zip(items) {
+        if let Some(block) = row.get(col..).and_then(&cut) {
+            f(block, item);
         }
     }
-    for (row, &dk) in rows.into_remainder().chunks_exact_mut(n).zip(d_rest) {
-        let (r8, rt) = row.as_chunks_mut::<BLOCK>();
-        for (b, xb) in r8.iter_mut().zip(x8) {
-            axpy8(b, xb, dk, |v| v);
-        }
-        for (e, &xi) in rt.iter_mut().zip(x_tail) {
-            *e += xi * dk;
+}
+
+/// [`at_column`] over a mutable matrix.
+#[inline(always)]
+fn at_column_mut<'w, W, B: 'w, I: IntoIterator>(
+    w: &'w mut [W],
+    n: usize,
+    col: usize,
+    items: I,
+    cut: impl Fn(&'w mut [W]) -> Option<&'w mut B>,
+    mut f: impl FnMut(&'w mut B, I::Item),
+) {
+    if n.checked_sub(col)
+        .is_none_or(|left| left < size_of::<B>() / size_of::<W>().max(1))
+    {
+        return;
+    }
+    for (row, item) in w.chunks_exact_mut(n).zip(items) {
+        if let Some(block) = row.get_mut(col..).and_then(&cut) {
+            f(block, item);
         }
     }
+}
+
+/// The first two blocks of a row.
+#[inline(always)]
+fn pair<W>(row: &[W]) -> Option<&[[W; BLOCK]; 2]> {
+    row.as_chunks::<BLOCK>().0.first_chunk::<2>()
+}
+
+/// The first block of a row.
+#[inline(always)]
+fn one<W>(row: &[W]) -> Option<&[[W; BLOCK]; 1]> {
+    row.as_chunks::<BLOCK>().0.first_chunk::<1>()
+}
+
+/// [`pair`], mutable.
+#[inline(always)]
+fn pair_mut<W>(row: &mut [W]) -> Option<&mut [[W; BLOCK]; 2]> {
+    row.as_chunks_mut::<BLOCK>().0.first_chunk_mut::<2>()
+}
+
+/// [`one`], mutable.
+#[inline(always)]
+fn one_mut<W>(row: &mut [W]) -> Option<&mut [[W; BLOCK]; 1]> {
+    row.as_chunks_mut::<BLOCK>().0.first_chunk_mut::<1>()
 }
 
 /// [`affine`] over weights and biases read one at a time (same arithmetic, same bits).

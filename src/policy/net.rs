@@ -637,16 +637,21 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
         net.head.backprop(dz, a1, d1);
     }
 
-    // Each increment is δ_o·x_i or δ_o: all finite iff every δ is finite and
-    // max|δ|·max|x| is.
+    // Each increment is δ_o·x_i or δ_o. A hidden layer's output is a tanh, |a| ≤ 1, so
+    // its products are finite when the deltas are; the observation is checked by size.
     let x_head = head_input(obs, a1, a2);
+    let head_x_is_tanh = net.l1.is_some();
     let log_std_increments_finite = match action {
         Action::Index(_) => true,
-        Action::Real(_) => z.iter().all(|&r| (weight * (r * r - T::ONE)).is_finite()),
+        Action::Real(_) => all_finite(z.iter().map(|&r| weight * (r * r - T::ONE))),
     };
     if !(increments_finite(d1, obs)
-        && increments_finite(d2, a1)
-        && increments_finite(dz, x_head)
+        && all_finite(d2.iter().copied())
+        && if head_x_is_tanh {
+            all_finite(dz.iter().copied())
+        } else {
+            increments_finite(dz, x_head)
+        }
         && log_std_increments_finite)
     {
         return Err(PolicyError::NonFiniteOutput);
@@ -681,10 +686,20 @@ fn abs<T: Real>(x: T) -> T {
     if x < T::ZERO { -x } else { x }
 }
 
-/// True when every `δ_o` and every product `δ_o·x_i` is finite.
+/// True when every `δ_o` and every product `δ_o·x_i` is finite: with `s = max_i |x_i|`,
+/// that is every `δ_o` and every `δ_o·s` (the largest product of each row in size).
 fn increments_finite<T: Real>(delta: &[T], x: &[T]) -> bool {
-    let max_abs = |v: &[T]| v.iter().fold(T::ZERO, |m, &e| m.max(abs(e)));
-    delta.iter().all(|d| d.is_finite()) && (max_abs(delta) * max_abs(x)).is_finite()
+    let s = x.iter().fold(T::ZERO, |m, &e| m.max(abs(e)));
+    delta
+        .iter()
+        .fold(T::ZERO, |acc, &d| acc + d * T::ZERO + (d * s) * T::ZERO)
+        .is_finite()
+}
+
+/// True when every value is finite: `Σ v·0` is NaN exactly when some `v` is NaN or
+/// infinite (one multiply-add per value, no branch).
+fn all_finite<T: Real>(values: impl Iterator<Item = T>) -> bool {
+    values.fold(T::ZERO, |acc, v| acc + v * T::ZERO).is_finite()
 }
 
 /// Adds one dense layer's gradient: `δ xᵀ` to its weights `gw` (row-major), `δ` to its
