@@ -38,22 +38,33 @@ pub(crate) fn affine<W: Copy, T: Real>(
     out: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
-    if !UNROLLED {
-        return affine_values(
-            w.iter().map(|&v| conv(v)),
-            b.iter().map(|&v| conv(v)),
-            x,
-            out,
-        );
-    }
-    let n = x.len();
-    let rows = out
-        .len()
-        .min(b.len())
-        .min(w.len().checked_div(n).unwrap_or(usize::MAX));
-    let (Some(out), Some(b)) = (out.get_mut(..rows), b.get(..rows)) else {
+    let Some(out) = out.get_mut(..b.len().min(out.len())) else {
         return;
     };
+    let rows = mul(w, x, out, conv);
+    for (o, &bi) in out.iter_mut().zip(b).take(rows) {
+        *o += conv(bi);
+    }
+}
+
+/// `out[o] = Σ_i W[o][i]·x[i]` with `W` row-major in `w` (`out.len()` rows of `x.len()`),
+/// each row summed from 0 for `i = 0, 1, …`; returns the number of rows computed (the
+/// whole rows `w` and `out` both have: outputs beyond them are left as they were).
+pub(crate) fn mul<W: Copy, T: Real>(
+    w: &[W],
+    x: &[T],
+    out: &mut [T],
+    conv: impl Fn(W) -> T + Copy,
+) -> usize {
+    let n = x.len();
+    let rows = out.len().min(w.len().checked_div(n).unwrap_or(usize::MAX));
+    let Some(out) = out.get_mut(..rows) else {
+        return 0;
+    };
+    if !UNROLLED {
+        mul_values(w.iter().map(|&v| conv(v)), x, out);
+        return rows;
+    }
     // Column blocks: a block of `x` stays in registers while every row adds its part of
     // the dot product to `out` (each row's sum still runs from column 0 up).
     out.fill(T::ZERO);
@@ -104,9 +115,7 @@ pub(crate) fn affine<W: Copy, T: Real>(
         );
         col += 1;
     }
-    for (o, &bi) in out.iter_mut().zip(b) {
-        *o += conv(bi);
-    }
+    rows
 }
 
 /// `acc + w[0]·x[0] + … + w[7]·x[7]`, added left to right.
@@ -336,13 +345,25 @@ pub(crate) fn affine_values<T: Real>(
     out: &mut [T],
 ) {
     for (o, bi) in out.iter_mut().zip(b) {
-        let mut acc = T::ZERO;
-        // `x` first: zip then stops without pulling the next row's first weight.
-        for (&xi, wi) in x.iter().zip(w.by_ref()) {
-            acc += wi * xi;
-        }
-        *o = acc + bi;
+        *o = dot_values(&mut w, x) + bi;
     }
+}
+
+/// [`mul`] over weights read one at a time (same arithmetic, same bits).
+pub(crate) fn mul_values<T: Real>(mut w: impl Iterator<Item = T>, x: &[T], out: &mut [T]) {
+    for o in out.iter_mut() {
+        *o = dot_values(&mut w, x);
+    }
+}
+
+/// `Σ_i w_i·x[i]` over the next `x.len()` weights, summed from 0 for `i = 0, 1, …`.
+fn dot_values<T: Real>(w: &mut impl Iterator<Item = T>, x: &[T]) -> T {
+    let mut acc = T::ZERO;
+    // `x` first: zip then stops without pulling the next row's first weight.
+    for (&xi, wi) in x.iter().zip(w) {
+        acc += wi * xi;
+    }
+    acc
 }
 
 /// [`add_transposed`] over weights read one at a time (same arithmetic, same bits).

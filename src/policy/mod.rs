@@ -231,6 +231,13 @@ pub trait ParamSource<T: Real>: Copy {
         dense::affine_values(self.values(), bias.values(), x, out);
     }
 
+    /// `out = W·x`: [`affine`](ParamSource::affine) without the bias, for callers that
+    /// add it in a pass of their own (`out[o] = Σ_i W[o][i]·x[i]`, each row summed from 0
+    /// for `i = 0, 1, …`). Same size rules and default.
+    fn mul_vec(self, x: &[T], out: &mut [T]) {
+        dense::mul_values(self.values(), x, out);
+    }
+
     /// `y += Wᵀ·d` for a dense layer whose weights `W` are these scalars (row-major,
     /// `d.len()` rows of `y.len()`): for each row `o` in turn, `y[i] += W[o][i]·d[o]`.
     /// Backpropagates the layer's output deltas `d` to its input. Same size rules and
@@ -255,6 +262,9 @@ impl<T: Real> ParamSource<T> for &[T] {
     }
     fn affine(self, bias: Self, x: &[T], out: &mut [T]) {
         dense::affine(self, bias, x, out, |w| w);
+    }
+    fn mul_vec(self, x: &[T], out: &mut [T]) {
+        dense::mul(self, x, out, |w| w);
     }
     fn add_transposed(self, d: &[T], y: &mut [T]) {
         dense::add_transposed(self, d, y, |w| w);
@@ -303,6 +313,22 @@ impl<'a> LeF32s<'a> {
         bytemuck::try_cast_slice(self.bytes).ok()
     }
 
+    /// True when `T` scalars are read through [`scalars`](Self::scalars) rather than
+    /// [`words`](Self::words): `T` is `f32` and the target is little-endian (an `f32` then
+    /// *is* its little-endian bytes).
+    fn as_slice_of<T: Real>() -> bool {
+        cfg!(target_endian = "little") && T::slice_from_f32(&[]).is_some()
+    }
+
+    /// The scalars as a slice of `T` when [`as_slice_of`](Self::as_slice_of) and the bytes
+    /// are word-aligned: dense layers then run the very code of parameters in RAM.
+    fn scalars<T: Real>(&self) -> Option<&'a [T]> {
+        if !Self::as_slice_of::<T>() {
+            return None;
+        }
+        T::slice_from_f32(bytemuck::try_cast_slice(self.bytes).ok()?)
+    }
+
     /// Scalar `i`, if in range.
     pub fn get(&self, i: usize) -> Option<f32> {
         self.bytes
@@ -333,14 +359,35 @@ impl<'a, T: Real> ParamSource<T> for LeF32s<'a> {
             .map(|b| T::from_f32(f32::from_le_bytes(*b)))
     }
     fn affine(self, bias: Self, x: &[T], out: &mut [T]) {
+        if let (Some(w), Some(b)) = (self.scalars::<T>(), bias.scalars::<T>()) {
+            return w.affine(b, x, out);
+        }
         match (self.words(), bias.words()) {
-            (Some(w), Some(b)) if dense::UNROLLED => dense::affine(w, b, x, out, le_word),
+            (Some(w), Some(b)) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::affine(w, b, x, out, le_word)
+            }
             _ => dense::affine_values(self.values(), bias.values(), x, out),
         }
     }
-    fn add_transposed(self, d: &[T], y: &mut [T]) {
+    fn mul_vec(self, x: &[T], out: &mut [T]) {
+        if let Some(w) = self.scalars::<T>() {
+            return w.mul_vec(x, out);
+        }
         match self.words() {
-            Some(w) if dense::UNROLLED => dense::add_transposed(w, d, y, le_word),
+            Some(w) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::mul(w, x, out, le_word);
+            }
+            _ => dense::mul_values(ParamSource::<T>::values(self), x, out),
+        }
+    }
+    fn add_transposed(self, d: &[T], y: &mut [T]) {
+        if let Some(w) = self.scalars::<T>() {
+            return w.add_transposed(d, y);
+        }
+        match self.words() {
+            Some(w) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::add_transposed(w, d, y, le_word)
+            }
             _ => dense::add_transposed_values(ParamSource::<T>::values(self), d, y),
         }
     }

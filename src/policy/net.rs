@@ -236,14 +236,27 @@ struct Dense<S> {
 }
 
 impl<S> Dense<S> {
-    /// `out = W·x + b`, checking each output is finite (which also catches any non-finite
-    /// weight or bias: it makes its row's sum non-finite).
-    fn forward<T: Real>(self, x: &[T], out: &mut [T]) -> Result<(), PolicyError>
+    /// `out = f(W·x + b)` element-wise, checking each `W·x + b` is finite before `f` (which
+    /// also catches any non-finite weight or bias: it makes its row's sum non-finite). The
+    /// bias, the check and `f` share one pass over `out`.
+    fn forward<T: Real>(
+        self,
+        x: &[T],
+        out: &mut [T],
+        f: impl Fn(T) -> T,
+    ) -> Result<(), PolicyError>
     where
         S: ParamSource<T>,
     {
-        self.w.affine(self.b, x, out);
-        if out.iter().all(|o| o.is_finite()) {
+        self.w.mul_vec(x, out);
+        // NaN exactly when some output is NaN or infinite.
+        let mut check = T::ZERO;
+        for (o, b) in out.iter_mut().zip(self.b.values()) {
+            let z = *o + b;
+            check += z * T::ZERO;
+            *o = f(z);
+        }
+        if check.is_finite() {
             Ok(())
         } else {
             Err(PolicyError::NonFiniteOutput)
@@ -324,14 +337,12 @@ impl<S> Net<S> {
         S: ParamSource<T>,
     {
         if let Some(l1) = self.l1 {
-            l1.forward(obs, a1)?;
-            a1.iter_mut().for_each(|a| *a = a.tanh());
+            l1.forward(obs, a1, T::tanh)?;
         }
         if let Some(l2) = self.l2 {
-            l2.forward(a1, a2)?;
-            a2.iter_mut().for_each(|a| *a = a.tanh());
+            l2.forward(a1, a2, T::tanh)?;
         }
-        self.head.forward(head_input(obs, a1, a2), z)
+        self.head.forward(head_input(obs, a1, a2), z, |v| v)
     }
 }
 
