@@ -66,72 +66,82 @@ pub(crate) fn mul<W: Copy, T: Real>(
         return rows;
     }
     // Column blocks: a block of `x` stays in registers while every row adds its part of
-    // the dot product to `out` (each row's sum still runs from column 0 up).
+    // the dot product to `out` (each row's sum still runs from column 0 up). Rows go in
+    // pairs through the widest blocks; an odd last row is summed on its own.
     out.fill(T::ZERO);
-    let (x8, x_tail) = x.as_chunks::<BLOCK>();
-    let (x16, x8) = x8.as_chunks::<2>();
+    let (w, last_w) = even_and_last(w, n, rows);
+    let Some((out, last_out)) = out.split_at_mut_checked(rows & !1) else {
+        return 0;
+    };
+    let last = last_w.zip(last_out.first_mut());
+    let (x16, x_tail) = x.as_chunks::<WIDE>();
     let (x4, x1) = x_tail.as_chunks::<4>();
     let mut col = 0;
-    for &[xa, xb] in x16 {
-        at_column(w, n, col, out.iter_mut(), pair, |[wa, wb], o| {
-            *o = dot8(dot8(*o, wa, &xa, conv), wb, &xb, conv);
+    for &xb in x16 {
+        let [xa, xb] = halves(xb);
+        let outs = out.as_chunks_mut::<2>().0;
+        at_column_pairs(w, n, col, outs, pair, |[wa0, wb0], [wa1, wb1], o| {
+            *o = dot8x2(dot8x2(*o, wa0, wa1, &xa, conv), wb0, wb1, &xb, conv);
         });
-        col += 2 * BLOCK;
-    }
-    for &xa in x8 {
-        at_column(w, n, col, out.iter_mut(), one, |[wa], o| {
-            *o = dot8(*o, wa, &xa, conv);
-        });
-        col += BLOCK;
+        col += WIDE;
     }
     for &[x0, x1, x2, x3] in x4 {
-        at_column(
-            w,
-            n,
-            col,
-            out.iter_mut(),
-            <[W]>::first_chunk::<4>,
-            |&[w0, w1, w2, w3], o| {
-                let mut acc = *o;
-                acc += conv(w0) * x0;
-                acc += conv(w1) * x1;
-                acc += conv(w2) * x2;
-                acc += conv(w3) * x3;
-                *o = acc;
-            },
-        );
+        at_column(w, n, col, out.iter_mut(), quad, |&[w0, w1, w2, w3], o| {
+            let mut acc = *o;
+            acc += conv(w0) * x0;
+            acc += conv(w1) * x1;
+            acc += conv(w2) * x2;
+            acc += conv(w3) * x3;
+            *o = acc;
+        });
         col += 4;
     }
     for &x0 in x1 {
-        at_column(
-            w,
-            n,
-            col,
-            out.iter_mut(),
-            <[W]>::first_chunk::<1>,
-            |&[w0], o| {
-                *o += conv(w0) * x0;
-            },
-        );
+        at_column(w, n, col, out.iter_mut(), single, |&[w0], o| {
+            *o += conv(w0) * x0;
+        });
         col += 1;
+    }
+    if let Some((row, o)) = last {
+        *o = dot_values(&mut row.iter().map(|&v| conv(v)), x);
     }
     rows
 }
 
-/// `acc + w[0]·x[0] + … + w[7]·x[7]`, added left to right.
+/// Columns per wide block: two blocks of [`BLOCK`].
+const WIDE: usize = 2 * BLOCK;
+
+/// `acc[0] + u[0]·x[0] + … + u[7]·x[7]` and `acc[1] + v[0]·x[0] + … + v[7]·x[7]`, each
+/// added left to right; the two rows interleaved, so few weights wait in registers.
 #[inline(always)]
-fn dot8<W: Copy, T: Real>(mut acc: T, w: &[W; BLOCK], x: &[T; BLOCK], conv: impl Fn(W) -> T) -> T {
-    let [w0, w1, w2, w3, w4, w5, w6, w7] = *w;
+fn dot8x2<W: Copy, T: Real>(
+    acc: [T; 2],
+    u: &[W; BLOCK],
+    v: &[W; BLOCK],
+    x: &[T; BLOCK],
+    conv: impl Fn(W) -> T,
+) -> [T; 2] {
+    let [mut a, mut b] = acc;
+    let [u0, u1, u2, u3, u4, u5, u6, u7] = *u;
+    let [v0, v1, v2, v3, v4, v5, v6, v7] = *v;
     let [x0, x1, x2, x3, x4, x5, x6, x7] = *x;
-    acc += conv(w0) * x0;
-    acc += conv(w1) * x1;
-    acc += conv(w2) * x2;
-    acc += conv(w3) * x3;
-    acc += conv(w4) * x4;
-    acc += conv(w5) * x5;
-    acc += conv(w6) * x6;
-    acc += conv(w7) * x7;
-    acc
+    a += conv(u0) * x0;
+    b += conv(v0) * x0;
+    a += conv(u1) * x1;
+    b += conv(v1) * x1;
+    a += conv(u2) * x2;
+    b += conv(v2) * x2;
+    a += conv(u3) * x3;
+    b += conv(v3) * x3;
+    a += conv(u4) * x4;
+    b += conv(v4) * x4;
+    a += conv(u5) * x5;
+    b += conv(v5) * x5;
+    a += conv(u6) * x6;
+    b += conv(v6) * x6;
+    a += conv(u7) * x7;
+    b += conv(v7) * x7;
+    [a, b]
 }
 
 /// `y += Wᵀ·d` with `W` row-major in `w` (`d.len()` rows of `y.len()`): for each row `o`
@@ -147,51 +157,52 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     }
     let n = y.len();
     // Column blocks: a block of `y` stays in registers while every row adds to it, so `y`
-    // is loaded and stored once, and each weight costs one load and one multiply-add.
-    let (y8, y_tail) = y.as_chunks_mut::<BLOCK>();
-    let (y16, y8) = y8.as_chunks_mut::<2>();
+    // is loaded and stored once, and each weight costs one load and one multiply-add. Rows
+    // go in pairs through the widest blocks; an odd last row is added after all others.
+    let rows = whole_rows(w.len(), n, d.len());
+    let (w, last_w) = even_and_last(w, n, rows);
+    let Some((d, last_d)) = d.split_at_checked(rows & !1) else {
+        return;
+    };
+    let last = last_w.zip(last_d.first());
+    let (y16, y_tail) = y.as_chunks_mut::<WIDE>();
     let (y4, y1) = y_tail.as_chunks_mut::<4>();
     let mut col = 0;
-    for [ya, yb] in y16 {
-        let (mut a, mut b) = (*ya, *yb);
-        at_column(w, n, col, d, pair, |[wa, wb], &dk| {
-            axpy8(&mut a, wa, dk, conv);
-            axpy8(&mut b, wb, dk, conv);
+    for yb in y16 {
+        let [mut a, mut b] = halves(*yb);
+        let ds = d.as_chunks::<2>().0;
+        at_column_pairs(w, n, col, ds, pair, |[wa0, wb0], [wa1, wb1], &[d0, d1]| {
+            axpy8(&mut a, wa0, d0, conv);
+            axpy8(&mut b, wb0, d0, conv);
+            axpy8(&mut a, wa1, d1, conv);
+            axpy8(&mut b, wb1, d1, conv);
         });
-        (*ya, *yb) = (a, b);
-        col += 2 * BLOCK;
-    }
-    for ya in y8 {
-        let mut a = *ya;
-        at_column(w, n, col, d, one, |[wa], &dk| axpy8(&mut a, wa, dk, conv));
-        *ya = a;
-        col += BLOCK;
+        *yb = join(a, b);
+        col += WIDE;
     }
     for ya in y4 {
         let [mut a0, mut a1, mut a2, mut a3] = *ya;
-        at_column(
-            w,
-            n,
-            col,
-            d,
-            <[W]>::first_chunk::<4>,
-            |&[w0, w1, w2, w3], &dk| {
-                a0 += conv(w0) * dk;
-                a1 += conv(w1) * dk;
-                a2 += conv(w2) * dk;
-                a3 += conv(w3) * dk;
-            },
-        );
+        at_column(w, n, col, d, quad, |&[w0, w1, w2, w3], &dk| {
+            a0 += conv(w0) * dk;
+            a1 += conv(w1) * dk;
+            a2 += conv(w2) * dk;
+            a3 += conv(w3) * dk;
+        });
         *ya = [a0, a1, a2, a3];
         col += 4;
     }
     for yi in y1 {
         let mut a = *yi;
-        at_column(w, n, col, d, <[W]>::first_chunk::<1>, |&[w0], &dk| {
+        at_column(w, n, col, d, single, |&[w0], &dk| {
             a += conv(w0) * dk;
         });
         *yi = a;
         col += 1;
+    }
+    if let Some((row, &dk)) = last {
+        for (yi, &wi) in y.iter_mut().zip(row) {
+            *yi += conv(wi) * dk;
+        }
     }
 }
 
@@ -225,51 +236,103 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
         return;
     }
     // Column blocks: a block of `x` stays in registers while every row is updated, so each
-    // gradient scalar costs one load, one multiply-add and one store.
-    let (x8, x_tail) = x.as_chunks::<BLOCK>();
-    let (x16, x8) = x8.as_chunks::<2>();
+    // gradient scalar costs one load, one multiply-add and one store. Rows go in pairs
+    // through the widest blocks; an odd last row is updated on its own.
+    let rows = whole_rows(g.len(), n, d.len());
+    let (g, last_g) = even_and_last_mut(g, n, rows);
+    let Some((d, last_d)) = d.split_at_checked(rows & !1) else {
+        return;
+    };
+    let last = last_g.zip(last_d.first());
+    let (x16, x_tail) = x.as_chunks::<WIDE>();
     let (x4, x1) = x_tail.as_chunks::<4>();
     let mut col = 0;
-    // `x` by value: in registers for all rows.
-    for &[xa, xb] in x16 {
-        at_column_mut(g, n, col, d, pair_mut, |[ga, gb], &dk| {
-            axpy8(ga, &xa, dk, |v| v);
-            axpy8(gb, &xb, dk, |v| v);
+    for &xb in x16 {
+        // By value: in registers for all rows.
+        let [xa, xb] = halves(xb);
+        let ds = d.as_chunks::<2>().0;
+        at_column_pairs_mut(g, n, col, ds, pair_mut, |[ga0, gb0], [ga1, gb1], &[d0, d1]| {
+            axpy8(ga0, &xa, d0, |v| v);
+            axpy8(gb0, &xb, d0, |v| v);
+            axpy8(ga1, &xa, d1, |v| v);
+            axpy8(gb1, &xb, d1, |v| v);
         });
-        col += 2 * BLOCK;
-    }
-    for &xa in x8 {
-        at_column_mut(g, n, col, d, one_mut, |[ga], &dk| axpy8(ga, &xa, dk, |v| v));
-        col += BLOCK;
+        col += WIDE;
     }
     for &[x0, x1, x2, x3] in x4 {
-        at_column_mut(
-            g,
-            n,
-            col,
-            d,
-            <[T]>::first_chunk_mut::<4>,
-            |[g0, g1, g2, g3], &dk| {
-                *g0 += x0 * dk;
-                *g1 += x1 * dk;
-                *g2 += x2 * dk;
-                *g3 += x3 * dk;
-            },
-        );
+        at_column_mut(g, n, col, d, quad_mut, |[g0, g1, g2, g3], &dk| {
+            *g0 += x0 * dk;
+            *g1 += x1 * dk;
+            *g2 += x2 * dk;
+            *g3 += x3 * dk;
+        });
         col += 4;
     }
     for &x0 in x1 {
-        at_column_mut(g, n, col, d, <[T]>::first_chunk_mut::<1>, |[g0], &dk| {
+        at_column_mut(g, n, col, d, single_mut, |[g0], &dk| {
             *g0 += x0 * dk;
         });
         col += 1;
     }
+    if let Some((row, &dk)) = last {
+        for (gi, &xi) in row.iter_mut().zip(x) {
+            *gi += xi * dk;
+        }
+    }
+}
+
+/// The first `rows` whole rows of `w` (`n` columns each, `rows ≤ w.len() / n`): an even
+/// number of them, for [`at_column_pairs`], and the last one when `rows` is odd.
+#[inline(always)]
+fn even_and_last<W>(w: &[W], n: usize, rows: usize) -> (&[W], Option<&[W]>) {
+    let even = rows & !1;
+    let Some((pairs, rest)) = w.split_at_checked(even.saturating_mul(n)) else {
+        return (&[], None);
+    };
+    (pairs, if rows > even { rest.get(..n) } else { None })
+}
+
+/// [`even_and_last`] of a mutable matrix.
+#[inline(always)]
+fn even_and_last_mut<W>(w: &mut [W], n: usize, rows: usize) -> (&mut [W], Option<&mut [W]>) {
+    let even = rows & !1;
+    let Some((pairs, rest)) = w.split_at_mut_checked(even.saturating_mul(n)) else {
+        return (&mut [], None);
+    };
+    (pairs, if rows > even { rest.get_mut(..n) } else { None })
+}
+
+/// Number of whole rows of `w` (`n` columns each; none when `n` is 0) with an item.
+#[inline(always)]
+fn whole_rows(w_len: usize, n: usize, items: usize) -> usize {
+    items.min(w_len.checked_div(n).unwrap_or(0))
+}
+
+/// The two halves of a wide block.
+#[inline(always)]
+fn halves<T: Copy>(b: [T; WIDE]) -> [[T; BLOCK]; 2] {
+    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = b;
+    [[a0, a1, a2, a3, a4, a5, a6, a7], [b0, b1, b2, b3, b4, b5, b6, b7]]
+}
+
+/// A wide block from its halves.
+#[inline(always)]
+fn join<T: Copy>(a: [T; BLOCK], b: [T; BLOCK]) -> [T; WIDE] {
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = a;
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = b;
+    [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7]
+}
+
+/// True when a block of `B` (scalars of `W`) starting at column `col` fits in a row of `n`.
+#[inline(always)]
+fn fits<W, B>(n: usize, col: usize) -> bool {
+    let width = size_of::<B>() / size_of::<W>().max(1);
+    n.checked_sub(col).is_some_and(|left| left >= width.max(1))
 }
 
 /// Calls `f(block, item)` for each whole row of `w` (`n` columns) in order, zipped with
 /// `items`, where `block` is what `cut` makes of the row from column `col` on. Rows stop
-/// at the shorter of the two; none at all when the block does not fit in a row (`cut`
-/// must take at most `n − col` scalars).
+/// at the shorter of the two; none at all when a block of `B` does not fit in a row.
 #[inline(always)]
 fn at_column<'w, W, B: 'w, I: IntoIterator>(
     w: &'w [W],
@@ -279,9 +342,7 @@ fn at_column<'w, W, B: 'w, I: IntoIterator>(
     cut: impl Fn(&'w [W]) -> Option<&'w B>,
     mut f: impl FnMut(&'w B, I::Item),
 ) {
-    if n.checked_sub(col)
-        .is_none_or(|left| left < size_of::<B>() / size_of::<W>().max(1))
-    {
+    if !fits::<W, B>(n, col) {
         return;
     }
     for (row, item) in w.chunks_exact(n).zip(items) {
@@ -301,9 +362,7 @@ fn at_column_mut<'w, W, B: 'w, I: IntoIterator>(
     cut: impl Fn(&'w mut [W]) -> Option<&'w mut B>,
     mut f: impl FnMut(&'w mut B, I::Item),
 ) {
-    if n.checked_sub(col)
-        .is_none_or(|left| left < size_of::<B>() / size_of::<W>().max(1))
-    {
+    if !fits::<W, B>(n, col) {
         return;
     }
     for (row, item) in w.chunks_exact_mut(n).zip(items) {
@@ -313,16 +372,63 @@ fn at_column_mut<'w, W, B: 'w, I: IntoIterator>(
     }
 }
 
-/// The first two blocks of a row.
+/// [`at_column`] over rows taken two at a time: `f(block of row 2k, block of row 2k + 1,
+/// item k)`.
+#[inline(always)]
+fn at_column_pairs<'w, W, B: 'w, I: IntoIterator>(
+    w: &'w [W],
+    n: usize,
+    col: usize,
+    items: I,
+    cut: impl Fn(&'w [W]) -> Option<&'w B>,
+    mut f: impl FnMut(&'w B, &'w B, I::Item),
+) {
+    if !fits::<W, B>(n, col) {
+        return;
+    }
+    for (rows, item) in w.chunks_exact(n.saturating_mul(2)).zip(items) {
+        let Some((r0, r1)) = rows.split_at_checked(n) else {
+            return;
+        };
+        if let (Some(b0), Some(b1)) = (
+            r0.get(col..).and_then(&cut),
+            r1.get(col..).and_then(&cut),
+        ) {
+            f(b0, b1, item);
+        }
+    }
+}
+
+/// [`at_column_pairs`] over a mutable matrix.
+#[inline(always)]
+fn at_column_pairs_mut<'w, W, B: 'w, I: IntoIterator>(
+    w: &'w mut [W],
+    n: usize,
+    col: usize,
+    items: I,
+    cut: impl Fn(&'w mut [W]) -> Option<&'w mut B>,
+    mut f: impl FnMut(&'w mut B, &'w mut B, I::Item),
+) {
+    if !fits::<W, B>(n, col) {
+        return;
+    }
+    for (rows, item) in w.chunks_exact_mut(n.saturating_mul(2)).zip(items) {
+        let Some((r0, r1)) = rows.split_at_mut_checked(n) else {
+            return;
+        };
+        if let (Some(b0), Some(b1)) = (
+            r0.get_mut(col..).and_then(&cut),
+            r1.get_mut(col..).and_then(&cut),
+        ) {
+            f(b0, b1, item);
+        }
+    }
+}
+
+/// The first wide block of a row, as two blocks.
 #[inline(always)]
 fn pair<W>(row: &[W]) -> Option<&[[W; BLOCK]; 2]> {
     row.as_chunks::<BLOCK>().0.first_chunk::<2>()
-}
-
-/// The first block of a row.
-#[inline(always)]
-fn one<W>(row: &[W]) -> Option<&[[W; BLOCK]; 1]> {
-    row.as_chunks::<BLOCK>().0.first_chunk::<1>()
 }
 
 /// [`pair`], mutable.
@@ -331,10 +437,28 @@ fn pair_mut<W>(row: &mut [W]) -> Option<&mut [[W; BLOCK]; 2]> {
     row.as_chunks_mut::<BLOCK>().0.first_chunk_mut::<2>()
 }
 
-/// [`one`], mutable.
+/// The first four scalars of a row.
 #[inline(always)]
-fn one_mut<W>(row: &mut [W]) -> Option<&mut [[W; BLOCK]; 1]> {
-    row.as_chunks_mut::<BLOCK>().0.first_chunk_mut::<1>()
+fn quad<W>(row: &[W]) -> Option<&[W; 4]> {
+    row.first_chunk::<4>()
+}
+
+/// [`quad`], mutable.
+#[inline(always)]
+fn quad_mut<W>(row: &mut [W]) -> Option<&mut [W; 4]> {
+    row.first_chunk_mut::<4>()
+}
+
+/// The first scalar of a row.
+#[inline(always)]
+fn single<W>(row: &[W]) -> Option<&[W; 1]> {
+    row.first_chunk::<1>()
+}
+
+/// [`single`], mutable.
+#[inline(always)]
+fn single_mut<W>(row: &mut [W]) -> Option<&mut [W; 1]> {
+    row.first_chunk_mut::<1>()
 }
 
 /// [`affine`] over weights and biases read one at a time (same arithmetic, same bits).
