@@ -74,17 +74,21 @@ pub(crate) fn mul<W: Copy, T: Real>(
         return 0;
     };
     let last = last_w.zip(last_out.first_mut());
-    let (x16, x_tail) = x.as_chunks::<WIDE>();
-    let (x4, x1) = x_tail.as_chunks::<4>();
+    let (xq, x1) = x.as_chunks::<4>();
+    let (xw, xq) = xq.as_chunks::<QUADS>();
     let mut col = 0;
-    for &xb in x16 {
-        let [xa, xb] = halves(xb);
+    for &[q0, q1, q2, q3, q4] in xw {
         let outs = out.as_chunks_mut::<2>().0;
-        at_column_pairs(w, n, col, outs, pair, |[wa0, wb0], [wa1, wb1], o| {
-            *o = dot8x2(dot8x2(*o, wa0, wa1, &xa, conv), wb0, wb1, &xb, conv);
+        at_column_pairs(w, n, col, outs, wide, |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], o| {
+            let a = dot4x2(*o, u0, v0, &q0, conv);
+            let a = dot4x2(a, u1, v1, &q1, conv);
+            let a = dot4x2(a, u2, v2, &q2, conv);
+            let a = dot4x2(a, u3, v3, &q3, conv);
+            *o = dot4x2(a, u4, v4, &q4, conv);
         });
         col += WIDE;
     }
+    let x4 = xq;
     for &[x0, x1, x2, x3] in x4 {
         at_column(w, n, col, out.iter_mut(), quad, |&[w0, w1, w2, w3], o| {
             let mut acc = *o;
@@ -108,23 +112,25 @@ pub(crate) fn mul<W: Copy, T: Real>(
     rows
 }
 
-/// Columns per wide block: two blocks of [`BLOCK`].
-const WIDE: usize = 2 * BLOCK;
+/// Blocks of four columns per wide block.
+const QUADS: usize = 5;
+/// Columns per wide block.
+const WIDE: usize = 4 * QUADS;
 
-/// `acc[0] + u[0]·x[0] + … + u[7]·x[7]` and `acc[1] + v[0]·x[0] + … + v[7]·x[7]`, each
-/// added left to right; the two rows interleaved, so few weights wait in registers.
+/// `[a, b] + [Σ u[k]·x[k], Σ v[k]·x[k]]` over a block of four columns, each row added
+/// left to right.
 #[inline(always)]
-fn dot8x2<W: Copy, T: Real>(
+fn dot4x2<W: Copy, T: Real>(
     acc: [T; 2],
-    u: &[W; BLOCK],
-    v: &[W; BLOCK],
-    x: &[T; BLOCK],
+    u: &[W; 4],
+    v: &[W; 4],
+    x: &[T; 4],
     conv: impl Fn(W) -> T,
 ) -> [T; 2] {
     let [mut a, mut b] = acc;
-    let [u0, u1, u2, u3, u4, u5, u6, u7] = *u;
-    let [v0, v1, v2, v3, v4, v5, v6, v7] = *v;
-    let [x0, x1, x2, x3, x4, x5, x6, x7] = *x;
+    let [u0, u1, u2, u3] = *u;
+    let [v0, v1, v2, v3] = *v;
+    let [x0, x1, x2, x3] = *x;
     a += conv(u0) * x0;
     b += conv(v0) * x0;
     a += conv(u1) * x1;
@@ -133,15 +139,30 @@ fn dot8x2<W: Copy, T: Real>(
     b += conv(v2) * x2;
     a += conv(u3) * x3;
     b += conv(v3) * x3;
-    a += conv(u4) * x4;
-    b += conv(v4) * x4;
-    a += conv(u5) * x5;
-    b += conv(v5) * x5;
-    a += conv(u6) * x6;
-    b += conv(v6) * x6;
-    a += conv(u7) * x7;
-    b += conv(v7) * x7;
     [a, b]
+}
+
+/// `y[k] += w[k]·a` for a block of four columns.
+#[inline(always)]
+fn axpy4<W: Copy, T: Real>(y: &mut [T; 4], w: &[W; 4], a: T, conv: impl Fn(W) -> T) {
+    let [w0, w1, w2, w3] = *w;
+    let [y0, y1, y2, y3] = y;
+    *y0 += conv(w0) * a;
+    *y1 += conv(w1) * a;
+    *y2 += conv(w2) * a;
+    *y3 += conv(w3) * a;
+}
+
+/// The first wide block of a row, as blocks of four.
+#[inline(always)]
+fn wide<W>(row: &[W]) -> Option<&[[W; 4]; QUADS]> {
+    row.as_chunks::<4>().0.first_chunk::<QUADS>()
+}
+
+/// [`wide`], mutable.
+#[inline(always)]
+fn wide_mut<W>(row: &mut [W]) -> Option<&mut [[W; 4]; QUADS]> {
+    row.as_chunks_mut::<4>().0.first_chunk_mut::<QUADS>()
 }
 
 /// `y += Wᵀ·d` with `W` row-major in `w` (`d.len()` rows of `y.len()`): for each row `o`
@@ -165,19 +186,25 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
         return;
     };
     let last = last_w.zip(last_d.first());
-    let (y16, y_tail) = y.as_chunks_mut::<WIDE>();
-    let (y4, y1) = y_tail.as_chunks_mut::<4>();
+    let (yq, y1) = y.as_chunks_mut::<4>();
+    let (yw, y4) = yq.as_chunks_mut::<QUADS>();
     let mut col = 0;
-    for yb in y16 {
-        let [mut a, mut b] = halves(*yb);
+    for yb in yw {
+        let [mut a0, mut a1, mut a2, mut a3, mut a4] = *yb;
         let ds = d.as_chunks::<2>().0;
-        at_column_pairs(w, n, col, ds, pair, |[wa0, wb0], [wa1, wb1], &[d0, d1]| {
-            axpy8(&mut a, wa0, d0, conv);
-            axpy8(&mut b, wb0, d0, conv);
-            axpy8(&mut a, wa1, d1, conv);
-            axpy8(&mut b, wb1, d1, conv);
+        at_column_pairs(w, n, col, ds, wide, |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], &[d0, d1]| {
+            axpy4(&mut a0, u0, d0, conv);
+            axpy4(&mut a1, u1, d0, conv);
+            axpy4(&mut a2, u2, d0, conv);
+            axpy4(&mut a3, u3, d0, conv);
+            axpy4(&mut a4, u4, d0, conv);
+            axpy4(&mut a0, v0, d1, conv);
+            axpy4(&mut a1, v1, d1, conv);
+            axpy4(&mut a2, v2, d1, conv);
+            axpy4(&mut a3, v3, d1, conv);
+            axpy4(&mut a4, v4, d1, conv);
         });
-        *yb = join(a, b);
+        *yb = [a0, a1, a2, a3, a4];
         col += WIDE;
     }
     for ya in y4 {
@@ -206,21 +233,6 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     }
 }
 
-/// `y[k] += w[k]·a` for the 8 entries of a block.
-#[inline(always)]
-fn axpy8<W: Copy, T: Real>(y: &mut [T; BLOCK], w: &[W; BLOCK], a: T, conv: impl Fn(W) -> T) {
-    let [w0, w1, w2, w3, w4, w5, w6, w7] = *w;
-    let [y0, y1, y2, y3, y4, y5, y6, y7] = y;
-    *y0 += conv(w0) * a;
-    *y1 += conv(w1) * a;
-    *y2 += conv(w2) * a;
-    *y3 += conv(w3) * a;
-    *y4 += conv(w4) * a;
-    *y5 += conv(w5) * a;
-    *y6 += conv(w6) * a;
-    *y7 += conv(w7) * a;
-}
-
 /// `g += d·xᵀ` with `g` row-major (`d.len()` rows of `x.len()`): `g[o][i] += x[i]·d[o]`.
 /// The weight gradient of a dense layer; rows beyond the shortest operand are skipped.
 pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
@@ -244,18 +256,23 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
         return;
     };
     let last = last_g.zip(last_d.first());
-    let (x16, x_tail) = x.as_chunks::<WIDE>();
-    let (x4, x1) = x_tail.as_chunks::<4>();
+    let (xq, x1) = x.as_chunks::<4>();
+    let (xw, x4) = xq.as_chunks::<QUADS>();
     let mut col = 0;
-    for &xb in x16 {
-        // By value: in registers for all rows.
-        let [xa, xb] = halves(xb);
+    // By value: in registers for all rows.
+    for &[q0, q1, q2, q3, q4] in xw {
         let ds = d.as_chunks::<2>().0;
-        at_column_pairs_mut(g, n, col, ds, pair_mut, |[ga0, gb0], [ga1, gb1], &[d0, d1]| {
-            axpy8(ga0, &xa, d0, |v| v);
-            axpy8(gb0, &xb, d0, |v| v);
-            axpy8(ga1, &xa, d1, |v| v);
-            axpy8(gb1, &xb, d1, |v| v);
+        at_column_pairs_mut(g, n, col, ds, wide_mut, |[g0, g1, g2, g3, g4], [h0, h1, h2, h3, h4], &[d0, d1]| {
+            axpy4(g0, &q0, d0, |v| v);
+            axpy4(g1, &q1, d0, |v| v);
+            axpy4(g2, &q2, d0, |v| v);
+            axpy4(g3, &q3, d0, |v| v);
+            axpy4(g4, &q4, d0, |v| v);
+            axpy4(h0, &q0, d1, |v| v);
+            axpy4(h1, &q1, d1, |v| v);
+            axpy4(h2, &q2, d1, |v| v);
+            axpy4(h3, &q3, d1, |v| v);
+            axpy4(h4, &q4, d1, |v| v);
         });
         col += WIDE;
     }
@@ -306,21 +323,6 @@ fn even_and_last_mut<W>(w: &mut [W], n: usize, rows: usize) -> (&mut [W], Option
 #[inline(always)]
 fn whole_rows(w_len: usize, n: usize, items: usize) -> usize {
     items.min(w_len.checked_div(n).unwrap_or(0))
-}
-
-/// The two halves of a wide block.
-#[inline(always)]
-fn halves<T: Copy>(b: [T; WIDE]) -> [[T; BLOCK]; 2] {
-    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = b;
-    [[a0, a1, a2, a3, a4, a5, a6, a7], [b0, b1, b2, b3, b4, b5, b6, b7]]
-}
-
-/// A wide block from its halves.
-#[inline(always)]
-fn join<T: Copy>(a: [T; BLOCK], b: [T; BLOCK]) -> [T; WIDE] {
-    let [a0, a1, a2, a3, a4, a5, a6, a7] = a;
-    let [b0, b1, b2, b3, b4, b5, b6, b7] = b;
-    [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7]
 }
 
 /// True when a block of `B` (scalars of `W`) starting at column `col` fits in a row of `n`.
@@ -423,18 +425,6 @@ fn at_column_pairs_mut<'w, W, B: 'w, I: IntoIterator>(
             f(b0, b1, item);
         }
     }
-}
-
-/// The first wide block of a row, as two blocks.
-#[inline(always)]
-fn pair<W>(row: &[W]) -> Option<&[[W; BLOCK]; 2]> {
-    row.as_chunks::<BLOCK>().0.first_chunk::<2>()
-}
-
-/// [`pair`], mutable.
-#[inline(always)]
-fn pair_mut<W>(row: &mut [W]) -> Option<&mut [[W; BLOCK]; 2]> {
-    row.as_chunks_mut::<BLOCK>().0.first_chunk_mut::<2>()
 }
 
 /// The first four scalars of a row.
