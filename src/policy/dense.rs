@@ -90,7 +90,7 @@ pub(crate) fn mul<W: Copy, T: Real>(
     }
     let x4 = xq;
     for &[x0, x1, x2, x3] in x4 {
-        at_column(w, n, col, out.iter_mut(), quad, |&[w0, w1, w2, w3], o| {
+        at_column(w, n, col, out.iter_mut(), first::<W, 4>, |&[w0, w1, w2, w3], o| {
             let mut acc = *o;
             acc += conv(w0) * x0;
             acc += conv(w1) * x1;
@@ -100,8 +100,18 @@ pub(crate) fn mul<W: Copy, T: Real>(
         });
         col += 4;
     }
+    let (x2, x1) = x1.as_chunks::<2>();
+    for &[x0, x1] in x2 {
+        at_column(w, n, col, out.iter_mut(), first::<W, 2>, |&[w0, w1], o| {
+            let mut acc = *o;
+            acc += conv(w0) * x0;
+            acc += conv(w1) * x1;
+            *o = acc;
+        });
+        col += 2;
+    }
     for &x0 in x1 {
-        at_column(w, n, col, out.iter_mut(), single, |&[w0], o| {
+        at_column(w, n, col, out.iter_mut(), first::<W, 1>, |&[w0], o| {
             *o += conv(w0) * x0;
         });
         col += 1;
@@ -209,7 +219,7 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     }
     for ya in y4 {
         let [mut a0, mut a1, mut a2, mut a3] = *ya;
-        at_column(w, n, col, d, quad, |&[w0, w1, w2, w3], &dk| {
+        at_column(w, n, col, d, first::<W, 4>, |&[w0, w1, w2, w3], &dk| {
             a0 += conv(w0) * dk;
             a1 += conv(w1) * dk;
             a2 += conv(w2) * dk;
@@ -220,7 +230,7 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     }
     for yi in y1 {
         let mut a = *yi;
-        at_column(w, n, col, d, single, |&[w0], &dk| {
+        at_column(w, n, col, d, first::<W, 1>, |&[w0], &dk| {
             a += conv(w0) * dk;
         });
         *yi = a;
@@ -277,7 +287,7 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
         col += WIDE;
     }
     for &[x0, x1, x2, x3] in x4 {
-        at_column_mut(g, n, col, d, quad_mut, |[g0, g1, g2, g3], &dk| {
+        at_column_mut(g, n, col, d, first_mut::<T, 4>, |[g0, g1, g2, g3], &dk| {
             *g0 += x0 * dk;
             *g1 += x1 * dk;
             *g2 += x2 * dk;
@@ -285,8 +295,16 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
         });
         col += 4;
     }
+    let (x2, x1) = x1.as_chunks::<2>();
+    for &[x0, x1] in x2 {
+        at_column_mut(g, n, col, d, first_mut::<T, 2>, |[g0, g1], &dk| {
+            *g0 += x0 * dk;
+            *g1 += x1 * dk;
+        });
+        col += 2;
+    }
     for &x0 in x1 {
-        at_column_mut(g, n, col, d, single_mut, |[g0], &dk| {
+        at_column_mut(g, n, col, d, first_mut::<T, 1>, |[g0], &dk| {
             *g0 += x0 * dk;
         });
         col += 1;
@@ -427,28 +445,16 @@ fn at_column_pairs_mut<'w, W, B: 'w, I: IntoIterator>(
     }
 }
 
-/// The first four scalars of a row.
+/// The first `K` scalars of a row.
 #[inline(always)]
-fn quad<W>(row: &[W]) -> Option<&[W; 4]> {
-    row.first_chunk::<4>()
+fn first<W, const K: usize>(row: &[W]) -> Option<&[W; K]> {
+    row.first_chunk::<K>()
 }
 
-/// [`quad`], mutable.
+/// [`first`], mutable.
 #[inline(always)]
-fn quad_mut<W>(row: &mut [W]) -> Option<&mut [W; 4]> {
-    row.first_chunk_mut::<4>()
-}
-
-/// The first scalar of a row.
-#[inline(always)]
-fn single<W>(row: &[W]) -> Option<&[W; 1]> {
-    row.first_chunk::<1>()
-}
-
-/// [`single`], mutable.
-#[inline(always)]
-fn single_mut<W>(row: &mut [W]) -> Option<&mut [W; 1]> {
-    row.first_chunk_mut::<1>()
+fn first_mut<W, const K: usize>(row: &mut [W]) -> Option<&mut [W; K]> {
+    row.first_chunk_mut::<K>()
 }
 
 /// [`affine`] over weights and biases read one at a time (same arithmetic, same bits).
