@@ -25,8 +25,12 @@ use crate::math::Real;
 /// Columns per unrolled block.
 pub(crate) const BLOCK: usize = 8;
 
-/// Whether the unrolled loops are compiled in: everywhere but soft-float ARM.
-pub(crate) const UNROLLED: bool = !cfg!(all(target_arch = "arm", target_abi = "eabi"));
+/// Whether the target has a floating-point unit: everywhere but soft-float ARM
+/// (`target_abi = "eabi"`: the M0, M3).
+pub(crate) const HARD_FLOAT: bool = !cfg!(all(target_arch = "arm", target_abi = "eabi"));
+
+/// Whether the unrolled loops are compiled in: with a floating-point unit.
+pub(crate) const UNROLLED: bool = HARD_FLOAT;
 
 /// `out[o] = (Σ_i W[o][i]·x[i]) + b[o]` with `W` row-major in `w` (`out.len()` rows of
 /// `x.len()`), each row summed from 0 for `i = 0, 1, …`, then the bias added. With sizes

@@ -323,7 +323,8 @@ impl<'a> LeF32s<'a> {
     /// The scalars as a slice of `T` when [`as_slice_of`](Self::as_slice_of) and the bytes
     /// are word-aligned: dense layers then run the very code of parameters in RAM.
     fn scalars<T: Real>(&self) -> Option<&'a [T]> {
-        if !Self::as_slice_of::<T>() {
+        // Soft-float cores run the plain loops, which read bytes as well as words.
+        if !(Self::as_slice_of::<T>() && dense::UNROLLED) {
             return None;
         }
         T::slice_from_f32(bytemuck::try_cast_slice(self.bytes).ok()?)

@@ -249,14 +249,13 @@ impl<S> Dense<S> {
         S: ParamSource<T>,
     {
         self.w.mul_vec(x, out);
-        // NaN exactly when some output is NaN or infinite.
-        let mut check = T::ZERO;
+        let mut check = Finite::new();
         for (o, b) in out.iter_mut().zip(self.b.values()) {
             let z = *o + b;
-            check += z * T::ZERO;
+            check.see(z);
             *o = f(z);
         }
-        if check.is_finite() {
+        if check.ok() {
             Ok(())
         } else {
             Err(PolicyError::NonFiniteOutput)
@@ -701,16 +700,44 @@ fn abs<T: Real>(x: T) -> T {
 /// that is every `δ_o` and every `δ_o·s` (the largest product of each row in size).
 fn increments_finite<T: Real>(delta: &[T], x: &[T]) -> bool {
     let s = x.iter().fold(T::ZERO, |m, &e| m.max(abs(e)));
-    delta
-        .iter()
-        .fold(T::ZERO, |acc, &d| acc + d * T::ZERO + (d * s) * T::ZERO)
-        .is_finite()
+    let mut check = Finite::new();
+    for &d in delta {
+        check.see(d);
+        check.see(d * s);
+    }
+    check.ok()
 }
 
-/// True when every value is finite: `Σ v·0` is NaN exactly when some `v` is NaN or
-/// infinite (one multiply-add per value, no branch).
+/// True when every value is finite.
 fn all_finite<T: Real>(values: impl Iterator<Item = T>) -> bool {
-    values.fold(T::ZERO, |acc, v| acc + v * T::ZERO).is_finite()
+    let mut check = Finite::new();
+    values.for_each(|v| check.see(v));
+    check.ok()
+}
+
+/// Whether every value seen was finite. With an FPU as `Σ v·0`, which is NaN exactly when
+/// some `v` is NaN or infinite (one multiply-add per value, no branch); on soft-float
+/// cores with `is_finite` (bit tests instead of two float calls per value).
+#[derive(Clone, Copy)]
+struct Finite<T>(T);
+
+impl<T: Real> Finite<T> {
+    fn new() -> Self {
+        Self(T::ZERO)
+    }
+
+    #[inline(always)]
+    fn see(&mut self, v: T) {
+        if super::dense::HARD_FLOAT {
+            self.0 += v * T::ZERO;
+        } else if !v.is_finite() {
+            self.0 = v;
+        }
+    }
+
+    fn ok(self) -> bool {
+        self.0.is_finite()
+    }
 }
 
 /// Adds one dense layer's gradient: `δ xᵀ` to its weights `gw` (row-major), `δ` to its
