@@ -189,10 +189,10 @@ pub fn tanh_f32(x: f32) -> f32 {
     const Q: [f32; 4] = [4.678_395e-1, 2.619_225e-2, 3.423_652_4e-4, 8.598_750_6e-7];
     let [p1, p2, p3, p4] = P;
     let [q1, q2, q3, q4] = Q;
-    // The clamp to ±TANH_CLAMP, as one comparison (the same values as `clamp_to`: NaN and
-    // ±0 pass unchanged).
+    // The clamp to ±TANH_CLAMP as one comparison and a rarely taken branch (the same
+    // values as `clamp_to`: NaN and ±0 pass unchanged).
     let x = if x.abs() > TANH_CLAMP {
-        TANH_CLAMP.copysign(x)
+        tanh_saturated(x)
     } else {
         x
     };
@@ -200,6 +200,14 @@ pub fn tanh_f32(x: f32) -> f32 {
     let p = (((p4 * t + p3) * t + p2) * t + p1) * t + 1.0;
     let q = (((q4 * t + q3) * t + q2) * t + q1) * t + 1.0;
     x * p / q
+}
+
+/// `±TANH_CLAMP` with the sign of `x`: out of line, so that the common case is a branch
+/// around it rather than a select computed for every value.
+#[cold]
+#[inline(never)]
+fn tanh_saturated(x: f32) -> f32 {
+    TANH_CLAMP.copysign(x)
 }
 
 /// `ln √(2π)`, the Gaussian log-density's constant, in `f64`.

@@ -22,9 +22,6 @@
 
 use crate::math::Real;
 
-/// Columns per unrolled block.
-pub(crate) const BLOCK: usize = 8;
-
 /// Whether the target has a floating-point unit: everywhere but soft-float ARM
 /// (`target_abi = "eabi"`: the M0, M3).
 pub(crate) const HARD_FLOAT: bool = !cfg!(all(target_arch = "arm", target_abi = "eabi"));
@@ -42,24 +39,43 @@ pub(crate) fn affine<W: Copy, T: Real>(
     out: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
+    affine_map(w, b, x, out, conv, |v| v);
+}
+
+/// [`affine`] with `f` applied to each output: `out[o] = f((Σ_i W[o][i]·x[i]) + b[o])`.
+pub(crate) fn affine_map<W: Copy, T: Real>(
+    w: &[W],
+    b: &[W],
+    x: &[T],
+    out: &mut [T],
+    conv: impl Fn(W) -> T + Copy,
+    mut f: impl FnMut(T) -> T,
+) {
     let Some(out) = out.get_mut(..b.len().min(out.len())) else {
         return;
     };
     let rows = mul(w, x, out, conv);
-    for (o, &bi) in out.iter_mut().zip(b).take(rows) {
-        *o += conv(bi);
+    let (Some(out), Some(b)) = (out.get_mut(..rows), b.get(..rows)) else {
+        return;
+    };
+    for (o, &bi) in out.iter_mut().zip(b) {
+        *o = f(*o + conv(bi));
     }
+}
+
+/// The identity, as the scalar conversion of weights already held as scalars (one named
+/// function, so that every caller shares one copy of each kernel).
+#[inline(always)]
+pub(crate) fn same<T>(v: T) -> T {
+    v
 }
 
 /// `out[o] = Σ_i W[o][i]·x[i]` with `W` row-major in `w` (`out.len()` rows of `x.len()`),
 /// each row summed from 0 for `i = 0, 1, …`; returns the number of rows computed (the
 /// whole rows `w` and `out` both have: outputs beyond them are left as they were).
-pub(crate) fn mul<W: Copy, T: Real>(
-    w: &[W],
-    x: &[T],
-    out: &mut [T],
-    conv: impl Fn(W) -> T + Copy,
-) -> usize {
+// Out of line: one copy serves every caller and every `f` of `affine_map`.
+#[inline(never)]
+fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T + Copy) -> usize {
     let n = x.len();
     let rows = out.len().min(w.len().checked_div(n).unwrap_or(usize::MAX));
     let Some(out) = out.get_mut(..rows) else {
@@ -72,7 +88,7 @@ pub(crate) fn mul<W: Copy, T: Real>(
     // Column blocks: a block of `x` stays in registers while every row adds its part of
     // the dot product to `out` (each row's sum still runs from column 0 up). Rows go in
     // pairs through the widest blocks; an odd last row is summed on its own.
-    out.fill(T::ZERO);
+    zero(out);
     let (w, last_w) = even_and_last(w, n, rows);
     let Some((out, last_out)) = out.split_at_mut_checked(rows & !1) else {
         return 0;
@@ -83,25 +99,39 @@ pub(crate) fn mul<W: Copy, T: Real>(
     let mut col = 0;
     for &[q0, q1, q2, q3, q4] in xw {
         let outs = out.as_chunks_mut::<2>().0;
-        at_column_pairs(w, n, col, outs, wide, |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], o| {
-            let a = dot4x2(*o, u0, v0, &q0, conv);
-            let a = dot4x2(a, u1, v1, &q1, conv);
-            let a = dot4x2(a, u2, v2, &q2, conv);
-            let a = dot4x2(a, u3, v3, &q3, conv);
-            *o = dot4x2(a, u4, v4, &q4, conv);
-        });
+        at_column_pairs(
+            w,
+            n,
+            col,
+            outs,
+            wide,
+            |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], o| {
+                let a = dot4x2(*o, u0, v0, &q0, conv);
+                let a = dot4x2(a, u1, v1, &q1, conv);
+                let a = dot4x2(a, u2, v2, &q2, conv);
+                let a = dot4x2(a, u3, v3, &q3, conv);
+                *o = dot4x2(a, u4, v4, &q4, conv);
+            },
+        );
         col += WIDE;
     }
     let x4 = xq;
     for &[x0, x1, x2, x3] in x4 {
-        at_column(w, n, col, out.iter_mut(), first::<W, 4>, |&[w0, w1, w2, w3], o| {
-            let mut acc = *o;
-            acc += conv(w0) * x0;
-            acc += conv(w1) * x1;
-            acc += conv(w2) * x2;
-            acc += conv(w3) * x3;
-            *o = acc;
-        });
+        at_column(
+            w,
+            n,
+            col,
+            out.iter_mut(),
+            first::<W, 4>,
+            |&[w0, w1, w2, w3], o| {
+                let mut acc = *o;
+                acc += conv(w0) * x0;
+                acc += conv(w1) * x1;
+                acc += conv(w2) * x2;
+                acc += conv(w3) * x3;
+                *o = acc;
+            },
+        );
         col += 4;
     }
     let (x2, x1) = x1.as_chunks::<2>();
@@ -124,6 +154,14 @@ pub(crate) fn mul<W: Copy, T: Real>(
         *o = dot_values(&mut row.iter().map(|&v| conv(v)), x);
     }
     rows
+}
+
+/// `v.fill(0)`, four scalars per store instruction where the target has them.
+#[inline(always)]
+fn zero<T: Real>(v: &mut [T]) {
+    let (v4, rest) = v.as_chunks_mut::<4>();
+    v4.fill([T::ZERO; 4]);
+    rest.fill(T::ZERO);
 }
 
 /// Blocks of four columns per wide block.
@@ -190,6 +228,40 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     if !UNROLLED {
         return add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
     }
+    transposed(w, d, y, conv, true);
+}
+
+/// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])`: [`add_transposed`] into a zeroed `y`, then `f`.
+pub(crate) fn transposed_map<W: Copy, T: Real>(
+    w: &[W],
+    d: &[T],
+    aux: &[T],
+    y: &mut [T],
+    conv: impl Fn(W) -> T + Copy,
+    mut f: impl FnMut(T, T) -> T,
+) {
+    if UNROLLED {
+        transposed(w, d, y, conv, false);
+    } else {
+        y.fill(T::ZERO);
+        add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
+    }
+    for (yi, &a) in y.iter_mut().zip(aux) {
+        *yi = f(*yi, a);
+    }
+}
+
+/// `y = Wᵀ·d`, or `y += Wᵀ·d` when `accumulate`: the unrolled loops of [`add_transposed`].
+// Out of line: one copy serves every caller and every `f` of `transposed_map`.
+#[inline(never)]
+fn transposed<W: Copy, T: Real>(
+    w: &[W],
+    d: &[T],
+    y: &mut [T],
+    conv: impl Fn(W) -> T + Copy,
+    accumulate: bool,
+) {
+    let start = |v: T| if accumulate { v } else { T::ZERO };
     let n = y.len();
     // Column blocks: a block of `y` stays in registers while every row adds to it, so `y`
     // is loaded and stored once, and each weight costs one load and one multiply-add. Rows
@@ -204,25 +276,32 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     let (yw, y4) = yq.as_chunks_mut::<QUADS>();
     let mut col = 0;
     for yb in yw {
-        let [mut a0, mut a1, mut a2, mut a3, mut a4] = *yb;
+        let [mut a0, mut a1, mut a2, mut a3, mut a4] = yb.map(|q| q.map(start));
         let ds = d.as_chunks::<2>().0;
-        at_column_pairs(w, n, col, ds, wide, |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], &[d0, d1]| {
-            axpy4(&mut a0, u0, d0, conv);
-            axpy4(&mut a1, u1, d0, conv);
-            axpy4(&mut a2, u2, d0, conv);
-            axpy4(&mut a3, u3, d0, conv);
-            axpy4(&mut a4, u4, d0, conv);
-            axpy4(&mut a0, v0, d1, conv);
-            axpy4(&mut a1, v1, d1, conv);
-            axpy4(&mut a2, v2, d1, conv);
-            axpy4(&mut a3, v3, d1, conv);
-            axpy4(&mut a4, v4, d1, conv);
-        });
+        at_column_pairs(
+            w,
+            n,
+            col,
+            ds,
+            wide,
+            |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], &[d0, d1]| {
+                axpy4(&mut a0, u0, d0, conv);
+                axpy4(&mut a1, u1, d0, conv);
+                axpy4(&mut a2, u2, d0, conv);
+                axpy4(&mut a3, u3, d0, conv);
+                axpy4(&mut a4, u4, d0, conv);
+                axpy4(&mut a0, v0, d1, conv);
+                axpy4(&mut a1, v1, d1, conv);
+                axpy4(&mut a2, v2, d1, conv);
+                axpy4(&mut a3, v3, d1, conv);
+                axpy4(&mut a4, v4, d1, conv);
+            },
+        );
         *yb = [a0, a1, a2, a3, a4];
         col += WIDE;
     }
     for ya in y4 {
-        let [mut a0, mut a1, mut a2, mut a3] = *ya;
+        let [mut a0, mut a1, mut a2, mut a3] = ya.map(start);
         at_column(w, n, col, d, first::<W, 4>, |&[w0, w1, w2, w3], &dk| {
             a0 += conv(w0) * dk;
             a1 += conv(w1) * dk;
@@ -233,7 +312,7 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
         col += 4;
     }
     for yi in y1 {
-        let mut a = *yi;
+        let mut a = start(*yi);
         at_column(w, n, col, d, first::<W, 1>, |&[w0], &dk| {
             a += conv(w0) * dk;
         });
@@ -276,18 +355,25 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
     // By value: in registers for all rows.
     for &[q0, q1, q2, q3, q4] in xw {
         let ds = d.as_chunks::<2>().0;
-        at_column_pairs_mut(g, n, col, ds, wide_mut, |[g0, g1, g2, g3, g4], [h0, h1, h2, h3, h4], &[d0, d1]| {
-            axpy4(g0, &q0, d0, |v| v);
-            axpy4(g1, &q1, d0, |v| v);
-            axpy4(g2, &q2, d0, |v| v);
-            axpy4(g3, &q3, d0, |v| v);
-            axpy4(g4, &q4, d0, |v| v);
-            axpy4(h0, &q0, d1, |v| v);
-            axpy4(h1, &q1, d1, |v| v);
-            axpy4(h2, &q2, d1, |v| v);
-            axpy4(h3, &q3, d1, |v| v);
-            axpy4(h4, &q4, d1, |v| v);
-        });
+        at_column_pairs_mut(
+            g,
+            n,
+            col,
+            ds,
+            wide_mut,
+            |[g0, g1, g2, g3, g4], [h0, h1, h2, h3, h4], &[d0, d1]| {
+                axpy4(g0, &q0, d0, |v| v);
+                axpy4(g1, &q1, d0, |v| v);
+                axpy4(g2, &q2, d0, |v| v);
+                axpy4(g3, &q3, d0, |v| v);
+                axpy4(g4, &q4, d0, |v| v);
+                axpy4(h0, &q0, d1, |v| v);
+                axpy4(h1, &q1, d1, |v| v);
+                axpy4(h2, &q2, d1, |v| v);
+                axpy4(h3, &q3, d1, |v| v);
+                axpy4(h4, &q4, d1, |v| v);
+            },
+        );
         col += WIDE;
     }
     for &[x0, x1, x2, x3] in x4 {
@@ -414,10 +500,7 @@ fn at_column_pairs<'w, W, B: 'w, I: IntoIterator>(
         let Some((r0, r1)) = rows.split_at_checked(n) else {
             return;
         };
-        if let (Some(b0), Some(b1)) = (
-            r0.get(col..).and_then(&cut),
-            r1.get(col..).and_then(&cut),
-        ) {
+        if let (Some(b0), Some(b1)) = (r0.get(col..).and_then(&cut), r1.get(col..).and_then(&cut)) {
             f(b0, b1, item);
         }
     }
@@ -463,18 +546,29 @@ fn first_mut<W, const K: usize>(row: &mut [W]) -> Option<&mut [W; K]> {
 
 /// [`affine`] over weights and biases read one at a time (same arithmetic, same bits).
 pub(crate) fn affine_values<T: Real>(
-    mut w: impl Iterator<Item = T>,
+    w: impl Iterator<Item = T>,
     b: impl Iterator<Item = T>,
     x: &[T],
     out: &mut [T],
 ) {
+    affine_map_values(w, b, x, out, |v| v);
+}
+
+/// [`affine_map`] over weights and biases read one at a time (same arithmetic, same bits).
+pub(crate) fn affine_map_values<T: Real>(
+    mut w: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+    x: &[T],
+    out: &mut [T],
+    mut f: impl FnMut(T) -> T,
+) {
     for (o, bi) in out.iter_mut().zip(b) {
-        *o = dot_values(&mut w, x) + bi;
+        *o = f(dot_values(&mut w, x) + bi);
     }
 }
 
 /// [`mul`] over weights read one at a time (same arithmetic, same bits).
-pub(crate) fn mul_values<T: Real>(mut w: impl Iterator<Item = T>, x: &[T], out: &mut [T]) {
+fn mul_values<T: Real>(mut w: impl Iterator<Item = T>, x: &[T], out: &mut [T]) {
     for o in out.iter_mut() {
         *o = dot_values(&mut w, x);
     }
@@ -488,6 +582,21 @@ fn dot_values<T: Real>(w: &mut impl Iterator<Item = T>, x: &[T]) -> T {
         acc += wi * xi;
     }
     acc
+}
+
+/// [`transposed_map`] over weights read one at a time (same arithmetic, same bits).
+pub(crate) fn transposed_map_values<T: Real>(
+    w: impl Iterator<Item = T>,
+    d: &[T],
+    aux: &[T],
+    y: &mut [T],
+    mut f: impl FnMut(T, T) -> T,
+) {
+    y.fill(T::ZERO);
+    add_transposed_values(w, d, y);
+    for (yi, &a) in y.iter_mut().zip(aux) {
+        *yi = f(*yi, a);
+    }
 }
 
 /// [`add_transposed`] over weights read one at a time (same arithmetic, same bits).

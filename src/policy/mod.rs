@@ -231,11 +231,11 @@ pub trait ParamSource<T: Real>: Copy {
         dense::affine_values(self.values(), bias.values(), x, out);
     }
 
-    /// `out = W·x`: [`affine`](ParamSource::affine) without the bias, for callers that
-    /// add it in a pass of their own (`out[o] = Σ_i W[o][i]·x[i]`, each row summed from 0
-    /// for `i = 0, 1, …`). Same size rules and default.
-    fn mul_vec(self, x: &[T], out: &mut [T]) {
-        dense::mul_values(self.values(), x, out);
+    /// `out[o] = f((Σ_i W[o][i]·x[i]) + b[o])`: [`affine`](ParamSource::affine) with `f`
+    /// (an activation, a check) applied to each output in the same pass. Same size rules
+    /// and default.
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl FnMut(T) -> T) {
+        dense::affine_map_values(self.values(), bias.values(), x, out, f);
     }
 
     /// `y += Wᵀ·d` for a dense layer whose weights `W` are these scalars (row-major,
@@ -244,6 +244,14 @@ pub trait ParamSource<T: Real>: Copy {
     /// default as [`affine`](ParamSource::affine).
     fn add_transposed(self, d: &[T], y: &mut [T]) {
         dense::add_transposed_values(self.values(), d, y);
+    }
+
+    /// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])`, the sum from 0 over the rows `o` in turn:
+    /// [`add_transposed`](ParamSource::add_transposed) into a zeroed `y`, with `f` (the
+    /// derivative of an activation, a check) applied to each result and the matching
+    /// scalar of `aux` in the same pass. Same size rules and default.
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl FnMut(T, T) -> T) {
+        dense::transposed_map_values(self.values(), d, aux, y, f);
     }
 }
 
@@ -261,13 +269,16 @@ impl<T: Real> ParamSource<T> for &[T] {
         self.iter().copied()
     }
     fn affine(self, bias: Self, x: &[T], out: &mut [T]) {
-        dense::affine(self, bias, x, out, |w| w);
+        dense::affine(self, bias, x, out, dense::same);
     }
-    fn mul_vec(self, x: &[T], out: &mut [T]) {
-        dense::mul(self, x, out, |w| w);
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl FnMut(T) -> T) {
+        dense::affine_map(self, bias, x, out, dense::same, f);
     }
     fn add_transposed(self, d: &[T], y: &mut [T]) {
-        dense::add_transposed(self, d, y, |w| w);
+        dense::add_transposed(self, d, y, dense::same);
+    }
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl FnMut(T, T) -> T) {
+        dense::transposed_map(self, d, aux, y, dense::same, f);
     }
 }
 
@@ -370,15 +381,15 @@ impl<'a, T: Real> ParamSource<T> for LeF32s<'a> {
             _ => dense::affine_values(self.values(), bias.values(), x, out),
         }
     }
-    fn mul_vec(self, x: &[T], out: &mut [T]) {
-        if let Some(w) = self.scalars::<T>() {
-            return w.mul_vec(x, out);
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl FnMut(T) -> T) {
+        if let (Some(w), Some(b)) = (self.scalars::<T>(), bias.scalars::<T>()) {
+            return w.affine_map(b, x, out, f);
         }
-        match self.words() {
-            Some(w) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
-                dense::mul(w, x, out, le_word);
+        match (self.words(), bias.words()) {
+            (Some(w), Some(b)) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::affine_map(w, b, x, out, le_word, f);
             }
-            _ => dense::mul_values(ParamSource::<T>::values(self), x, out),
+            _ => dense::affine_map_values(self.values(), bias.values(), x, out, f),
         }
     }
     fn add_transposed(self, d: &[T], y: &mut [T]) {
@@ -390,6 +401,17 @@ impl<'a, T: Real> ParamSource<T> for LeF32s<'a> {
                 dense::add_transposed(w, d, y, le_word)
             }
             _ => dense::add_transposed_values(ParamSource::<T>::values(self), d, y),
+        }
+    }
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl FnMut(T, T) -> T) {
+        if let Some(w) = self.scalars::<T>() {
+            return w.transposed_map(d, aux, y, f);
+        }
+        match self.words() {
+            Some(w) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::transposed_map(w, d, aux, y, le_word, f);
+            }
+            _ => dense::transposed_map_values(ParamSource::<T>::values(self), d, aux, y, f),
         }
     }
 }

@@ -239,22 +239,15 @@ impl<S> Dense<S> {
     /// `out = f(W·x + b)` element-wise, checking each `W·x + b` is finite before `f` (which
     /// also catches any non-finite weight or bias: it makes its row's sum non-finite). The
     /// bias, the check and `f` share one pass over `out`.
-    fn forward<T: Real>(
-        self,
-        x: &[T],
-        out: &mut [T],
-        f: impl Fn(T) -> T,
-    ) -> Result<(), PolicyError>
+    fn forward<T: Real>(self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> Result<(), PolicyError>
     where
         S: ParamSource<T>,
     {
-        self.w.mul_vec(x, out);
         let mut check = Finite::new();
-        for (o, b) in out.iter_mut().zip(self.b.values()) {
-            let z = *o + b;
+        self.w.affine_map(self.b, x, out, |z| {
             check.see(z);
-            *o = f(z);
-        }
+            f(z)
+        });
         if check.ok() {
             Ok(())
         } else {
@@ -263,16 +256,19 @@ impl<S> Dense<S> {
     }
 
     /// `d_in = (Wᵀ d_out) ⊙ (1 − a_in²)`, where `a_in` (this layer's input) is a tanh
-    /// layer's output. Reads `W` row by row, as it is stored.
-    fn backprop<T: Real>(self, d_out: &[T], a_in: &[T], d_in: &mut [T])
+    /// layer's output; true when every `d_in` is finite. Reads `W` row by row, as it is
+    /// stored.
+    fn backprop<T: Real>(self, d_out: &[T], a_in: &[T], d_in: &mut [T]) -> bool
     where
         S: ParamSource<T>,
     {
-        d_in.fill(T::ZERO);
-        self.w.add_transposed(d_out, d_in);
-        for (di, &a) in d_in.iter_mut().zip(a_in) {
-            *di *= T::ONE - a * a;
-        }
+        let mut check = Finite::new();
+        self.w.transposed_map(d_out, a_in, d_in, |s, a| {
+            let d = s * (T::ONE - a * a);
+            check.see(d);
+            d
+        });
+        check.ok()
     }
 }
 
@@ -640,12 +636,14 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
         }
     }
     let (a1, a2) = (&*a1, &*a2);
-    if let Some(l2) = net.l2 {
-        net.head.backprop(dz, a2, d2);
-        l2.backprop(d2, a1, d1);
+    // Every hidden delta is checked finite as it is formed.
+    let hidden_deltas_finite = if let Some(l2) = net.l2 {
+        net.head.backprop(dz, a2, d2) && l2.backprop(d2, a1, d1)
     } else if net.l1.is_some() {
-        net.head.backprop(dz, a1, d1);
-    }
+        net.head.backprop(dz, a1, d1)
+    } else {
+        true
+    };
 
     // Each increment is δ_o·x_i or δ_o. A hidden layer's output is a tanh, |a| ≤ 1, so
     // its products are finite when the deltas are; the observation is checked by size.
@@ -655,8 +653,8 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
         Action::Index(_) => true,
         Action::Real(_) => all_finite(z.iter().map(|&r| weight * (r * r - T::ONE))),
     };
-    if !(increments_finite(d1, obs)
-        && all_finite(d2.iter().copied())
+    if !(hidden_deltas_finite
+        && increments_finite(d1, obs)
         && if head_x_is_tanh {
             all_finite(dz.iter().copied())
         } else {
