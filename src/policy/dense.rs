@@ -49,8 +49,17 @@ pub(crate) fn affine_map<W: Copy, T: Real>(
     x: &[T],
     out: &mut [T],
     conv: impl Fn(W) -> T + Copy,
-    mut f: impl FnMut(T) -> T,
+    f: impl FnMut(T) -> T,
 ) {
+    if !UNROLLED {
+        return affine_map_values(
+            w.iter().map(|&v| conv(v)),
+            b.iter().map(|&v| conv(v)),
+            x,
+            out,
+            f,
+        );
+    }
     let Some(out) = out.get_mut(..b.len().min(out.len())) else {
         return;
     };
@@ -58,6 +67,7 @@ pub(crate) fn affine_map<W: Copy, T: Real>(
     let (Some(out), Some(b)) = (out.get_mut(..rows), b.get(..rows)) else {
         return;
     };
+    let mut f = f;
     for (o, &bi) in out.iter_mut().zip(b) {
         *o = f(*o + conv(bi));
     }
@@ -551,7 +561,7 @@ pub(crate) fn affine_values<T: Real>(
     x: &[T],
     out: &mut [T],
 ) {
-    affine_map_values(w, b, x, out, |v| v);
+    affine_map_values(w, b, x, out, same);
 }
 
 /// [`affine_map`] over weights and biases read one at a time (same arithmetic, same bits).

@@ -243,15 +243,41 @@ impl<S> Dense<S> {
     where
         S: ParamSource<T>,
     {
-        let mut check = Finite::new();
-        self.w.affine_map(self.b, x, out, |z| {
-            check.see(z);
-            f(z)
-        });
-        if check.ok() {
+        let finite = if super::dense::HARD_FLOAT {
+            let mut check = Finite::new();
+            self.w.affine_map(self.b, x, out, |z| {
+                check.see(z);
+                f(z)
+            });
+            check.ok()
+        } else {
+            // One copy of the layer code whatever `f` (flash counts more than time here).
+            self.w.affine(self.b, x, out);
+            let finite = out.iter().all(|o| o.is_finite());
+            out.iter_mut().for_each(|o| *o = f(*o));
+            finite
+        };
+        if finite {
             Ok(())
         } else {
             Err(PolicyError::NonFiniteOutput)
+        }
+    }
+
+    /// `out = tanh(W·x + b)` (a hidden layer), checked as in [`forward`](Self::forward).
+    #[inline(always)]
+    fn forward_tanh<T: Real>(self, x: &[T], out: &mut [T]) -> Result<(), PolicyError>
+    where
+        S: ParamSource<T>,
+    {
+        if super::dense::HARD_FLOAT {
+            // In the layer's pass over its outputs.
+            self.forward(x, out, T::tanh)
+        } else {
+            // Soft-float cores keep one copy of the layer code (flash counts more there).
+            self.forward(x, out, super::dense::same)?;
+            out.iter_mut().for_each(|a| *a = a.tanh());
+            Ok(())
         }
     }
 
@@ -262,13 +288,22 @@ impl<S> Dense<S> {
     where
         S: ParamSource<T>,
     {
-        let mut check = Finite::new();
-        self.w.transposed_map(d_out, a_in, d_in, |s, a| {
-            let d = s * (T::ONE - a * a);
-            check.see(d);
-            d
-        });
-        check.ok()
+        if super::dense::HARD_FLOAT {
+            let mut check = Finite::new();
+            self.w.transposed_map(d_out, a_in, d_in, |s, a| {
+                let d = s * (T::ONE - a * a);
+                check.see(d);
+                d
+            });
+            check.ok()
+        } else {
+            d_in.fill(T::ZERO);
+            self.w.add_transposed(d_out, d_in);
+            for (di, &a) in d_in.iter_mut().zip(a_in) {
+                *di *= T::ONE - a * a;
+            }
+            increments_finite(d_in, &[])
+        }
     }
 }
 
@@ -332,12 +367,13 @@ impl<S> Net<S> {
         S: ParamSource<T>,
     {
         if let Some(l1) = self.l1 {
-            l1.forward(obs, a1, T::tanh)?;
+            l1.forward_tanh(obs, a1)?;
         }
         if let Some(l2) = self.l2 {
-            l2.forward(a1, a2, T::tanh)?;
+            l2.forward_tanh(a1, a2)?;
         }
-        self.head.forward(head_input(obs, a1, a2), z, |v| v)
+        self.head
+            .forward(head_input(obs, a1, a2), z, super::dense::same)
     }
 }
 
@@ -646,20 +682,17 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
     };
 
     // Each increment is δ_o·x_i or δ_o. A hidden layer's output is a tanh, |a| ≤ 1, so
-    // its products are finite when the deltas are; the observation is checked by size.
+    // its products are finite when the deltas are (checked with no `x`); the observation
+    // is checked by size.
     let x_head = head_input(obs, a1, a2);
-    let head_x_is_tanh = net.l1.is_some();
+    let x_head_by_size = if net.l1.is_some() { &[] } else { x_head };
     let log_std_increments_finite = match action {
         Action::Index(_) => true,
-        Action::Real(_) => all_finite(z.iter().map(|&r| weight * (r * r - T::ONE))),
+        Action::Real(_) => z.iter().all(|&r| (weight * (r * r - T::ONE)).is_finite()),
     };
     if !(hidden_deltas_finite
         && increments_finite(d1, obs)
-        && if head_x_is_tanh {
-            all_finite(dz.iter().copied())
-        } else {
-            increments_finite(dz, x_head)
-        }
+        && increments_finite(dz, x_head_by_size)
         && log_std_increments_finite)
     {
         return Err(PolicyError::NonFiniteOutput);
@@ -695,7 +728,8 @@ fn abs<T: Real>(x: T) -> T {
 }
 
 /// True when every `δ_o` and every product `δ_o·x_i` is finite: with `s = max_i |x_i|`,
-/// that is every `δ_o` and every `δ_o·s` (the largest product of each row in size).
+/// that is every `δ_o` and every `δ_o·s` (the largest product of each row in size). With
+/// no `x`, true when every `δ_o` is finite.
 fn increments_finite<T: Real>(delta: &[T], x: &[T]) -> bool {
     let s = x.iter().fold(T::ZERO, |m, &e| m.max(abs(e)));
     let mut check = Finite::new();
@@ -703,13 +737,6 @@ fn increments_finite<T: Real>(delta: &[T], x: &[T]) -> bool {
         check.see(d);
         check.see(d * s);
     }
-    check.ok()
-}
-
-/// True when every value is finite.
-fn all_finite<T: Real>(values: impl Iterator<Item = T>) -> bool {
-    let mut check = Finite::new();
-    values.for_each(|v| check.see(v));
     check.ok()
 }
 
