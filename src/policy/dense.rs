@@ -39,18 +39,21 @@ pub(crate) fn affine<W: Copy, T: Real>(
     out: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
-    affine_map(w, b, x, out, conv, |v| v);
+    affine_map(w, b, x, out, conv, same);
 }
 
-/// [`affine`] with `f` applied to each output: `out[o] = f((Σ_i W[o][i]·x[i]) + b[o])`.
+/// [`affine`] with `f` applied to each output: `out[o] = f((Σ_i W[o][i]·x[i]) + b[o])`;
+/// true when every value given to `f` was finite.
+// Inline: a thin shell around the out-of-line kernels, and no frame of its own above them.
+#[inline(always)]
 pub(crate) fn affine_map<W: Copy, T: Real>(
     w: &[W],
     b: &[W],
     x: &[T],
     out: &mut [T],
     conv: impl Fn(W) -> T + Copy,
-    f: impl FnMut(T) -> T,
-) {
+    f: impl Fn(T) -> T,
+) -> bool {
     if !UNROLLED {
         return affine_map_values(
             w.iter().map(|&v| conv(v)),
@@ -61,15 +64,59 @@ pub(crate) fn affine_map<W: Copy, T: Real>(
         );
     }
     let Some(out) = out.get_mut(..b.len().min(out.len())) else {
-        return;
+        return true;
     };
     let rows = mul(w, x, out, conv);
     let (Some(out), Some(b)) = (out.get_mut(..rows), b.get(..rows)) else {
-        return;
+        return true;
     };
-    let mut f = f;
+    add_bias_map(out, b, conv, f)
+}
+
+/// `out[o] = f(out[o] + b[o])`; true when every `out[o] + b[o]` was finite.
+// Out of line, after `mul` has returned: the registers `f` keeps (an activation's
+// constants) are saved in a frame of its own, not on top of the kernel's.
+#[inline(never)]
+fn add_bias_map<W: Copy, T: Real>(
+    out: &mut [T],
+    b: &[W],
+    conv: impl Fn(W) -> T,
+    f: impl Fn(T) -> T,
+) -> bool {
+    let mut check = Finite::new();
     for (o, &bi) in out.iter_mut().zip(b) {
-        *o = f(*o + conv(bi));
+        let z = *o + conv(bi);
+        check.see(z);
+        *o = f(z);
+    }
+    check.ok()
+}
+
+/// Whether every value seen was finite. With an FPU as `Σ v·0`, which is NaN exactly when
+/// some `v` is NaN or infinite (one multiply-add per value, no branch); on soft-float
+/// cores with `is_finite` (bit tests instead of two float calls per value).
+#[derive(Clone, Copy)]
+pub(crate) struct Finite<T>(T);
+
+impl<T: Real> Finite<T> {
+    /// Nothing seen yet.
+    pub(crate) fn new() -> Self {
+        Self(T::ZERO)
+    }
+
+    /// Takes `v` into account.
+    #[inline(always)]
+    pub(crate) fn see(&mut self, v: T) {
+        if HARD_FLOAT {
+            self.0 += v * T::ZERO;
+        } else if !v.is_finite() {
+            self.0 = v;
+        }
+    }
+
+    /// True when every value seen was finite.
+    pub(crate) fn ok(self) -> bool {
+        self.0.is_finite()
     }
 }
 
@@ -99,15 +146,38 @@ fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T 
     // the dot product to `out` (each row's sum still runs from column 0 up). Rows go in
     // pairs through the widest blocks; an odd last row is summed on its own.
     zero(out);
-    let (w, last_w) = even_and_last(w, n, rows);
-    let Some((out, last_out)) = out.split_at_mut_checked(rows & !1) else {
+    let even = rows & !1;
+    let col = mul_wide(w, x, out, even, conv);
+    mul_narrow(w, x, out, even, col, conv);
+    // Recomputed here rather than kept live through the loops (stack).
+    let n = x.len();
+    if rows > even
+        && let (Some(row), Some(o)) = (
+            w.get(even.saturating_mul(n)..).and_then(|r| r.get(..n)),
+            out.get_mut(even),
+        )
+    {
+        *o = dot_values(&mut row.iter().map(|&v| conv(v)), x);
+    }
+    rows
+}
+
+/// The wide column blocks of [`mul`] over the first `even` rows (an even number); returns
+/// the first column left.
+#[inline(always)]
+fn mul_wide<W: Copy, T: Real>(
+    w: &[W],
+    x: &[T],
+    out: &mut [T],
+    even: usize,
+    conv: impl Fn(W) -> T + Copy,
+) -> usize {
+    let n = x.len();
+    let (Some(w), Some(out)) = (w.get(..even.saturating_mul(n)), out.get_mut(..even)) else {
         return 0;
     };
-    let last = last_w.zip(last_out.first_mut());
-    let (xq, x1) = x.as_chunks::<4>();
-    let (xw, xq) = xq.as_chunks::<QUADS>();
     let mut col = 0;
-    for &[q0, q1, q2, q3, q4] in xw {
+    for [q0, q1, q2, q3, q4] in x.as_chunks::<WIDE>().0.iter().map(quads) {
         let outs = out.as_chunks_mut::<2>().0;
         at_column_pairs(
             w,
@@ -125,7 +195,28 @@ fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T 
         );
         col += WIDE;
     }
-    let x4 = xq;
+    col
+}
+
+/// The narrow column blocks of [`mul`] from column `col` on, over the first `even` rows.
+#[inline(always)]
+fn mul_narrow<W: Copy, T: Real>(
+    w: &[W],
+    x: &[T],
+    out: &mut [T],
+    even: usize,
+    mut col: usize,
+    conv: impl Fn(W) -> T + Copy,
+) {
+    let n = x.len();
+    let (Some(w), Some(out), Some(x)) = (
+        w.get(..even.saturating_mul(n)),
+        out.get_mut(..even),
+        x.get(col..),
+    ) else {
+        return;
+    };
+    let (x4, x1) = x.as_chunks::<4>();
     for &[x0, x1, x2, x3] in x4 {
         at_column(
             w,
@@ -160,10 +251,40 @@ fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T 
         });
         col += 1;
     }
-    if let Some((row, o)) = last {
-        *o = dot_values(&mut row.iter().map(|&v| conv(v)), x);
-    }
-    rows
+}
+
+/// A wide block as its blocks of four.
+#[inline(always)]
+fn quads<T: Copy>(b: &[T; WIDE]) -> [[T; 4]; QUADS] {
+    let [
+        a0,
+        a1,
+        a2,
+        a3,
+        b0,
+        b1,
+        b2,
+        b3,
+        c0,
+        c1,
+        c2,
+        c3,
+        d0,
+        d1,
+        d2,
+        d3,
+        e0,
+        e1,
+        e2,
+        e3,
+    ] = *b;
+    [
+        [a0, a1, a2, a3],
+        [b0, b1, b2, b3],
+        [c0, c1, c2, c3],
+        [d0, d1, d2, d3],
+        [e0, e1, e2, e3],
+    ]
 }
 
 /// `v.fill(0)`, four scalars per store instruction where the target has them.
@@ -241,24 +362,34 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     transposed(w, d, y, conv, true);
 }
 
-/// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])`: [`add_transposed`] into a zeroed `y`, then `f`.
+/// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])`: [`add_transposed`] into a zeroed `y`, then `f`;
+/// true when every result is finite.
+#[inline(always)]
 pub(crate) fn transposed_map<W: Copy, T: Real>(
     w: &[W],
     d: &[T],
     aux: &[T],
     y: &mut [T],
     conv: impl Fn(W) -> T + Copy,
-    mut f: impl FnMut(T, T) -> T,
-) {
+    f: impl Fn(T, T) -> T,
+) -> bool {
     if UNROLLED {
         transposed(w, d, y, conv, false);
     } else {
         y.fill(T::ZERO);
         add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
     }
+    map2(y, aux, f)
+}
+
+/// `y[i] = f(y[i], aux[i])`; true when every result is finite.
+fn map2<T: Real>(y: &mut [T], aux: &[T], f: impl Fn(T, T) -> T) -> bool {
+    let mut check = Finite::new();
     for (yi, &a) in y.iter_mut().zip(aux) {
         *yi = f(*yi, a);
+        check.see(*yi);
     }
+    check.ok()
 }
 
 /// `y = Wᵀ·d`, or `y += Wᵀ·d` when `accumulate`: the unrolled loops of [`add_transposed`].
@@ -561,20 +692,29 @@ pub(crate) fn affine_values<T: Real>(
     x: &[T],
     out: &mut [T],
 ) {
-    affine_map_values(w, b, x, out, same);
+    let mut w = w;
+    for (o, bi) in out.iter_mut().zip(b) {
+        *o = dot_values(&mut w, x) + bi;
+    }
 }
 
 /// [`affine_map`] over weights and biases read one at a time (same arithmetic, same bits).
+// Out of line for the same reason as `add_bias_map`: callers keep small frames.
+#[inline(never)]
 pub(crate) fn affine_map_values<T: Real>(
     mut w: impl Iterator<Item = T>,
     b: impl Iterator<Item = T>,
     x: &[T],
     out: &mut [T],
-    mut f: impl FnMut(T) -> T,
-) {
+    f: impl Fn(T) -> T,
+) -> bool {
+    let mut check = Finite::new();
     for (o, bi) in out.iter_mut().zip(b) {
-        *o = f(dot_values(&mut w, x) + bi);
+        let z = dot_values(&mut w, x) + bi;
+        check.see(z);
+        *o = f(z);
     }
+    check.ok()
 }
 
 /// [`mul`] over weights read one at a time (same arithmetic, same bits).
@@ -600,13 +740,11 @@ pub(crate) fn transposed_map_values<T: Real>(
     d: &[T],
     aux: &[T],
     y: &mut [T],
-    mut f: impl FnMut(T, T) -> T,
-) {
+    f: impl Fn(T, T) -> T,
+) -> bool {
     y.fill(T::ZERO);
     add_transposed_values(w, d, y);
-    for (yi, &a) in y.iter_mut().zip(aux) {
-        *yi = f(*yi, a);
-    }
+    map2(y, aux, f)
 }
 
 /// [`add_transposed`] over weights read one at a time (same arithmetic, same bits).

@@ -232,10 +232,11 @@ pub trait ParamSource<T: Real>: Copy {
     }
 
     /// `out[o] = f((Σ_i W[o][i]·x[i]) + b[o])`: [`affine`](ParamSource::affine) with `f`
-    /// (an activation, a check) applied to each output in the same pass. Same size rules
-    /// and default.
-    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl FnMut(T) -> T) {
-        dense::affine_map_values(self.values(), bias.values(), x, out, f);
+    /// (an activation) applied to each output in the same pass. Returns true when every
+    /// value given to `f` was finite (which catches a non-finite weight or bias too: it
+    /// makes its row's sum non-finite). Same size rules and default.
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> bool {
+        dense::affine_map_values(self.values(), bias.values(), x, out, f)
     }
 
     /// `y += Wᵀ·d` for a dense layer whose weights `W` are these scalars (row-major,
@@ -248,10 +249,11 @@ pub trait ParamSource<T: Real>: Copy {
 
     /// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])`, the sum from 0 over the rows `o` in turn:
     /// [`add_transposed`](ParamSource::add_transposed) into a zeroed `y`, with `f` (the
-    /// derivative of an activation, a check) applied to each result and the matching
-    /// scalar of `aux` in the same pass. Same size rules and default.
-    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl FnMut(T, T) -> T) {
-        dense::transposed_map_values(self.values(), d, aux, y, f);
+    /// derivative of an activation) applied to each sum and the matching scalar of `aux`
+    /// in the same pass. Returns true when every result of `f` is finite. Same size rules
+    /// and default.
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl Fn(T, T) -> T) -> bool {
+        dense::transposed_map_values(self.values(), d, aux, y, f)
     }
 }
 
@@ -271,14 +273,16 @@ impl<T: Real> ParamSource<T> for &[T] {
     fn affine(self, bias: Self, x: &[T], out: &mut [T]) {
         dense::affine(self, bias, x, out, dense::same);
     }
-    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl FnMut(T) -> T) {
-        dense::affine_map(self, bias, x, out, dense::same, f);
+    #[inline(always)]
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> bool {
+        dense::affine_map(self, bias, x, out, dense::same, f)
     }
     fn add_transposed(self, d: &[T], y: &mut [T]) {
         dense::add_transposed(self, d, y, dense::same);
     }
-    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl FnMut(T, T) -> T) {
-        dense::transposed_map(self, d, aux, y, dense::same, f);
+    #[inline(always)]
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl Fn(T, T) -> T) -> bool {
+        dense::transposed_map(self, d, aux, y, dense::same, f)
     }
 }
 
@@ -381,13 +385,14 @@ impl<'a, T: Real> ParamSource<T> for LeF32s<'a> {
             _ => dense::affine_values(self.values(), bias.values(), x, out),
         }
     }
-    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl FnMut(T) -> T) {
+    #[inline(always)]
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> bool {
         if let (Some(w), Some(b)) = (self.scalars::<T>(), bias.scalars::<T>()) {
             return w.affine_map(b, x, out, f);
         }
         match (self.words(), bias.words()) {
             (Some(w), Some(b)) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
-                dense::affine_map(w, b, x, out, le_word, f);
+                dense::affine_map(w, b, x, out, le_word, f)
             }
             _ => dense::affine_map_values(self.values(), bias.values(), x, out, f),
         }
@@ -403,13 +408,14 @@ impl<'a, T: Real> ParamSource<T> for LeF32s<'a> {
             _ => dense::add_transposed_values(ParamSource::<T>::values(self), d, y),
         }
     }
-    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl FnMut(T, T) -> T) {
+    #[inline(always)]
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl Fn(T, T) -> T) -> bool {
         if let Some(w) = self.scalars::<T>() {
             return w.transposed_map(d, aux, y, f);
         }
         match self.words() {
             Some(w) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
-                dense::transposed_map(w, d, aux, y, le_word, f);
+                dense::transposed_map(w, d, aux, y, le_word, f)
             }
             _ => dense::transposed_map_values(ParamSource::<T>::values(self), d, aux, y, f),
         }

@@ -244,12 +244,7 @@ impl<S> Dense<S> {
         S: ParamSource<T>,
     {
         let finite = if super::dense::HARD_FLOAT {
-            let mut check = Finite::new();
-            self.w.affine_map(self.b, x, out, |z| {
-                check.see(z);
-                f(z)
-            });
-            check.ok()
+            self.w.affine_map(self.b, x, out, f)
         } else {
             // One copy of the layer code whatever `f` (flash counts more than time here).
             self.w.affine(self.b, x, out);
@@ -289,13 +284,8 @@ impl<S> Dense<S> {
         S: ParamSource<T>,
     {
         if super::dense::HARD_FLOAT {
-            let mut check = Finite::new();
-            self.w.transposed_map(d_out, a_in, d_in, |s, a| {
-                let d = s * (T::ONE - a * a);
-                check.see(d);
-                d
-            });
-            check.ok()
+            self.w
+                .transposed_map(d_out, a_in, d_in, |s, a| s * (T::ONE - a * a))
         } else {
             d_in.fill(T::ZERO);
             self.w.add_transposed(d_out, d_in);
@@ -732,37 +722,12 @@ fn abs<T: Real>(x: T) -> T {
 /// no `x`, true when every `δ_o` is finite.
 fn increments_finite<T: Real>(delta: &[T], x: &[T]) -> bool {
     let s = x.iter().fold(T::ZERO, |m, &e| m.max(abs(e)));
-    let mut check = Finite::new();
+    let mut check = super::dense::Finite::new();
     for &d in delta {
         check.see(d);
         check.see(d * s);
     }
     check.ok()
-}
-
-/// Whether every value seen was finite. With an FPU as `Σ v·0`, which is NaN exactly when
-/// some `v` is NaN or infinite (one multiply-add per value, no branch); on soft-float
-/// cores with `is_finite` (bit tests instead of two float calls per value).
-#[derive(Clone, Copy)]
-struct Finite<T>(T);
-
-impl<T: Real> Finite<T> {
-    fn new() -> Self {
-        Self(T::ZERO)
-    }
-
-    #[inline(always)]
-    fn see(&mut self, v: T) {
-        if super::dense::HARD_FLOAT {
-            self.0 += v * T::ZERO;
-        } else if !v.is_finite() {
-            self.0 = v;
-        }
-    }
-
-    fn ok(self) -> bool {
-        self.0.is_finite()
-    }
 }
 
 /// Adds one dense layer's gradient: `δ xᵀ` to its weights `gw` (row-major), `δ` to its
