@@ -287,6 +287,18 @@ fn quads<T: Copy>(b: &[T; WIDE]) -> [[T; 4]; QUADS] {
     ]
 }
 
+/// `g[k] += x[k]·a` over a wide block.
+#[inline(always)]
+fn axpy_wide<T: Real>(g: &mut [[T; 4]; QUADS], x: &[[T; 4]; QUADS], a: T) {
+    let [g0, g1, g2, g3, g4] = g;
+    let [x0, x1, x2, x3, x4] = x;
+    axpy4(g0, x0, a, same);
+    axpy4(g1, x1, a, same);
+    axpy4(g2, x2, a, same);
+    axpy4(g3, x3, a, same);
+    axpy4(g4, x4, a, same);
+}
+
 /// `v.fill(0)`, four scalars per store instruction where the target has them.
 #[inline(always)]
 fn zero<T: Real>(v: &mut [T]) {
@@ -334,6 +346,39 @@ fn axpy4<W: Copy, T: Real>(y: &mut [T; 4], w: &[W; 4], a: T, conv: impl Fn(W) ->
     *y1 += conv(w1) * a;
     *y2 += conv(w2) * a;
     *y3 += conv(w3) * a;
+}
+
+/// [`at_column_pairs_mut`] over rows taken four at a time.
+#[inline(always)]
+fn at_column_quads_mut<'w, W, B: 'w, I: IntoIterator>(
+    w: &'w mut [W],
+    n: usize,
+    col: usize,
+    items: I,
+    cut: impl Fn(&'w mut [W]) -> Option<&'w mut B>,
+    mut f: impl FnMut([&'w mut B; 4], I::Item),
+) {
+    if !fits::<W, B>(n, col) {
+        return;
+    }
+    for (rows, item) in w.chunks_exact_mut(n.saturating_mul(4)).zip(items) {
+        let Some((r01, r23)) = rows.split_at_mut_checked(n.saturating_mul(2)) else {
+            return;
+        };
+        let (Some((r0, r1)), Some((r2, r3))) =
+            (r01.split_at_mut_checked(n), r23.split_at_mut_checked(n))
+        else {
+            return;
+        };
+        if let (Some(b0), Some(b1), Some(b2), Some(b3)) = (
+            r0.get_mut(col..).and_then(&cut),
+            r1.get_mut(col..).and_then(&cut),
+            r2.get_mut(col..).and_then(&cut),
+            r3.get_mut(col..).and_then(&cut),
+        ) {
+            f([b0, b1, b2, b3], item);
+        }
+    }
 }
 
 /// The first wide block of a row, as blocks of four.
@@ -493,28 +538,28 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
     let (xq, x1) = x.as_chunks::<4>();
     let (xw, x4) = xq.as_chunks::<QUADS>();
     let mut col = 0;
+    // Four rows at a time, then a last pair.
+    let fours = (rows & !1) & !3;
+    let (Some((g4, g2)), Some((d4, d2))) = (
+        g.split_at_mut_checked(fours.saturating_mul(n)),
+        d.split_at_checked(fours),
+    ) else {
+        return;
+    };
     // By value: in registers for all rows.
-    for &[q0, q1, q2, q3, q4] in xw {
-        let ds = d.as_chunks::<2>().0;
-        at_column_pairs_mut(
-            g,
-            n,
-            col,
-            ds,
-            wide_mut,
-            |[g0, g1, g2, g3, g4], [h0, h1, h2, h3, h4], &[d0, d1]| {
-                axpy4(g0, &q0, d0, |v| v);
-                axpy4(g1, &q1, d0, |v| v);
-                axpy4(g2, &q2, d0, |v| v);
-                axpy4(g3, &q3, d0, |v| v);
-                axpy4(g4, &q4, d0, |v| v);
-                axpy4(h0, &q0, d1, |v| v);
-                axpy4(h1, &q1, d1, |v| v);
-                axpy4(h2, &q2, d1, |v| v);
-                axpy4(h3, &q3, d1, |v| v);
-                axpy4(h4, &q4, d1, |v| v);
-            },
-        );
+    for q in xw {
+        let d4s = d4.as_chunks::<4>().0;
+        at_column_quads_mut(g4, n, col, d4s, wide_mut, |[g0, g1, g2, g3], &[d0, d1, d2, d3]| {
+            axpy_wide(g0, q, d0);
+            axpy_wide(g1, q, d1);
+            axpy_wide(g2, q, d2);
+            axpy_wide(g3, q, d3);
+        });
+        let d2s = d2.as_chunks::<2>().0;
+        at_column_pairs_mut(g2, n, col, d2s, wide_mut, |g0, g1, &[d0, d1]| {
+            axpy_wide(g0, q, d0);
+            axpy_wide(g1, q, d1);
+        });
         col += WIDE;
     }
     for &[x0, x1, x2, x3] in x4 {
