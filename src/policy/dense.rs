@@ -287,16 +287,21 @@ fn quads<T: Copy>(b: &[T; WIDE]) -> [[T; 4]; QUADS] {
     ]
 }
 
-/// `g[k] += x[k]·a` over a wide block.
+/// `y[k] += w[k]·a` over a wide block.
 #[inline(always)]
-fn axpy_wide<T: Real>(g: &mut [[T; 4]; QUADS], x: &[[T; 4]; QUADS], a: T) {
-    let [g0, g1, g2, g3, g4] = g;
-    let [x0, x1, x2, x3, x4] = x;
-    axpy4(g0, x0, a, same);
-    axpy4(g1, x1, a, same);
-    axpy4(g2, x2, a, same);
-    axpy4(g3, x3, a, same);
-    axpy4(g4, x4, a, same);
+fn axpy_wide<W: Copy, T: Real>(
+    y: &mut [[T; 4]; QUADS],
+    w: &[[W; 4]; QUADS],
+    a: T,
+    conv: impl Fn(W) -> T + Copy,
+) {
+    let [y0, y1, y2, y3, y4] = y;
+    let [w0, w1, w2, w3, w4] = w;
+    axpy4(y0, w0, a, conv);
+    axpy4(y1, w1, a, conv);
+    axpy4(y2, w2, a, conv);
+    axpy4(y3, w3, a, conv);
+    axpy4(y4, w4, a, conv);
 }
 
 /// `v.fill(0)`, four scalars per store instruction where the target has them.
@@ -394,21 +399,21 @@ fn wide_mut<W>(row: &mut [W]) -> Option<&mut [[W; 4]; QUADS]> {
 }
 
 /// `y += Wᵀ·d` with `W` row-major in `w` (`d.len()` rows of `y.len()`): for each row `o`
-/// in turn, `y[i] += W[o][i]·d[o]`. Rows beyond the shortest operand are skipped.
+/// in turn, `y[i] += W[o][i]·d[o]`. Rows beyond the shortest operand are skipped. (Plain
+/// loops: policies backpropagate through [`transposed_map`].)
 pub(crate) fn add_transposed<W: Copy, T: Real>(
     w: &[W],
     d: &[T],
     y: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
-    if !UNROLLED {
-        return add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
-    }
-    transposed(w, d, y, conv, true);
+    let rows = whole_rows(w.len(), y.len(), d.len());
+    let w = w.get(..rows.saturating_mul(y.len())).unwrap_or_default();
+    add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
 }
 
-/// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])`: [`add_transposed`] into a zeroed `y`, then `f`;
-/// true when every result is finite.
+/// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])` with `W` row-major in `w` (`d.len()` rows of
+/// `y.len()`), each sum from 0 over the rows `o` in turn; true when every result is finite.
 #[inline(always)]
 pub(crate) fn transposed_map<W: Copy, T: Real>(
     w: &[W],
@@ -418,98 +423,112 @@ pub(crate) fn transposed_map<W: Copy, T: Real>(
     conv: impl Fn(W) -> T + Copy,
     f: impl Fn(T, T) -> T,
 ) -> bool {
-    if UNROLLED {
-        transposed(w, d, y, conv, false);
-    } else {
-        y.fill(T::ZERO);
-        add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
+    match aux.get(..y.len()) {
+        Some(aux) if UNROLLED => transposed(w, d, aux, y, conv, f),
+        _ => transposed_map_values(w.iter().map(|&v| conv(v)), d, aux, y, f),
     }
-    map2(y, aux, f)
 }
 
-/// `y[i] = f(y[i], aux[i])`; true when every result is finite.
-fn map2<T: Real>(y: &mut [T], aux: &[T], f: impl Fn(T, T) -> T) -> bool {
-    let mut check = Finite::new();
-    for (yi, &a) in y.iter_mut().zip(aux) {
-        *yi = f(*yi, a);
-        check.see(*yi);
-    }
-    check.ok()
+/// `finish(y[k], acc[k], a[k])` for a block of four columns.
+#[inline(always)]
+fn finish4<T: Copy>(
+    y: &mut [T; 4],
+    a: &[T; 4],
+    acc: [T; 4],
+    finish: &mut impl FnMut(&mut T, T, T),
+) {
+    let [y0, y1, y2, y3] = y;
+    let [a0, a1, a2, a3] = *a;
+    let [c0, c1, c2, c3] = acc;
+    finish(y0, c0, a0);
+    finish(y1, c1, a1);
+    finish(y2, c2, a2);
+    finish(y3, c3, a3);
 }
 
-/// `y = Wᵀ·d`, or `y += Wᵀ·d` when `accumulate`: the unrolled loops of [`add_transposed`].
-// Out of line: one copy serves every caller and every `f` of `transposed_map`.
+/// The unrolled loops of [`transposed_map`] (`aux` as long as `y`).
+// Out of line: one copy serves every caller.
 #[inline(never)]
 fn transposed<W: Copy, T: Real>(
     w: &[W],
     d: &[T],
+    aux: &[T],
     y: &mut [T],
     conv: impl Fn(W) -> T + Copy,
-    accumulate: bool,
-) {
-    let start = |v: T| if accumulate { v } else { T::ZERO };
+    f: impl Fn(T, T) -> T,
+) -> bool {
     let n = y.len();
-    // Column blocks: a block of `y` stays in registers while every row adds to it, so `y`
-    // is loaded and stored once, and each weight costs one load and one multiply-add. Rows
-    // go in pairs through the widest blocks; an odd last row is added after all others.
+    // Column blocks: a block of `y` stays in registers while every row adds to it, then
+    // `f` makes the block's results, so each weight costs one load and one multiply-add.
+    // Rows go in pairs through the widest blocks; an odd last row comes after all others.
     let rows = whole_rows(w.len(), n, d.len());
     let (w, last_w) = even_and_last(w, n, rows);
     let Some((d, last_d)) = d.split_at_checked(rows & !1) else {
-        return;
+        return true;
     };
     let last = last_w.zip(last_d.first());
+    let mut check = Finite::new();
+    let mut finish = |y: &mut T, acc: T, a: T| {
+        *y = f(acc, a);
+        check.see(*y);
+    };
     let (yq, y1) = y.as_chunks_mut::<4>();
     let (yw, y4) = yq.as_chunks_mut::<QUADS>();
+    let (aq, a1) = aux.as_chunks::<4>();
+    let (aw, a4) = aq.as_chunks::<QUADS>();
     let mut col = 0;
-    for yb in yw {
-        let [mut a0, mut a1, mut a2, mut a3, mut a4] = yb.map(|q| q.map(start));
+    for (yb, ab) in yw.iter_mut().zip(aw) {
+        let mut acc = [[T::ZERO; 4]; QUADS];
         let ds = d.as_chunks::<2>().0;
-        at_column_pairs(
-            w,
-            n,
-            col,
-            ds,
-            wide,
-            |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], &[d0, d1]| {
-                axpy4(&mut a0, u0, d0, conv);
-                axpy4(&mut a1, u1, d0, conv);
-                axpy4(&mut a2, u2, d0, conv);
-                axpy4(&mut a3, u3, d0, conv);
-                axpy4(&mut a4, u4, d0, conv);
-                axpy4(&mut a0, v0, d1, conv);
-                axpy4(&mut a1, v1, d1, conv);
-                axpy4(&mut a2, v2, d1, conv);
-                axpy4(&mut a3, v3, d1, conv);
-                axpy4(&mut a4, v4, d1, conv);
-            },
-        );
-        *yb = [a0, a1, a2, a3, a4];
+        at_column_pairs(w, n, col, ds, wide, |r0, r1, &[d0, d1]| {
+            axpy_wide(&mut acc, r0, d0, conv);
+            axpy_wide(&mut acc, r1, d1, conv);
+        });
+        if let Some((row, &dk)) = last
+            && let Some(r) = row.get(col..).and_then(wide)
+        {
+            axpy_wide(&mut acc, r, dk, conv);
+        }
+        let [y0, y1, y2, y3, y4] = yb;
+        let [a0, a1, a2, a3, a4] = ab;
+        let [c0, c1, c2, c3, c4] = acc;
+        finish4(y0, a0, c0, &mut finish);
+        finish4(y1, a1, c1, &mut finish);
+        finish4(y2, a2, c2, &mut finish);
+        finish4(y3, a3, c3, &mut finish);
+        finish4(y4, a4, c4, &mut finish);
         col += WIDE;
     }
-    for ya in y4 {
-        let [mut a0, mut a1, mut a2, mut a3] = ya.map(start);
-        at_column(w, n, col, d, first::<W, 4>, |&[w0, w1, w2, w3], &dk| {
+    for (yq, aq) in y4.iter_mut().zip(a4) {
+        let [mut a0, mut a1, mut a2, mut a3] = [T::ZERO; 4];
+        let mut add = |&[w0, w1, w2, w3]: &[W; 4], dk: T| {
             a0 += conv(w0) * dk;
             a1 += conv(w1) * dk;
             a2 += conv(w2) * dk;
             a3 += conv(w3) * dk;
-        });
-        *ya = [a0, a1, a2, a3];
+        };
+        at_column(w, n, col, d, first::<W, 4>, |r, &dk| add(r, dk));
+        if let Some((row, &dk)) = last
+            && let Some(r) = row.get(col..).and_then(first::<W, 4>)
+        {
+            add(r, dk);
+        }
+        finish4(yq, aq, [a0, a1, a2, a3], &mut finish);
         col += 4;
     }
-    for yi in y1 {
-        let mut a = start(*yi);
-        at_column(w, n, col, d, first::<W, 1>, |&[w0], &dk| {
-            a += conv(w0) * dk;
-        });
-        *yi = a;
+    for (y, &a) in y1.iter_mut().zip(a1) {
+        let mut acc = T::ZERO;
+        let mut add = |&[w0]: &[W; 1], dk: T| acc += conv(w0) * dk;
+        at_column(w, n, col, d, first::<W, 1>, |r, &dk| add(r, dk));
+        if let Some((row, &dk)) = last
+            && let Some(r) = row.get(col..).and_then(first::<W, 1>)
+        {
+            add(r, dk);
+        }
+        finish(y, acc, a);
         col += 1;
     }
-    if let Some((row, &dk)) = last {
-        for (yi, &wi) in y.iter_mut().zip(row) {
-            *yi += conv(wi) * dk;
-        }
-    }
+    check.ok()
 }
 
 /// `g += d·xᵀ` with `g` row-major (`d.len()` rows of `x.len()`): `g[o][i] += x[i]·d[o]`.
@@ -549,16 +568,23 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
     // By value: in registers for all rows.
     for q in xw {
         let d4s = d4.as_chunks::<4>().0;
-        at_column_quads_mut(g4, n, col, d4s, wide_mut, |[g0, g1, g2, g3], &[d0, d1, d2, d3]| {
-            axpy_wide(g0, q, d0);
-            axpy_wide(g1, q, d1);
-            axpy_wide(g2, q, d2);
-            axpy_wide(g3, q, d3);
-        });
+        at_column_quads_mut(
+            g4,
+            n,
+            col,
+            d4s,
+            wide_mut,
+            |[g0, g1, g2, g3], &[d0, d1, d2, d3]| {
+                axpy_wide(g0, q, d0, same);
+                axpy_wide(g1, q, d1, same);
+                axpy_wide(g2, q, d2, same);
+                axpy_wide(g3, q, d3, same);
+            },
+        );
         let d2s = d2.as_chunks::<2>().0;
         at_column_pairs_mut(g2, n, col, d2s, wide_mut, |g0, g1, &[d0, d1]| {
-            axpy_wide(g0, q, d0);
-            axpy_wide(g1, q, d1);
+            axpy_wide(g0, q, d0, same);
+            axpy_wide(g1, q, d1, same);
         });
         col += WIDE;
     }
@@ -789,7 +815,12 @@ pub(crate) fn transposed_map_values<T: Real>(
 ) -> bool {
     y.fill(T::ZERO);
     add_transposed_values(w, d, y);
-    map2(y, aux, f)
+    let mut check = Finite::new();
+    for (yi, &a) in y.iter_mut().zip(aux) {
+        *yi = f(*yi, a);
+        check.see(*yi);
+    }
+    check.ok()
 }
 
 /// [`add_transposed`] over weights read one at a time (same arithmetic, same bits).
