@@ -455,10 +455,12 @@ fn softmax_in_place<T: Real>(z: &mut [T]) -> (T, T) {
 
 /// Turns the head output `z` into what the gradient needs — probabilities (softmax) or
 /// residuals `r = (u − μ)/σ` (Gaussian) — and returns `log π(action)`.
+/// For a Gaussian, `sigma` (when as long as `z`) receives `σ_j` for reuse.
 fn head_log_prob<T: Real, S: ParamSource<T>>(
     log_std: S,
     action: Action<'_, T>,
     z: &mut [T],
+    sigma: &mut [T],
 ) -> Result<T, PolicyError> {
     let lp = match action {
         Action::Index(k) => {
@@ -470,10 +472,15 @@ fn head_log_prob<T: Real, S: ParamSource<T>>(
             let half = T::from_f32(0.5);
             let ln_sqrt_2pi = T::from_f64(LN_SQRT_2PI);
             let mut lp = T::ZERO;
+            let mut sigma = sigma.iter_mut();
             for ((zj, &uj), ls) in z.iter_mut().zip(u).zip(log_std.values()) {
-                let r = (uj - *zj) / ls.exp();
+                let s = ls.exp();
+                let r = (uj - *zj) / s;
                 *zj = r;
                 lp += -(half * r * r) - ls - ln_sqrt_2pi;
+                if let Some(out) = sigma.next() {
+                    *out = s;
+                }
             }
             lp
         }
@@ -523,7 +530,7 @@ pub fn log_prob<T: Real, S: ParamSource<T>>(
     let action = parse_action(shape, action)?;
     check_finite(obs)?;
     net.forward(obs, a1, a2, z)?;
-    head_log_prob(net.log_std, action, z)
+    head_log_prob(net.log_std, action, z, &mut [])
 }
 
 /// Draws `action ~ π(·|obs; θ)` (`action_width` scalars): for softmax one
@@ -645,7 +652,8 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
     }
 
     net.forward(obs, a1, a2, z)?;
-    let lp = head_log_prob(net.log_std, action, z)?;
+    // `dz` holds the σ_j in between.
+    let lp = head_log_prob(net.log_std, action, z, dz)?;
 
     // δ_head = weight · ∂ log π / ∂z.
     match action {
@@ -656,8 +664,8 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
             }
         }
         Action::Real(_) => {
-            for ((d, &r), ls) in dz.iter_mut().zip(z.iter()).zip(net.log_std.values()) {
-                *d = weight * (r / ls.exp());
+            for (d, &r) in dz.iter_mut().zip(z.iter()) {
+                *d = weight * (r / *d);
             }
         }
     }
