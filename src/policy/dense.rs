@@ -143,14 +143,16 @@ fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T 
         return rows;
     }
     // Column blocks: a block of `x` stays in registers while every row adds its part of
-    // the dot product to `out` (each row's sum still runs from column 0 up). Rows go in
-    // pairs through the widest blocks; an odd last row is summed on its own.
-    zero(out);
+    // the dot product to `out` (each row's sum still runs from column 0 up; the block at
+    // column 0 starts it). Rows go in pairs through the widest blocks; an odd last row is
+    // summed on its own.
+    if n == 0 {
+        zero(out);
+    }
     let even = rows & !1;
     let col = mul_wide(w, x, out, even, conv);
     mul_narrow(w, x, out, even, col, conv);
     // Recomputed here rather than kept live through the loops (stack).
-    let n = x.len();
     if rows > even
         && let (Some(row), Some(o)) = (
             w.get(even.saturating_mul(n)..).and_then(|r| r.get(..n)),
@@ -160,6 +162,12 @@ fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T 
         *o = dot_values(&mut row.iter().map(|&v| conv(v)), x);
     }
     rows
+}
+
+/// `o` where a row's sum goes on, 0 where it starts (`FRESH`: the block at column 0).
+#[inline(always)]
+fn start<T: Real, const FRESH: bool>(o: T) -> T {
+    if FRESH { T::ZERO } else { o }
 }
 
 /// The wide column blocks of [`mul`] over the first `even` rows (an even number); returns
@@ -177,25 +185,44 @@ fn mul_wide<W: Copy, T: Real>(
         return 0;
     };
     let mut col = 0;
-    for [q0, q1, q2, q3, q4] in x.as_chunks::<WIDE>().0.iter().map(quads) {
-        let outs = out.as_chunks_mut::<2>().0;
-        at_column_pairs(
-            w,
-            n,
-            col,
-            outs,
-            wide,
-            |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], o| {
-                let a = dot4x2(*o, u0, v0, &q0, conv);
-                let a = dot4x2(a, u1, v1, &q1, conv);
-                let a = dot4x2(a, u2, v2, &q2, conv);
-                let a = dot4x2(a, u3, v3, &q3, conv);
-                *o = dot4x2(a, u4, v4, &q4, conv);
-            },
-        );
+    for q in x.as_chunks::<WIDE>().0.iter().map(quads) {
+        if col == 0 {
+            mul_wide_block::<W, T, true>(w, n, col, out, &q, conv);
+        } else {
+            mul_wide_block::<W, T, false>(w, n, col, out, &q, conv);
+        }
         col += WIDE;
     }
     col
+}
+
+/// One wide column block of [`mul`], rows in pairs.
+#[inline(always)]
+fn mul_wide_block<W: Copy, T: Real, const FRESH: bool>(
+    w: &[W],
+    n: usize,
+    col: usize,
+    out: &mut [T],
+    q: &[[T; 4]; QUADS],
+    conv: impl Fn(W) -> T + Copy,
+) {
+    let [q0, q1, q2, q3, q4] = q;
+    let outs = out.as_chunks_mut::<2>().0;
+    at_column_pairs(
+        w,
+        n,
+        col,
+        outs,
+        wide,
+        |[u0, u1, u2, u3, u4], [v0, v1, v2, v3, v4], o| {
+            let a = o.map(start::<T, FRESH>);
+            let a = dot4x2(a, u0, v0, q0, conv);
+            let a = dot4x2(a, u1, v1, q1, conv);
+            let a = dot4x2(a, u2, v2, q2, conv);
+            let a = dot4x2(a, u3, v3, q3, conv);
+            *o = dot4x2(a, u4, v4, q4, conv);
+        },
+    );
 }
 
 /// The narrow column blocks of [`mul`] from column `col` on, over the first `even` rows.
@@ -217,40 +244,74 @@ fn mul_narrow<W: Copy, T: Real>(
         return;
     };
     let (x4, x1) = x.as_chunks::<4>();
-    for &[x0, x1, x2, x3] in x4 {
-        at_column(
-            w,
-            n,
-            col,
-            out.iter_mut(),
-            first::<W, 4>,
-            |&[w0, w1, w2, w3], o| {
-                let mut acc = *o;
-                acc += conv(w0) * x0;
-                acc += conv(w1) * x1;
-                acc += conv(w2) * x2;
-                acc += conv(w3) * x3;
-                *o = acc;
-            },
-        );
+    for x4 in x4 {
+        if col == 0 {
+            mul_block::<W, T, 4, true>(w, n, col, out, x4, conv);
+        } else {
+            mul_block::<W, T, 4, false>(w, n, col, out, x4, conv);
+        }
         col += 4;
     }
     let (x2, x1) = x1.as_chunks::<2>();
-    for &[x0, x1] in x2 {
-        at_column(w, n, col, out.iter_mut(), first::<W, 2>, |&[w0, w1], o| {
-            let mut acc = *o;
-            acc += conv(w0) * x0;
-            acc += conv(w1) * x1;
-            *o = acc;
-        });
+    for x2 in x2 {
+        if col == 0 {
+            mul_block::<W, T, 2, true>(w, n, col, out, x2, conv);
+        } else {
+            mul_block::<W, T, 2, false>(w, n, col, out, x2, conv);
+        }
         col += 2;
     }
-    for &x0 in x1 {
-        at_column(w, n, col, out.iter_mut(), first::<W, 1>, |&[w0], o| {
-            *o += conv(w0) * x0;
-        });
+    for x1 in x1.as_chunks::<1>().0 {
+        if col == 0 {
+            mul_block::<W, T, 1, true>(w, n, col, out, x1, conv);
+        } else {
+            mul_block::<W, T, 1, false>(w, n, col, out, x1, conv);
+        }
         col += 1;
     }
+}
+
+/// One narrow column block of [`mul`] (`K` ≤ 4 columns), row by row.
+#[inline(always)]
+fn mul_block<W: Copy, T: Real, const K: usize, const FRESH: bool>(
+    w: &[W],
+    n: usize,
+    col: usize,
+    out: &mut [T],
+    x: &[T; K],
+    conv: impl Fn(W) -> T + Copy,
+) {
+    at_column(w, n, col, out.iter_mut(), first::<W, K>, |r, o| {
+        *o = dot_short(start::<T, FRESH>(*o), r, x, conv);
+    });
+}
+
+/// `acc + w[0]·x[0] + …` over `K` ≤ 4 columns, added left to right (written out: the
+/// compiler does not unroll loops when optimising for size).
+#[inline(always)]
+fn dot_short<W: Copy, T: Real, const K: usize>(
+    mut acc: T,
+    w: &[W; K],
+    x: &[T; K],
+    conv: impl Fn(W) -> T,
+) -> T {
+    let (mut w, mut x) = (w.as_slice(), x.as_slice());
+    if let ([w0, w1, w2, w3, ..], [x0, x1, x2, x3, ..]) = (w, x) {
+        acc += conv(*w0) * *x0;
+        acc += conv(*w1) * *x1;
+        acc += conv(*w2) * *x2;
+        acc += conv(*w3) * *x3;
+        (w, x) = (&[], &[]);
+    }
+    if let ([w0, w1, ..], [x0, x1, ..]) = (w, x) {
+        acc += conv(*w0) * *x0;
+        acc += conv(*w1) * *x1;
+        (w, x) = (&[], &[]);
+    }
+    if let ([w0, ..], [x0, ..]) = (w, x) {
+        acc += conv(*w0) * *x0;
+    }
+    acc
 }
 
 /// A wide block as its blocks of four.
