@@ -159,7 +159,11 @@ fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T 
             out.get_mut(even),
         )
     {
-        *o = dot_values(&mut row.iter().map(|&v| conv(v)), x);
+        let mut acc = T::ZERO;
+        for (&wi, &xi) in row.iter().zip(x) {
+            acc += conv(wi) * xi;
+        }
+        *o = acc;
     }
     rows
 }
