@@ -130,9 +130,8 @@ pub(crate) fn same<T>(v: T) -> T {
 /// `out[o] = Σ_i W[o][i]·x[i]` with `W` row-major in `w` (`out.len()` rows of `x.len()`),
 /// each row summed from 0 for `i = 0, 1, …`; returns the number of rows computed (the
 /// whole rows `w` and `out` both have: outputs beyond them are left as they were).
-// Inline: its two out-of-line halves run one after the other, each in a frame of its
-// own (one copy of each serves every caller and every `f` of `affine_map`).
-#[inline(always)]
+// Out of line: one copy serves every caller and every `f` of `affine_map`.
+#[inline(never)]
 fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T + Copy) -> usize {
     let n = x.len();
     let rows = out.len().min(w.len().checked_div(n).unwrap_or(usize::MAX));
@@ -177,7 +176,7 @@ fn start<T: Real, const FRESH: bool>(o: T) -> T {
 
 /// The wide column blocks of [`mul`] over the first `even` rows (an even number); returns
 /// the first column left.
-#[inline(never)]
+#[inline(always)]
 fn mul_wide<W: Copy, T: Real>(
     w: &[W],
     x: &[T],
@@ -231,7 +230,7 @@ fn mul_wide_block<W: Copy, T: Real, const FRESH: bool>(
 }
 
 /// The narrow column blocks of [`mul`] from column `col` on, over the first `even` rows.
-#[inline(never)]
+#[inline(always)]
 fn mul_narrow<W: Copy, T: Real>(
     w: &[W],
     x: &[T],
