@@ -239,6 +239,9 @@ impl<S> Dense<S> {
     /// `out = f(W·x + b)` element-wise, checking each `W·x + b` is finite before `f` (which
     /// also catches any non-finite weight or bias: it makes its row's sum non-finite). The
     /// bias, the check and `f` share one pass over `out`.
+    // Inlined where there is an FPU: no frame of its own above the kernel's (the deepest
+    // point of the adaptation's stack); soft-float cores keep one copy (flash).
+    #[cfg_attr(not(all(target_arch = "arm", target_abi = "eabi")), inline(always))]
     fn forward<T: Real>(self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> Result<(), PolicyError>
     where
         S: ParamSource<T>,
