@@ -39,7 +39,16 @@ pub(crate) fn affine<W: Copy, T: Real>(
     out: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
-    affine_map(w, b, x, out, conv, same);
+    if UNROLLED {
+        affine_map(w, b, x, out, conv, same);
+    } else {
+        affine_values(
+            w.iter().map(|&v| conv(v)),
+            b.iter().map(|&v| conv(v)),
+            x,
+            out,
+        );
+    }
 }
 
 /// [`affine`] with `f` applied to each output: `out[o] = f((Σ_i W[o][i]·x[i]) + b[o])`;
@@ -472,9 +481,13 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     y: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
-    let rows = whole_rows(w.len(), y.len(), d.len());
-    let w = w.get(..rows.saturating_mul(y.len())).unwrap_or_default();
-    add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
+    if UNROLLED {
+        let rows = whole_rows(w.len(), y.len(), d.len());
+        let w = w.get(..rows.saturating_mul(y.len())).unwrap_or_default();
+        add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
+    } else {
+        add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
+    }
 }
 
 /// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])` with `W` row-major in `w` (`d.len()` rows of
