@@ -1,15 +1,25 @@
 //! Dense-layer loops: every multiply-accumulate of a policy's forward and backward pass.
 //!
 //! These loops decide what adaptation costs on a microcontroller, so they are written for
-//! it. Weights come as a slice of stored words `W` turned into scalars by `conv` (`f32` in
-//! RAM as they are; little-endian words read from a word-aligned bundle in flash through
-//! `f32::from_bits`). Rows are walked in blocks of [`BLOCK`] columns with `as_chunks` and
-//! destructured arrays: no bounds checks and no per-element iterator state. Four rows are
-//! handled per pass, since they share an operand (`x` in the forward pass and the weight
-//! gradient, `y` in the transposed product), which quarters the loads (and stores) of the
-//! shared one. On a Cortex-M4F that leaves about one load per weight and one `VMLA` per
-//! multiply-accumulate in the forward pass: LLVM allocates single-precision registers in
-//! the order s0, s2, s4, …, so it never merges the loads into `VLDM`s.
+//! it. Weights come as a slice of stored words `W` turned into scalars by `conv` (`f32`
+//! slices, in RAM or cast from a word-aligned bundle in flash; little-endian words on a
+//! big-endian target). All three products are walked in *column blocks*: a block of the
+//! vector the rows share stays in registers while every row streams past it — `x` in the
+//! forward pass ([`affine_map`]) and the weight gradient ([`add_outer`]), the sums of `y`
+//! in the transposed product ([`transposed_map`]). Each weight then costs one load and
+//! one `VMLA` (each gradient scalar a load, a `VMLA` and a store); the shared vector is
+//! loaded once per block, and a row's partial sum once per block and row.
+//!
+//! Blocks are [`WIDE`] = 20 columns (five blocks of four: with the row partners below it
+//! fits the M4F's 32 single-precision registers), then 4, 2 and 1 for the rest of a row;
+//! `as_chunks`, destructured arrays and a width check hoisted out of the row loop leave no
+//! bounds checks inside. Rows go through the wide blocks in pairs (in fours for the
+//! weight gradient) to share the loop's pointer and counter work; an odd last row is done
+//! on its own. Blocks are written out by hand: the firmware is optimised for size, which
+//! unrolls no loops. The biases, an activation or its derivative, and the finiteness
+//! checks the policy needs ride along the pass that produces each result ([`Finite`]).
+//! LLVM allocates single-precision registers such that it never merges loads into
+//! `VLDM`s, so one load per weight is the floor without assembly.
 //!
 //! The order of floating-point operations is fixed and stated per function: it is the
 //! plain loop's order (each row summed left to right from 0; accumulations row after
@@ -926,19 +936,57 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// Sizes around the block length and the row pairing (odd and even row counts, tails
-    /// of 0..7 columns, a single column).
-    const SIZES: [(usize, usize); 9] = [
+    /// Sizes around the block widths and the row grouping: 1..9 rows (fours, a last pair,
+    /// an odd last row), columns below, at and above the wide block (tails of 4, 2 and 1
+    /// columns, several wide blocks).
+    const SIZES: [(usize, usize); 20] = [
         (1, 1),
         (2, 1),
         (3, 2),
+        (5, 3),
+        (2, 4),
         (5, 7),
         (2, 8),
         (7, 9),
         (4, 16),
         (3, 17),
+        (1, 20),
+        (2, 20),
+        (3, 21),
+        (4, 22),
+        (5, 23),
+        (6, 27),
+        (7, 40),
+        (8, 43),
+        (9, 61),
         (6, 100),
     ];
+
+    /// The plain loop: `(Σ_i W[o][i]·x[i]) + b[o]`, summed from 0 for `i = 0, 1, …`.
+    fn plain_affine(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
+        let cols = x.len();
+        (0..b.len())
+            .map(|o| {
+                let mut acc = 0.0f32;
+                for i in 0..cols {
+                    acc += w[o * cols + i] * x[i];
+                }
+                acc + b[o]
+            })
+            .collect()
+    }
+
+    /// The plain loop: `Σ_o W[o][i]·d[o]` from `y0[i]`, rows in turn.
+    fn plain_transposed(w: &[f32], d: &[f32], y0: &[f32]) -> Vec<f32> {
+        let cols = y0.len();
+        let mut y = y0.to_vec();
+        for o in 0..d.len() {
+            for i in 0..cols {
+                y[i] += w[o * cols + i] * d[o];
+            }
+        }
+        y
+    }
 
     #[test]
     fn affine_matches_the_plain_loop_bit_for_bit() {
@@ -949,20 +997,70 @@ mod tests {
                 normals(&mut rng, rows),
                 normals(&mut rng, cols),
             );
-            let mut want = std::vec![0.0f32; rows];
-            for o in 0..rows {
-                let mut acc = 0.0f32;
-                for i in 0..cols {
-                    acc += w[o * cols + i] * x[i];
-                }
-                want[o] = acc + b[o];
-            }
+            let want = plain_affine(&w, &b, &x);
             let mut got = std::vec![f32::NAN; rows];
-            affine(&w, &b, &x, &mut got, |v| v);
+            affine(&w, &b, &x, &mut got, same);
             assert_eq!(bits(&got), bits(&want), "{rows}x{cols}");
             let mut by_values = std::vec![f32::NAN; rows];
             affine_values(w.iter().copied(), b.iter().copied(), &x, &mut by_values);
             assert_eq!(bits(&by_values), bits(&want), "{rows}x{cols} (values)");
+
+            // With an activation: the same bits as applying it afterwards, and finite.
+            let want: Vec<f32> = want.iter().map(|&v| crate::math::tanh_f32(v)).collect();
+            let mut got = std::vec![f32::NAN; rows];
+            assert!(affine_map(
+                &w,
+                &b,
+                &x,
+                &mut got,
+                same,
+                crate::math::tanh_f32
+            ));
+            assert_eq!(bits(&got), bits(&want), "{rows}x{cols} (map)");
+            let mut by_values = std::vec![f32::NAN; rows];
+            let finite = affine_map_values(
+                w.iter().copied(),
+                b.iter().copied(),
+                &x,
+                &mut by_values,
+                crate::math::tanh_f32,
+            );
+            assert!(finite);
+            assert_eq!(bits(&by_values), bits(&want), "{rows}x{cols} (map, values)");
+        }
+    }
+
+    /// A non-finite weight, or a sum that overflows, is reported even where the activation
+    /// hides it (`tanh(∞)` is finite).
+    #[test]
+    fn affine_map_reports_non_finite_sums() {
+        let mut rng = Rng::new(5);
+        for (rows, cols) in SIZES {
+            let (w, b, x) = (
+                normals(&mut rng, rows * cols),
+                normals(&mut rng, rows),
+                normals(&mut rng, cols),
+            );
+            // Weights and inputs positive, inputs at least 2: a weight of 3e38 overflows.
+            let w: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+            let x: Vec<f32> = x.iter().map(|v| v.abs() + 2.0).collect();
+            for (at, bad) in [
+                (0, f32::INFINITY),
+                (rows * cols - 1, f32::NAN),
+                (rows * cols / 2, 3e38),
+            ] {
+                let mut w = w.clone();
+                w[at] = bad;
+                let mut out = std::vec![0.0f32; rows];
+                let tanh = crate::math::tanh_f32;
+                assert!(
+                    !affine_map(&w, &b, &x, &mut out, same, tanh),
+                    "{rows}x{cols} {bad}"
+                );
+                let values = (w.iter().copied(), b.iter().copied());
+                let finite = affine_map_values(values.0, values.1, &x, &mut out, tanh);
+                assert!(!finite, "{rows}x{cols} {bad} (values)");
+            }
         }
     }
 
@@ -972,18 +1070,44 @@ mod tests {
         for (rows, cols) in SIZES {
             let (w, d) = (normals(&mut rng, rows * cols), normals(&mut rng, rows));
             let y0 = normals(&mut rng, cols);
-            let mut want = y0.clone();
-            for o in 0..rows {
-                for i in 0..cols {
-                    want[i] += w[o * cols + i] * d[o];
-                }
-            }
+            let want = plain_transposed(&w, &d, &y0);
             let mut got = y0.clone();
-            add_transposed(&w, &d, &mut got, |v| v);
+            add_transposed(&w, &d, &mut got, same);
             assert_eq!(bits(&got), bits(&want), "{rows}x{cols}");
-            let mut by_values = y0;
+            let mut by_values = y0.clone();
             add_transposed_values(w.iter().copied(), &d, &mut by_values);
             assert_eq!(bits(&by_values), bits(&want), "{rows}x{cols} (values)");
+
+            // From zero, with the tanh derivative: the same bits as applying it afterwards.
+            let a = normals(&mut rng, cols);
+            let dtanh = |s: f32, a: f32| s * (1.0 - a * a);
+            let want: Vec<f32> = plain_transposed(&w, &d, &std::vec![0.0; cols])
+                .iter()
+                .zip(&a)
+                .map(|(&s, &a)| dtanh(s, a))
+                .collect();
+            let mut got = std::vec![f32::NAN; cols];
+            assert!(transposed_map(&w, &d, &a, &mut got, same, dtanh));
+            assert_eq!(bits(&got), bits(&want), "{rows}x{cols} (map)");
+            let mut by_values = std::vec![f32::NAN; cols];
+            assert!(transposed_map_values(
+                w.iter().copied(),
+                &d,
+                &a,
+                &mut by_values,
+                dtanh
+            ));
+            assert_eq!(bits(&by_values), bits(&want), "{rows}x{cols} (map, values)");
+            if rows * cols > 0 {
+                let mut bad = w.clone();
+                bad[rows * cols - 1] = f32::INFINITY;
+                let mut got = std::vec![0.0f32; cols];
+                let f = |s: f32, _: f32| s;
+                assert!(
+                    !transposed_map(&bad, &d, &a, &mut got, same, f),
+                    "{rows}x{cols}"
+                );
+            }
 
             let x = normals(&mut rng, cols);
             let g0 = normals(&mut rng, rows * cols);
@@ -1004,15 +1128,15 @@ mod tests {
     fn short_operands_leave_the_rest_untouched() {
         let w = [1.0f32; 5];
         let mut out = [7.0f32; 3];
-        affine(&w, &[0.5; 3], &[1.0, 1.0], &mut out, |v| v);
+        affine(&w, &[0.5; 3], &[1.0, 1.0], &mut out, same);
         assert_eq!(out, [2.5, 2.5, 7.0]);
         let mut out = [7.0f32; 2];
-        affine(&w, &[0.5; 2], &[], &mut out, |v| v);
+        affine(&w, &[0.5; 2], &[], &mut out, same);
         assert_eq!(out, [0.5, 0.5]);
         let mut y = [1.0f32; 2];
-        add_transposed(&w, &[1.0, 1.0, 1.0], &mut y, |v| v);
+        add_transposed(&w, &[1.0, 1.0, 1.0], &mut y, same);
         assert_eq!(y, [3.0, 3.0]);
-        add_transposed(&w, &[1.0], &mut [], |v| v);
+        add_transposed(&w, &[1.0], &mut [], same);
         let mut g = [0.0f32; 5];
         add_outer(&mut g, &[1.0, 2.0, 3.0], &[1.0, 1.0]);
         assert_eq!(g, [1.0, 1.0, 2.0, 2.0, 0.0]);

@@ -20,10 +20,11 @@
 //! Parameters are read through [`ParamSource`], implemented by `&[T]` (RAM) and by
 //! [`LeF32s`] (little-endian bytes, e.g. a bundle in flash read without copying and with
 //! no alignment assumption). That is what lets the device adapt with only one RAM copy.
-//! Dense layers run their products through [`ParamSource::affine`] and
-//! [`ParamSource::add_transposed`]: RAM slices and word-aligned bytes
-//! ([`LeF32s::is_word_aligned`]) take unrolled loops with word loads, other sources read
-//! scalar by scalar, with the same arithmetic and the same bits.
+//! Dense layers run their products through [`ParamSource::affine_map`] and
+//! [`ParamSource::transposed_map`]: RAM slices and word-aligned bytes
+//! ([`LeF32s::is_word_aligned`]; for `f32` on a little-endian target, the very same code
+//! as RAM slices) take unrolled loops with word loads, other sources read scalar by
+//! scalar, with the same arithmetic and the same bits.
 
 use crate::dual::Dual;
 use crate::math::Real;
