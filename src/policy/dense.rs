@@ -857,21 +857,37 @@ pub(crate) fn affine_values<T: Real>(
     }
 }
 
-/// [`affine_map`] over weights and biases read one at a time (same arithmetic, same bits).
-// Out of line for the same reason as `add_bias_map`: callers keep small frames.
-#[inline(never)]
+/// [`affine_map`] over weights and biases read one at a time (same arithmetic, same bits):
+/// [`affine_values`], then `f` in a pass of its own (one copy of the loops whatever `f`).
 pub(crate) fn affine_map_values<T: Real>(
-    mut w: impl Iterator<Item = T>,
+    w: impl Iterator<Item = T>,
     b: impl Iterator<Item = T>,
     x: &[T],
     out: &mut [T],
     f: impl Fn(T) -> T,
 ) -> bool {
+    affine_values_out_of_line(w, b, x, out);
+    map_finite(out, f)
+}
+
+/// [`affine_values`], in a frame of its own.
+#[inline(never)]
+fn affine_values_out_of_line<T: Real>(
+    w: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+    x: &[T],
+    out: &mut [T],
+) {
+    affine_values(w, b, x, out);
+}
+
+/// `v[k] = f(v[k])`; true when every `v[k]` was finite.
+#[inline(never)]
+fn map_finite<T: Real>(v: &mut [T], f: impl Fn(T) -> T) -> bool {
     let mut check = Finite::new();
-    for (o, bi) in out.iter_mut().zip(b) {
-        let z = dot_values(&mut w, x) + bi;
-        check.see(z);
-        *o = f(z);
+    for o in v.iter_mut() {
+        check.see(*o);
+        *o = f(*o);
     }
     check.ok()
 }
