@@ -39,6 +39,11 @@ pub(crate) const HARD_FLOAT: bool = !cfg!(all(target_arch = "arm", target_abi = 
 /// Whether the unrolled loops are compiled in: with a floating-point unit.
 pub(crate) const UNROLLED: bool = HARD_FLOAT;
 
+/// Blocks of four columns per wide block.
+const QUADS: usize = 5;
+/// Columns per wide block.
+const WIDE: usize = 4 * QUADS;
+
 /// `out[o] = (Σ_i W[o][i]·x[i]) + b[o]` with `W` row-major in `w` (`out.len()` rows of
 /// `x.len()`), each row summed from 0 for `i = 0, 1, …`, then the bias added. With sizes
 /// that do not match, outputs beyond the shortest operand are left as they were.
@@ -111,41 +116,6 @@ fn add_bias_map<W: Copy, T: Real>(
     check.ok()
 }
 
-/// Whether every value seen was finite. With an FPU as `Σ v·0`, which is NaN exactly when
-/// some `v` is NaN or infinite (one multiply-add per value, no branch); on soft-float
-/// cores with `is_finite` (bit tests instead of two float calls per value).
-#[derive(Clone, Copy)]
-pub(crate) struct Finite<T>(T);
-
-impl<T: Real> Finite<T> {
-    /// Nothing seen yet.
-    pub(crate) fn new() -> Self {
-        Self(T::ZERO)
-    }
-
-    /// Takes `v` into account.
-    #[inline(always)]
-    pub(crate) fn see(&mut self, v: T) {
-        if HARD_FLOAT {
-            self.0 += v * T::ZERO;
-        } else if !v.is_finite() {
-            self.0 = v;
-        }
-    }
-
-    /// True when every value seen was finite.
-    pub(crate) fn ok(self) -> bool {
-        self.0.is_finite()
-    }
-}
-
-/// The identity, as the scalar conversion of weights already held as scalars (one named
-/// function, so that every caller shares one copy of each kernel).
-#[inline(always)]
-pub(crate) fn same<T>(v: T) -> T {
-    v
-}
-
 /// `out[o] = Σ_i W[o][i]·x[i]` with `W` row-major in `w` (`out.len()` rows of `x.len()`),
 /// each row summed from 0 for `i = 0, 1, …`; returns the number of rows computed (the
 /// whole rows `w` and `out` both have: outputs beyond them are left as they were).
@@ -166,7 +136,7 @@ fn mul<W: Copy, T: Real>(w: &[W], x: &[T], out: &mut [T], conv: impl Fn(W) -> T 
     // column 0 starts it). Rows go in pairs through the widest blocks; an odd last row is
     // summed on its own.
     if n == 0 {
-        zero(out);
+        out.fill(T::ZERO);
     }
     let even = rows & !1;
     let col = mul_wide(w, x, out, even, conv);
@@ -208,11 +178,11 @@ fn mul_wide<W: Copy, T: Real>(
         return 0;
     };
     let mut col = 0;
-    for q in x.as_chunks::<WIDE>().0.iter().map(quads) {
+    for q in x.as_chunks::<4>().0.as_chunks::<QUADS>().0 {
         if col == 0 {
-            mul_wide_block::<W, T, true>(w, n, col, out, &q, conv);
+            mul_wide_block::<W, T, true>(w, n, col, out, q, conv);
         } else {
-            mul_wide_block::<W, T, false>(w, n, col, out, &q, conv);
+            mul_wide_block::<W, T, false>(w, n, col, out, q, conv);
         }
         col += WIDE;
     }
@@ -337,70 +307,6 @@ fn dot_short<W: Copy, T: Real, const K: usize>(
     acc
 }
 
-/// A wide block as its blocks of four.
-#[inline(always)]
-fn quads<T: Copy>(b: &[T; WIDE]) -> [[T; 4]; QUADS] {
-    let [
-        a0,
-        a1,
-        a2,
-        a3,
-        b0,
-        b1,
-        b2,
-        b3,
-        c0,
-        c1,
-        c2,
-        c3,
-        d0,
-        d1,
-        d2,
-        d3,
-        e0,
-        e1,
-        e2,
-        e3,
-    ] = *b;
-    [
-        [a0, a1, a2, a3],
-        [b0, b1, b2, b3],
-        [c0, c1, c2, c3],
-        [d0, d1, d2, d3],
-        [e0, e1, e2, e3],
-    ]
-}
-
-/// `y[k] += w[k]·a` over a wide block.
-#[inline(always)]
-fn axpy_wide<W: Copy, T: Real>(
-    y: &mut [[T; 4]; QUADS],
-    w: &[[W; 4]; QUADS],
-    a: T,
-    conv: impl Fn(W) -> T + Copy,
-) {
-    let [y0, y1, y2, y3, y4] = y;
-    let [w0, w1, w2, w3, w4] = w;
-    axpy4(y0, w0, a, conv);
-    axpy4(y1, w1, a, conv);
-    axpy4(y2, w2, a, conv);
-    axpy4(y3, w3, a, conv);
-    axpy4(y4, w4, a, conv);
-}
-
-/// `v.fill(0)`, four scalars per store instruction where the target has them.
-#[inline(always)]
-fn zero<T: Real>(v: &mut [T]) {
-    let (v4, rest) = v.as_chunks_mut::<4>();
-    v4.fill([T::ZERO; 4]);
-    rest.fill(T::ZERO);
-}
-
-/// Blocks of four columns per wide block.
-const QUADS: usize = 5;
-/// Columns per wide block.
-const WIDE: usize = 4 * QUADS;
-
 /// `[a, b] + [Σ u[k]·x[k], Σ v[k]·x[k]]` over a block of four columns, each row added
 /// left to right.
 #[inline(always)]
@@ -426,62 +332,6 @@ fn dot4x2<W: Copy, T: Real>(
     [a, b]
 }
 
-/// `y[k] += w[k]·a` for a block of four columns.
-#[inline(always)]
-fn axpy4<W: Copy, T: Real>(y: &mut [T; 4], w: &[W; 4], a: T, conv: impl Fn(W) -> T) {
-    let [w0, w1, w2, w3] = *w;
-    let [y0, y1, y2, y3] = y;
-    *y0 += conv(w0) * a;
-    *y1 += conv(w1) * a;
-    *y2 += conv(w2) * a;
-    *y3 += conv(w3) * a;
-}
-
-/// [`at_column_pairs_mut`] over rows taken four at a time.
-#[inline(always)]
-fn at_column_quads_mut<'w, W, B: 'w, I: IntoIterator>(
-    w: &'w mut [W],
-    n: usize,
-    col: usize,
-    items: I,
-    cut: impl Fn(&'w mut [W]) -> Option<&'w mut B>,
-    mut f: impl FnMut([&'w mut B; 4], I::Item),
-) {
-    if !fits::<W, B>(n, col) {
-        return;
-    }
-    for (rows, item) in w.chunks_exact_mut(n.saturating_mul(4)).zip(items) {
-        let Some((r01, r23)) = rows.split_at_mut_checked(n.saturating_mul(2)) else {
-            return;
-        };
-        let (Some((r0, r1)), Some((r2, r3))) =
-            (r01.split_at_mut_checked(n), r23.split_at_mut_checked(n))
-        else {
-            return;
-        };
-        if let (Some(b0), Some(b1), Some(b2), Some(b3)) = (
-            r0.get_mut(col..).and_then(&cut),
-            r1.get_mut(col..).and_then(&cut),
-            r2.get_mut(col..).and_then(&cut),
-            r3.get_mut(col..).and_then(&cut),
-        ) {
-            f([b0, b1, b2, b3], item);
-        }
-    }
-}
-
-/// The first wide block of a row, as blocks of four.
-#[inline(always)]
-fn wide<W>(row: &[W]) -> Option<&[[W; 4]; QUADS]> {
-    row.as_chunks::<4>().0.first_chunk::<QUADS>()
-}
-
-/// [`wide`], mutable.
-#[inline(always)]
-fn wide_mut<W>(row: &mut [W]) -> Option<&mut [[W; 4]; QUADS]> {
-    row.as_chunks_mut::<4>().0.first_chunk_mut::<QUADS>()
-}
-
 /// `y += Wᵀ·d` with `W` row-major in `w` (`d.len()` rows of `y.len()`): for each row `o`
 /// in turn, `y[i] += W[o][i]·d[o]`. Rows beyond the shortest operand are skipped. (Plain
 /// loops: policies backpropagate through [`transposed_map`].)
@@ -491,13 +341,15 @@ pub(crate) fn add_transposed<W: Copy, T: Real>(
     y: &mut [T],
     conv: impl Fn(W) -> T + Copy,
 ) {
-    if UNROLLED {
+    // Whole rows only; soft-float cores spare themselves the division (there a last
+    // partial row is added as far as it goes).
+    let w = if UNROLLED {
         let rows = whole_rows(w.len(), y.len(), d.len());
-        let w = w.get(..rows.saturating_mul(y.len())).unwrap_or_default();
-        add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
+        w.get(..rows.saturating_mul(y.len())).unwrap_or_default()
     } else {
-        add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
-    }
+        w
+    };
+    add_transposed_values(w.iter().map(|&v| conv(v)), d, y);
 }
 
 /// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])` with `W` row-major in `w` (`d.len()` rows of
@@ -515,23 +367,6 @@ pub(crate) fn transposed_map<W: Copy, T: Real>(
         Some(aux) if UNROLLED => transposed(w, d, aux, y, conv, f),
         _ => transposed_map_values(w.iter().map(|&v| conv(v)), d, aux, y, f),
     }
-}
-
-/// `finish(y[k], acc[k], a[k])` for a block of four columns.
-#[inline(always)]
-fn finish4<T: Copy>(
-    y: &mut [T; 4],
-    a: &[T; 4],
-    acc: [T; 4],
-    finish: &mut impl FnMut(&mut T, T, T),
-) {
-    let [y0, y1, y2, y3] = y;
-    let [a0, a1, a2, a3] = *a;
-    let [c0, c1, c2, c3] = acc;
-    finish(y0, c0, a0);
-    finish(y1, c1, a1);
-    finish(y2, c2, a2);
-    finish(y3, c3, a3);
 }
 
 /// The unrolled loops of [`transposed_map`] (`aux` as long as `y`).
@@ -619,6 +454,51 @@ fn transposed<W: Copy, T: Real>(
     check.ok()
 }
 
+/// `finish(y[k], acc[k], a[k])` for a block of four columns.
+#[inline(always)]
+fn finish4<T: Copy>(
+    y: &mut [T; 4],
+    a: &[T; 4],
+    acc: [T; 4],
+    finish: &mut impl FnMut(&mut T, T, T),
+) {
+    let [y0, y1, y2, y3] = y;
+    let [a0, a1, a2, a3] = *a;
+    let [c0, c1, c2, c3] = acc;
+    finish(y0, c0, a0);
+    finish(y1, c1, a1);
+    finish(y2, c2, a2);
+    finish(y3, c3, a3);
+}
+
+/// `y[k] += w[k]·a` over a wide block.
+#[inline(always)]
+fn axpy_wide<W: Copy, T: Real>(
+    y: &mut [[T; 4]; QUADS],
+    w: &[[W; 4]; QUADS],
+    a: T,
+    conv: impl Fn(W) -> T + Copy,
+) {
+    let [y0, y1, y2, y3, y4] = y;
+    let [w0, w1, w2, w3, w4] = w;
+    axpy4(y0, w0, a, conv);
+    axpy4(y1, w1, a, conv);
+    axpy4(y2, w2, a, conv);
+    axpy4(y3, w3, a, conv);
+    axpy4(y4, w4, a, conv);
+}
+
+/// `y[k] += w[k]·a` for a block of four columns.
+#[inline(always)]
+fn axpy4<W: Copy, T: Real>(y: &mut [T; 4], w: &[W; 4], a: T, conv: impl Fn(W) -> T) {
+    let [w0, w1, w2, w3] = *w;
+    let [y0, y1, y2, y3] = y;
+    *y0 += conv(w0) * a;
+    *y1 += conv(w1) * a;
+    *y2 += conv(w2) * a;
+    *y3 += conv(w3) * a;
+}
+
 /// `g += d·xᵀ` with `g` row-major (`d.len()` rows of `x.len()`): `g[o][i] += x[i]·d[o]`.
 /// The weight gradient of a dense layer; rows beyond the shortest operand are skipped.
 pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
@@ -634,8 +514,8 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
         return;
     }
     // Column blocks: a block of `x` stays in registers while every row is updated, so each
-    // gradient scalar costs one load, one multiply-add and one store. Rows go in pairs
-    // through the widest blocks; an odd last row is updated on its own.
+    // gradient scalar costs one load, one multiply-add and one store. Rows go four at a
+    // time through the widest blocks, then a last pair; an odd last row on its own.
     let rows = whole_rows(g.len(), n, d.len());
     let (g, last_g) = even_and_last_mut(g, n, rows);
     let Some((d, last_d)) = d.split_at_checked(rows & !1) else {
@@ -645,7 +525,6 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
     let (xq, x1) = x.as_chunks::<4>();
     let (xw, x4) = xq.as_chunks::<QUADS>();
     let mut col = 0;
-    // Four rows at a time, then a last pair.
     let fours = (rows & !1) & !3;
     let (Some((g4, g2)), Some((d4, d2))) = (
         g.split_at_mut_checked(fours.saturating_mul(n)),
@@ -706,6 +585,47 @@ pub(crate) fn add_outer<T: Real>(g: &mut [T], d: &[T], x: &[T]) {
     }
 }
 
+/// Whether every value seen was finite. With an FPU as `Σ v·0`, which is NaN exactly when
+/// some `v` is NaN or infinite (one multiply-add per value, no branch); on soft-float
+/// cores with `is_finite` (bit tests instead of two float calls per value).
+#[derive(Clone, Copy)]
+pub(crate) struct Finite<T>(T);
+
+impl<T: Real> Finite<T> {
+    /// Nothing seen yet.
+    pub(crate) fn new() -> Self {
+        Self(T::ZERO)
+    }
+
+    /// Takes `v` into account.
+    #[inline(always)]
+    pub(crate) fn see(&mut self, v: T) {
+        if HARD_FLOAT {
+            self.0 += v * T::ZERO;
+        } else if !v.is_finite() {
+            self.0 = v;
+        }
+    }
+
+    /// True when every value seen was finite.
+    pub(crate) fn ok(self) -> bool {
+        self.0.is_finite()
+    }
+}
+
+/// The identity, as the scalar conversion of weights already held as scalars (one named
+/// function, so that every caller shares one copy of each kernel).
+#[inline(always)]
+pub(crate) fn same<T>(v: T) -> T {
+    v
+}
+
+/// Number of whole rows of `w` (`n` columns each; none when `n` is 0) with an item.
+#[inline(always)]
+fn whole_rows(w_len: usize, n: usize, items: usize) -> usize {
+    items.min(w_len.checked_div(n).unwrap_or(0))
+}
+
 /// The first `rows` whole rows of `w` (`n` columns each, `rows ≤ w.len() / n`): an even
 /// number of them, for [`at_column_pairs`], and the last one when `rows` is odd.
 #[inline(always)]
@@ -725,12 +645,6 @@ fn even_and_last_mut<W>(w: &mut [W], n: usize, rows: usize) -> (&mut [W], Option
         return (&mut [], None);
     };
     (pairs, if rows > even { rest.get_mut(..n) } else { None })
-}
-
-/// Number of whole rows of `w` (`n` columns each; none when `n` is 0) with an item.
-#[inline(always)]
-fn whole_rows(w_len: usize, n: usize, items: usize) -> usize {
-    items.min(w_len.checked_div(n).unwrap_or(0))
 }
 
 /// True when a block of `B` (scalars of `W`) starting at column `col` fits in a row of `n`.
@@ -830,6 +744,51 @@ fn at_column_pairs_mut<'w, W, B: 'w, I: IntoIterator>(
             f(b0, b1, item);
         }
     }
+}
+
+/// [`at_column_pairs_mut`] over rows taken four at a time.
+#[inline(always)]
+fn at_column_quads_mut<'w, W, B: 'w, I: IntoIterator>(
+    w: &'w mut [W],
+    n: usize,
+    col: usize,
+    items: I,
+    cut: impl Fn(&'w mut [W]) -> Option<&'w mut B>,
+    mut f: impl FnMut([&'w mut B; 4], I::Item),
+) {
+    if !fits::<W, B>(n, col) {
+        return;
+    }
+    for (rows, item) in w.chunks_exact_mut(n.saturating_mul(4)).zip(items) {
+        let Some((r01, r23)) = rows.split_at_mut_checked(n.saturating_mul(2)) else {
+            return;
+        };
+        let (Some((r0, r1)), Some((r2, r3))) =
+            (r01.split_at_mut_checked(n), r23.split_at_mut_checked(n))
+        else {
+            return;
+        };
+        if let (Some(b0), Some(b1), Some(b2), Some(b3)) = (
+            r0.get_mut(col..).and_then(&cut),
+            r1.get_mut(col..).and_then(&cut),
+            r2.get_mut(col..).and_then(&cut),
+            r3.get_mut(col..).and_then(&cut),
+        ) {
+            f([b0, b1, b2, b3], item);
+        }
+    }
+}
+
+/// The first wide block of a row, as blocks of four.
+#[inline(always)]
+fn wide<W>(row: &[W]) -> Option<&[[W; 4]; QUADS]> {
+    row.as_chunks::<4>().0.first_chunk::<QUADS>()
+}
+
+/// [`wide`], mutable.
+#[inline(always)]
+fn wide_mut<W>(row: &mut [W]) -> Option<&mut [[W; 4]; QUADS]> {
+    row.as_chunks_mut::<4>().0.first_chunk_mut::<QUADS>()
 }
 
 /// The first `K` scalars of a row.
