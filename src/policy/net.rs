@@ -280,8 +280,8 @@ impl<S> Dense<S> {
     }
 
     /// `d_in = (Wᵀ d_out) ⊙ (1 − a_in²)`, where `a_in` (this layer's input) is a tanh
-    /// layer's output; true when every `d_in` is finite. Reads `W` row by row, as it is
-    /// stored.
+    /// layer's output; with an FPU, true when every `d_in` is finite (soft-float cores
+    /// leave that to the caller and return true). Reads `W` row by row, as it is stored.
     fn backprop<T: Real>(self, d_out: &[T], a_in: &[T], d_in: &mut [T]) -> bool
     where
         S: ParamSource<T>,
@@ -295,7 +295,8 @@ impl<S> Dense<S> {
             for (di, &a) in d_in.iter_mut().zip(a_in) {
                 *di *= T::ONE - a * a;
             }
-            increments_finite(d_in, &[])
+            // Checked by the caller, with the increments.
+            true
         }
     }
 }
@@ -673,7 +674,7 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
         }
     }
     let (a1, a2) = (&*a1, &*a2);
-    // Every hidden delta is checked finite as it is formed.
+    // With an FPU every hidden delta is checked finite as it is formed.
     let hidden_deltas_finite = if let Some(l2) = net.l2 {
         net.head.backprop(dz, a2, d2) && l2.backprop(d2, a1, d1)
     } else if net.l1.is_some() {
@@ -684,18 +685,20 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
 
     // Each increment is δ_o·x_i or δ_o. A hidden layer's output is a tanh, |a| ≤ 1, so
     // its products are finite when the deltas are (checked with no `x`); the observation
-    // is checked by size.
+    // is checked by size. Soft-float cores check the hidden deltas here, all with one
+    // out-of-line function (a smaller frame under the gradient).
     let x_head = head_input(obs, a1, a2);
     let x_head_by_size = if net.l1.is_some() { &[] } else { x_head };
     let log_std_increments_finite = match action {
         Action::Index(_) => true,
         Action::Real(_) => z.iter().all(|&r| (weight * (r * r - T::ONE)).is_finite()),
     };
-    if !(hidden_deltas_finite
-        && increments_finite(d1, obs)
-        && increments_finite(dz, x_head_by_size)
-        && log_std_increments_finite)
-    {
+    let deltas_finite = if super::dense::HARD_FLOAT {
+        hidden_deltas_finite && increments_finite(dz, x_head_by_size)
+    } else {
+        increments_finite(d2, a1) && increments_finite(dz, x_head)
+    };
+    if !(deltas_finite && increments_finite(d1, obs) && log_std_increments_finite) {
         return Err(PolicyError::NonFiniteOutput);
     }
 
