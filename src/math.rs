@@ -51,6 +51,13 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// True when the value (and, for duals, the tangent) is neither NaN nor infinite.
     fn is_finite(self) -> bool;
+    /// `xs` as a slice of `Self` when `Self` is `f32` (`None` for other scalars): lets
+    /// `f32` parameters read from flash share the slice code of parameters in RAM.
+    #[inline]
+    fn slice_from_f32(xs: &[f32]) -> Option<&[Self]> {
+        let _ = xs;
+        None
+    }
     /// The larger of two values (by value); NaN-free inputs assumed.
     #[inline]
     fn max(self, other: Self) -> Self {
@@ -106,6 +113,10 @@ impl Real for f32 {
     #[inline]
     fn is_finite(self) -> bool {
         f32::is_finite(self)
+    }
+    #[inline]
+    fn slice_from_f32(xs: &[f32]) -> Option<&[Self]> {
+        Some(xs)
     }
 }
 
@@ -178,12 +189,25 @@ pub fn tanh_f32(x: f32) -> f32 {
     const Q: [f32; 4] = [4.678_395e-1, 2.619_225e-2, 3.423_652_4e-4, 8.598_750_6e-7];
     let [p1, p2, p3, p4] = P;
     let [q1, q2, q3, q4] = Q;
-    // NaN passes the clamp unchanged (both comparisons are false).
-    let x = x.clamp_to(-TANH_CLAMP, TANH_CLAMP);
+    // The clamp to ±TANH_CLAMP as one comparison and a rarely taken branch (the same
+    // values as `clamp_to`: NaN and ±0 pass unchanged).
+    let x = if x.abs() > TANH_CLAMP {
+        tanh_saturated(x)
+    } else {
+        x
+    };
     let t = x * x;
     let p = (((p4 * t + p3) * t + p2) * t + p1) * t + 1.0;
     let q = (((q4 * t + q3) * t + q2) * t + q1) * t + 1.0;
     x * p / q
+}
+
+/// `±TANH_CLAMP` with the sign of `x`: out of line, so that the common case is a branch
+/// around it rather than a select computed for every value.
+#[cold]
+#[inline(never)]
+fn tanh_saturated(x: f32) -> f32 {
+    TANH_CLAMP.copysign(x)
 }
 
 /// `ln √(2π)`, the Gaussian log-density's constant, in `f64`.

@@ -20,10 +20,11 @@
 //! Parameters are read through [`ParamSource`], implemented by `&[T]` (RAM) and by
 //! [`LeF32s`] (little-endian bytes, e.g. a bundle in flash read without copying and with
 //! no alignment assumption). That is what lets the device adapt with only one RAM copy.
-//! Dense layers run their products through [`ParamSource::affine`] and
-//! [`ParamSource::add_transposed`]: RAM slices and word-aligned bytes
-//! ([`LeF32s::is_word_aligned`]) take unrolled loops with word loads, other sources read
-//! scalar by scalar, with the same arithmetic and the same bits.
+//! Dense layers run their products through [`ParamSource::affine_map`] and
+//! [`ParamSource::transposed_map`]: RAM slices and word-aligned bytes
+//! ([`LeF32s::is_word_aligned`]; for `f32` on a little-endian target, the very same code
+//! as RAM slices) take unrolled loops with word loads, other sources read scalar by
+//! scalar, with the same arithmetic and the same bits.
 
 use crate::dual::Dual;
 use crate::math::Real;
@@ -241,12 +242,29 @@ pub trait ParamSource<T: Real>: Copy {
         dense::affine_values(self.values(), bias.values(), x, out);
     }
 
+    /// `out[o] = f((Σ_i W[o][i]·x[i]) + b[o])`: [`affine`](ParamSource::affine) with `f`
+    /// (an activation) applied to each output in the same pass. Returns true when every
+    /// value given to `f` was finite (which catches a non-finite weight or bias too: it
+    /// makes its row's sum non-finite). Same size rules and default.
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> bool {
+        dense::affine_map_values(self.values(), bias.values(), x, out, f)
+    }
+
     /// `y += Wᵀ·d` for a dense layer whose weights `W` are these scalars (row-major,
     /// `d.len()` rows of `y.len()`): for each row `o` in turn, `y[i] += W[o][i]·d[o]`.
     /// Backpropagates the layer's output deltas `d` to its input. Same size rules and
     /// default as [`affine`](ParamSource::affine).
     fn add_transposed(self, d: &[T], y: &mut [T]) {
         dense::add_transposed_values(self.values(), d, y);
+    }
+
+    /// `y[i] = f(Σ_o W[o][i]·d[o], aux[i])`, the sum from 0 over the rows `o` in turn:
+    /// [`add_transposed`](ParamSource::add_transposed) into a zeroed `y`, with `f` (the
+    /// derivative of an activation) applied to each sum and the matching scalar of `aux`
+    /// in the same pass. Returns true when every result of `f` is finite. Same size rules
+    /// and default.
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl Fn(T, T) -> T) -> bool {
+        dense::transposed_map_values(self.values(), d, aux, y, f)
     }
 }
 
@@ -264,10 +282,18 @@ impl<T: Real> ParamSource<T> for &[T] {
         self.iter().copied()
     }
     fn affine(self, bias: Self, x: &[T], out: &mut [T]) {
-        dense::affine(self, bias, x, out, |w| w);
+        dense::affine(self, bias, x, out, dense::same);
+    }
+    #[inline(always)]
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> bool {
+        dense::affine_map(self, bias, x, out, dense::same, f)
     }
     fn add_transposed(self, d: &[T], y: &mut [T]) {
-        dense::add_transposed(self, d, y, |w| w);
+        dense::add_transposed(self, d, y, dense::same);
+    }
+    #[inline(always)]
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl Fn(T, T) -> T) -> bool {
+        dense::transposed_map(self, d, aux, y, dense::same, f)
     }
 }
 
@@ -313,6 +339,23 @@ impl<'a> LeF32s<'a> {
         bytemuck::try_cast_slice(self.bytes).ok()
     }
 
+    /// True when `T` scalars are read through [`scalars`](Self::scalars) rather than
+    /// [`words`](Self::words): `T` is `f32` and the target is little-endian (an `f32` then
+    /// *is* its little-endian bytes).
+    fn as_slice_of<T: Real>() -> bool {
+        cfg!(target_endian = "little") && T::slice_from_f32(&[]).is_some()
+    }
+
+    /// The scalars as a slice of `T` when [`as_slice_of`](Self::as_slice_of) and the bytes
+    /// are word-aligned: dense layers then run the very code of parameters in RAM.
+    fn scalars<T: Real>(&self) -> Option<&'a [T]> {
+        // Soft-float cores run the plain loops, which read bytes as well as words.
+        if !(Self::as_slice_of::<T>() && dense::UNROLLED) {
+            return None;
+        }
+        T::slice_from_f32(bytemuck::try_cast_slice(self.bytes).ok()?)
+    }
+
     /// Scalar `i`, if in range.
     pub fn get(&self, i: usize) -> Option<f32> {
         self.bytes
@@ -343,15 +386,49 @@ impl<'a, T: Real> ParamSource<T> for LeF32s<'a> {
             .map(|b| T::from_f32(f32::from_le_bytes(*b)))
     }
     fn affine(self, bias: Self, x: &[T], out: &mut [T]) {
+        if let (Some(w), Some(b)) = (self.scalars::<T>(), bias.scalars::<T>()) {
+            return w.affine(b, x, out);
+        }
         match (self.words(), bias.words()) {
-            (Some(w), Some(b)) if dense::UNROLLED => dense::affine(w, b, x, out, le_word),
+            (Some(w), Some(b)) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::affine(w, b, x, out, le_word)
+            }
             _ => dense::affine_values(self.values(), bias.values(), x, out),
         }
     }
+    #[inline(always)]
+    fn affine_map(self, bias: Self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> bool {
+        if let (Some(w), Some(b)) = (self.scalars::<T>(), bias.scalars::<T>()) {
+            return w.affine_map(b, x, out, f);
+        }
+        match (self.words(), bias.words()) {
+            (Some(w), Some(b)) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::affine_map(w, b, x, out, le_word, f)
+            }
+            _ => dense::affine_map_values(self.values(), bias.values(), x, out, f),
+        }
+    }
     fn add_transposed(self, d: &[T], y: &mut [T]) {
+        if let Some(w) = self.scalars::<T>() {
+            return w.add_transposed(d, y);
+        }
         match self.words() {
-            Some(w) if dense::UNROLLED => dense::add_transposed(w, d, y, le_word),
+            Some(w) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::add_transposed(w, d, y, le_word)
+            }
             _ => dense::add_transposed_values(ParamSource::<T>::values(self), d, y),
+        }
+    }
+    #[inline(always)]
+    fn transposed_map(self, d: &[T], aux: &[T], y: &mut [T], f: impl Fn(T, T) -> T) -> bool {
+        if let Some(w) = self.scalars::<T>() {
+            return w.transposed_map(d, aux, y, f);
+        }
+        match self.words() {
+            Some(w) if dense::UNROLLED && !Self::as_slice_of::<T>() => {
+                dense::transposed_map(w, d, aux, y, le_word, f)
+            }
+            _ => dense::transposed_map_values(ParamSource::<T>::values(self), d, aux, y, f),
         }
     }
 }

@@ -328,30 +328,67 @@ struct Dense<S> {
 }
 
 impl<S> Dense<S> {
-    /// `out = W·x + b`, checking each output is finite (which also catches any non-finite
-    /// weight or bias: it makes its row's sum non-finite).
-    fn forward<T: Real>(self, x: &[T], out: &mut [T]) -> Result<(), PolicyError>
+    /// `out = f(W·x + b)` element-wise, checking each `W·x + b` is finite before `f` (which
+    /// also catches any non-finite weight or bias: it makes its row's sum non-finite). The
+    /// bias, the check and `f` share one pass over `out`.
+    // Inlined where there is an FPU: no frame of its own above the kernel's (the deepest
+    // point of the adaptation's stack); soft-float cores keep one copy (flash).
+    #[cfg_attr(not(all(target_arch = "arm", target_abi = "eabi")), inline(always))]
+    fn forward<T: Real>(self, x: &[T], out: &mut [T], f: impl Fn(T) -> T) -> Result<(), PolicyError>
     where
         S: ParamSource<T>,
     {
-        self.w.affine(self.b, x, out);
-        if out.iter().all(|o| o.is_finite()) {
+        let finite = if super::dense::HARD_FLOAT {
+            self.w.affine_map(self.b, x, out, f)
+        } else {
+            // One copy of the layer code whatever `f` (flash counts more than time here).
+            self.w.affine(self.b, x, out);
+            let finite = out.iter().all(|o| o.is_finite());
+            out.iter_mut().for_each(|o| *o = f(*o));
+            finite
+        };
+        if finite {
             Ok(())
         } else {
             Err(PolicyError::NonFiniteOutput)
         }
     }
 
-    /// `d_in = (Wᵀ d_out) ⊙ (1 − a_in²)`, where `a_in` (this layer's input) is a tanh
-    /// layer's output. Reads `W` row by row, as it is stored.
-    fn backprop<T: Real>(self, d_out: &[T], a_in: &[T], d_in: &mut [T])
+    /// `out = tanh(W·x + b)` (a hidden layer), checked as in [`forward`](Self::forward).
+    #[inline(always)]
+    fn forward_tanh<T: Real>(self, x: &[T], out: &mut [T]) -> Result<(), PolicyError>
     where
         S: ParamSource<T>,
     {
-        d_in.fill(T::ZERO);
-        self.w.add_transposed(d_out, d_in);
-        for (di, &a) in d_in.iter_mut().zip(a_in) {
-            *di *= T::ONE - a * a;
+        if super::dense::HARD_FLOAT {
+            // In the layer's pass over its outputs.
+            self.forward(x, out, T::tanh)
+        } else {
+            // Soft-float cores keep one copy of the layer code (flash counts more there).
+            self.forward(x, out, super::dense::same)?;
+            out.iter_mut().for_each(|a| *a = a.tanh());
+            Ok(())
+        }
+    }
+
+    /// `d_in = (Wᵀ d_out) ⊙ (1 − a_in²)`, where `a_in` (this layer's input) is a tanh
+    /// layer's output; with an FPU, true when every `d_in` is finite (soft-float cores
+    /// leave that to the caller and return true). Reads `W` row by row, as it is stored.
+    fn backprop<T: Real>(self, d_out: &[T], a_in: &[T], d_in: &mut [T]) -> bool
+    where
+        S: ParamSource<T>,
+    {
+        if super::dense::HARD_FLOAT {
+            self.w
+                .transposed_map(d_out, a_in, d_in, |s, a| s * (T::ONE - a * a))
+        } else {
+            d_in.fill(T::ZERO);
+            self.w.add_transposed(d_out, d_in);
+            for (di, &a) in d_in.iter_mut().zip(a_in) {
+                *di *= T::ONE - a * a;
+            }
+            // Checked by the caller, with the increments.
+            true
         }
     }
 }
@@ -416,14 +453,13 @@ impl<S> Net<S> {
         S: ParamSource<T>,
     {
         if let Some(l1) = self.l1 {
-            l1.forward(obs, a1)?;
-            a1.iter_mut().for_each(|a| *a = a.tanh());
+            l1.forward_tanh(obs, a1)?;
         }
         if let Some(l2) = self.l2 {
-            l2.forward(a1, a2)?;
-            a2.iter_mut().for_each(|a| *a = a.tanh());
+            l2.forward_tanh(a1, a2)?;
         }
-        self.head.forward(head_input(obs, a1, a2), z)
+        self.head
+            .forward(head_input(obs, a1, a2), z, super::dense::same)
     }
 }
 
@@ -515,10 +551,12 @@ fn softmax_in_place<T: Real>(z: &mut [T]) -> (T, T) {
 
 /// Turns the head output `z` into what the gradient needs — probabilities (softmax) or
 /// residuals `r = (u − μ)/σ` (Gaussian) — and returns `log π(action)`.
+/// For a Gaussian, `sigma` (when as long as `z`) receives `σ_j` for reuse.
 fn head_log_prob<T: Real, S: ParamSource<T>>(
     log_std: S,
     action: Action<'_, T>,
     z: &mut [T],
+    sigma: &mut [T],
 ) -> Result<T, PolicyError> {
     let lp = match action {
         Action::Index(k) => {
@@ -530,10 +568,15 @@ fn head_log_prob<T: Real, S: ParamSource<T>>(
             let half = T::from_f32(0.5);
             let ln_sqrt_2pi = T::from_f64(LN_SQRT_2PI);
             let mut lp = T::ZERO;
+            let mut sigma = sigma.iter_mut();
             for ((zj, &uj), ls) in z.iter_mut().zip(u).zip(log_std.values()) {
-                let r = (uj - *zj) / ls.exp();
+                let s = ls.exp();
+                let r = (uj - *zj) / s;
                 *zj = r;
                 lp += -(half * r * r) - ls - ln_sqrt_2pi;
+                if let Some(out) = sigma.next() {
+                    *out = s;
+                }
             }
             lp
         }
@@ -583,7 +626,7 @@ pub fn log_prob<T: Real, S: ParamSource<T>>(
     let action = parse_action(shape, action)?;
     check_finite(obs)?;
     net.forward(obs, a1, a2, z)?;
-    head_log_prob(net.log_std, action, z)
+    head_log_prob(net.log_std, action, z, &mut [])
 }
 
 /// Draws `action ~ π(·|obs; θ)` (`action_width` scalars): for softmax one
@@ -705,7 +748,8 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
     }
 
     net.forward(obs, a1, a2, z)?;
-    let lp = head_log_prob(net.log_std, action, z)?;
+    // `dz` holds the σ_j in between.
+    let lp = head_log_prob(net.log_std, action, z, dz)?;
 
     // δ_head = weight · ∂ log π / ∂z.
     match action {
@@ -716,31 +760,37 @@ pub fn accumulate_grad_log_prob<T: Real, S: ParamSource<T>>(
             }
         }
         Action::Real(_) => {
-            for ((d, &r), ls) in dz.iter_mut().zip(z.iter()).zip(net.log_std.values()) {
-                *d = weight * (r / ls.exp());
+            for (d, &r) in dz.iter_mut().zip(z.iter()) {
+                *d = weight * (r / *d);
             }
         }
     }
     let (a1, a2) = (&*a1, &*a2);
-    if let Some(l2) = net.l2 {
-        net.head.backprop(dz, a2, d2);
-        l2.backprop(d2, a1, d1);
+    // With an FPU every hidden delta is checked finite as it is formed.
+    let hidden_deltas_finite = if let Some(l2) = net.l2 {
+        net.head.backprop(dz, a2, d2) && l2.backprop(d2, a1, d1)
     } else if net.l1.is_some() {
-        net.head.backprop(dz, a1, d1);
-    }
+        net.head.backprop(dz, a1, d1)
+    } else {
+        true
+    };
 
-    // Each increment is δ_o·x_i or δ_o: all finite iff every δ is finite and
-    // max|δ|·max|x| is.
+    // Each increment is δ_o·x_i or δ_o. A hidden layer's output is a tanh, |a| ≤ 1, so
+    // its products are finite when the deltas are (checked with no `x`); the observation
+    // is checked by size. Soft-float cores check the hidden deltas here, all with one
+    // out-of-line function (a smaller frame under the gradient).
     let x_head = head_input(obs, a1, a2);
+    let x_head_by_size = if net.l1.is_some() { &[] } else { x_head };
     let log_std_increments_finite = match action {
         Action::Index(_) => true,
         Action::Real(_) => z.iter().all(|&r| (weight * (r * r - T::ONE)).is_finite()),
     };
-    if !(increments_finite(d1, obs)
-        && increments_finite(d2, a1)
-        && increments_finite(dz, x_head)
-        && log_std_increments_finite)
-    {
+    let deltas_finite = if super::dense::HARD_FLOAT {
+        hidden_deltas_finite && increments_finite(dz, x_head_by_size)
+    } else {
+        increments_finite(d2, a1) && increments_finite(dz, x_head)
+    };
+    if !(deltas_finite && increments_finite(d1, obs) && log_std_increments_finite) {
         return Err(PolicyError::NonFiniteOutput);
     }
 
@@ -773,10 +823,17 @@ fn abs<T: Real>(x: T) -> T {
     if x < T::ZERO { -x } else { x }
 }
 
-/// True when every `δ_o` and every product `δ_o·x_i` is finite.
+/// True when every `δ_o` and every product `δ_o·x_i` is finite: with `s = max_i |x_i|`,
+/// that is every `δ_o` and every `δ_o·s` (the largest product of each row in size). With
+/// no `x`, true when every `δ_o` is finite.
 fn increments_finite<T: Real>(delta: &[T], x: &[T]) -> bool {
-    let max_abs = |v: &[T]| v.iter().fold(T::ZERO, |m, &e| m.max(abs(e)));
-    delta.iter().all(|d| d.is_finite()) && (max_abs(delta) * max_abs(x)).is_finite()
+    let s = x.iter().fold(T::ZERO, |m, &e| m.max(abs(e)));
+    let mut check = super::dense::Finite::new();
+    for &d in delta {
+        check.see(d);
+        check.see(d * s);
+    }
+    check.ok()
 }
 
 /// Adds one dense layer's gradient: `δ xᵀ` to its weights `gw` (row-major), `δ` to its

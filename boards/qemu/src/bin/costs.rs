@@ -1,12 +1,15 @@
 //! Instructions of single policy calls on the device: where an adaptation step's
 //! instructions go. `bench.sh` runs it on mps2-an386 and puts its lines in docs/device.md.
 //!
-//! For the default embedded policy (GaussianMlp 2→32→32→2) and the paper's size
-//! (2→100→100→2), with parameters read from word-aligned little-endian bytes (as from a
-//! bundle in flash): `mode` (one forward pass), `sample` (forward pass and a Gaussian
-//! draw: what `Adapter::act` runs) and `accumulate_grad_log_prob` (forward and backward
-//! pass: what the gradient runs per step), plus `tanh` and `Rng::normal` per call. Counts
-//! include ~14 instructions of counter overhead per measurement.
+//! For the default embedded policy (GaussianMlp 2→16→2), the mid size (2→32→32→2) and the
+//! paper's size (2→100→100→2), with parameters read from word-aligned little-endian bytes
+//! (as from a bundle in flash): `mode` (one forward pass), `sample` (forward pass and a
+//! Gaussian draw: what `Adapter::act` runs) and `accumulate_grad_log_prob` (forward and
+//! backward pass: what the gradient runs per step), plus `tanh` and `Rng::normal` per call,
+//! and the paper's 100→100 hidden layer on its own: its forward product with bias and tanh
+//! (`ParamSource::affine_map`) and its backward product with the tanh derivative
+//! (`ParamSource::transposed_map`). Counts include ~14 instructions of counter overhead
+//! per measurement.
 //!
 //! On the microbit (16 KB RAM) it only prints that it skipped: the paper-size buffers do
 //! not fit.
@@ -28,7 +31,7 @@ fn main() -> ! {
 mod run {
     use core::hint::black_box;
     use sgmrl::math::Real;
-    use sgmrl::policy::{LeF32s, Policy};
+    use sgmrl::policy::{LeF32s, ParamSource, Policy};
     use sgmrl::rng::Rng;
     use sgmrl_qemu::icount;
     use sgmrl_qemu::out::Line;
@@ -99,6 +102,42 @@ mod run {
             .print();
     }
 
+    /// The two products of one 100→100 tanh layer, weights read from word-aligned bytes.
+    pub fn layer(bytes: &mut [u8]) {
+        const N: usize = 100;
+        let Some(bytes) = bytes.get_mut(..4 * (N * N + N)) else {
+            return;
+        };
+        let mut rng = Rng::new(2);
+        for c in bytes.chunks_exact_mut(4) {
+            c.copy_from_slice(&(0.1 * rng.normal()).to_le_bytes());
+        }
+        let Some((w, b)) = LeF32s::new(bytes).and_then(|p| ParamSource::<f32>::split_at(p, N * N))
+        else {
+            return;
+        };
+        let mut x = [0.0f32; N];
+        x.iter_mut().for_each(|v| *v = 0.5 * rng.normal());
+        let mut out = [0.0f32; N];
+        let fwd = instr(|| {
+            black_box(w.affine_map(b, black_box(&x), &mut out, Real::tanh));
+        });
+        let d = out;
+        let mut y = [0.0f32; N];
+        let bwd = instr(|| {
+            black_box(w.transposed_map(black_box(&d), &x, &mut y, |s, a| s * (1.0 - a * a)));
+        });
+        let macs = (N * N) as u32;
+        Line::new("costs: paper hidden layer 100-100 (")
+            .u(macs)
+            .s(" MACs each): affine_map with tanh ")
+            .u(fwd)
+            .s(", transposed_map with its derivative ")
+            .u(bwd)
+            .s(" instructions")
+            .print();
+    }
+
     pub fn functions() {
         let xs = [0.1f32, -0.4, 0.7, 1.3, -2.2, 3.0, 0.01, -0.6];
         let mut acc = 0.0f32;
@@ -134,6 +173,7 @@ fn main() -> ! {
         exit(code::FAIL)
     };
     run::functions();
+    run::layer(&mut bytes.0);
     run::policy::<sgmrl::policy::GaussianMlp<2, 16, 0, 2>>("default 2-16-2", &mut bytes.0, grad);
     run::policy::<sgmrl::policy::GaussianMlp<2, 32, 32, 2>>("mid 2-32-32-2", &mut bytes.0, grad);
     run::policy::<sgmrl::policy::GaussianMlp<2, 100, 100, 2>>(
