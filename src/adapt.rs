@@ -36,7 +36,7 @@
 use crate::bundle::{Bundle, BundleError};
 use crate::env::Env;
 use crate::estimator::{self, Advantages, Episode, EstimatorError};
-use crate::policy::{LeF32s, ParamSource, Policy, PolicyError};
+use crate::policy::{LeF32s, ParamSource, Policy, PolicyError, dense};
 use crate::recipe::{Advantage, Memory, Recipe, RecipeError};
 use crate::rng::Rng;
 
@@ -1059,18 +1059,17 @@ impl<M: ParamSource<f32>> ParamSource<f32> for ParamsRef<'_, M> {
         match (self, bias) {
             (Self::Meta(w), Self::Meta(b)) => w.affine(b, x, out),
             (Self::Ram(w), Self::Ram(b)) => w.affine(b, x, out),
-            // Weights and bias from different places (never from `split_at`): the plain
-            // loop, in the order `affine` specifies.
-            (w, b) => {
-                let mut w = w.values();
-                for (o, b) in out.iter_mut().zip(b.values()) {
-                    let mut sum = 0.0;
-                    for &xi in x {
-                        sum += w.next().unwrap_or(f32::NAN) * xi;
-                    }
-                    *o = sum + b;
-                }
-            }
+            // Weights and bias from different places (never from `split_at`): the
+            // value-at-a-time loop, in the order `affine` specifies.
+            (w, b) => dense::affine_values(w.values(), b.values(), x, out),
+        }
+    }
+
+    fn affine_map(self, bias: Self, x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) -> bool {
+        match (self, bias) {
+            (Self::Meta(w), Self::Meta(b)) => w.affine_map(b, x, out, f),
+            (Self::Ram(w), Self::Ram(b)) => w.affine_map(b, x, out, f),
+            (w, b) => dense::affine_map_values(w.values(), b.values(), x, out, f),
         }
     }
 
@@ -1078,6 +1077,19 @@ impl<M: ParamSource<f32>> ParamSource<f32> for ParamsRef<'_, M> {
         match self {
             Self::Meta(w) => w.add_transposed(d, y),
             Self::Ram(w) => w.add_transposed(d, y),
+        }
+    }
+
+    fn transposed_map(
+        self,
+        d: &[f32],
+        aux: &[f32],
+        y: &mut [f32],
+        f: impl Fn(f32, f32) -> f32,
+    ) -> bool {
+        match self {
+            Self::Meta(w) => w.transposed_map(d, aux, y, f),
+            Self::Ram(w) => w.transposed_map(d, aux, y, f),
         }
     }
 }
@@ -1481,12 +1493,28 @@ mod tests {
             let mut out = [0.0f32; 3];
             w.affine(b, &x, &mut out);
             assert_eq!(out.map(f32::to_bits), want.map(f32::to_bits));
+            // The fused form (the hard-float layers' call): the same sums, then `f`.
+            let mut mapped = [0.0f32; 3];
+            assert!(w.affine_map(b, &x, &mut mapped, |v| 2.0 * v));
+            assert_eq!(mapped.map(f32::to_bits), want.map(|v| (2.0 * v).to_bits()));
         }
         let d = [0.5f32, -0.25, 2.0];
         let (mut y1, mut y2) = ([1.0f32; 3], [1.0f32; 3]);
         mw.add_transposed(&d, &mut y1);
         rw.add_transposed(&d, &mut y2);
         assert_eq!(y1.map(f32::to_bits), y2.map(f32::to_bits));
+        // Into zeros, with `f` applied to each sum and its `aux`: the same bits from each place.
+        let aux = [0.1f32, 0.2, 0.3];
+        let (mut z1, mut z2) = ([9.0f32; 3], [9.0f32; 3]);
+        assert!(mw.transposed_map(&d, &aux, &mut z1, |s, a| s * (1.0 - a * a)));
+        assert!(rw.transposed_map(&d, &aux, &mut z2, |s, a| s * (1.0 - a * a)));
+        let mut want_t = [0.0f32; 3];
+        mw.add_transposed(&d, &mut want_t);
+        for (t, a) in want_t.iter_mut().zip(aux) {
+            *t *= 1.0 - a * a;
+        }
+        assert_eq!(z1.map(f32::to_bits), want_t.map(f32::to_bits));
+        assert_eq!(z2.map(f32::to_bits), want_t.map(f32::to_bits));
     }
 
     /// A step that fails after earlier ones were applied (ζ > 1: the parameter buffer

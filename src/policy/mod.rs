@@ -30,7 +30,7 @@ use crate::dual::Dual;
 use crate::math::Real;
 use crate::rng::Rng;
 
-mod dense;
+pub(crate) mod dense;
 pub mod gaussian;
 pub mod net;
 pub mod softmax;
