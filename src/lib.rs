@@ -29,6 +29,7 @@
 //!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
 //! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
+//! - [`store`]: adapted parameters persisted in two NOR-flash slots (CRC, sequence number).
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
 //!
 //! # Features
@@ -73,3 +74,4 @@ pub mod policy;
 pub mod recipe;
 pub mod rng;
 pub mod sim;
+pub mod store;
