@@ -29,6 +29,8 @@
 //!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
 //! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
+//! - [`guard`]: keeps the adapted policy only if it beats the meta-policy on the robot's task.
+//! - [`control`]: the robot's control loop over traits (timer tick, buttons, LEDs, flash).
 //! - [`store`]: adapted parameters persisted in two NOR-flash slots (CRC, sequence number).
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
 //!
@@ -64,11 +66,13 @@ extern crate std;
 
 pub mod adapt;
 pub mod bundle;
+pub mod control;
 mod crc32;
 pub mod dual;
 pub mod env;
 pub mod estimator;
 pub mod faults;
+pub mod guard;
 pub mod math;
 pub mod policy;
 pub mod recipe;

@@ -470,6 +470,7 @@ impl<F: NorFlash> Slots<F> {
 /// `CAP` bytes in all, `WRITE`-byte write units, `PAGE`-byte pages (an erase clears one
 /// page after another), `ERASE`-byte erase sectors. Host tests cut every write of a save
 /// at every byte and every erase at every page; the QEMU firmware keeps its slots in one.
+#[derive(Clone)]
 pub struct SimFlash<const CAP: usize, const WRITE: usize, const PAGE: usize, const ERASE: usize> {
     bytes: [u8; CAP],
     /// Byte programs and page erases left before the power cut (`None`: no cut).
