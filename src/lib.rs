@@ -27,7 +27,10 @@
 //! - [`estimator`]: the policy gradient of a batch of episodes given as data.
 //! - [`bundle`]: the checked binary format that carries shape, recipe and parameters (its
 //!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
-//! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
+//! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families
+//!   (`Nav2d`, `DiffDrive`).
+//! - [`robot`]: the robot edge over embedded-hal 1.0 (motors, encoders, gyro, control
+//!   clock) and `DiffDriveRobot`, an [`env::Env`] computing what `sim::diffdrive` computes.
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
 //! - [`guard`]: keeps the adapted policy only if it beats the meta-policy on the robot's task.
 //! - [`control`]: the robot's control loop over traits (timer tick, buttons, LEDs, flash).
@@ -77,5 +80,6 @@ pub mod math;
 pub mod policy;
 pub mod recipe;
 pub mod rng;
+pub mod robot;
 pub mod sim;
 pub mod store;
