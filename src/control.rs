@@ -1,8 +1,8 @@
 //! The robot's control loop, written once over traits: every board crate (and the QEMU and
 //! host end-to-end tests) runs this code and only supplies its pins.
 //!
-//! One [`Controller::tick`] per control period (the board waits for a hardware timer tick
-//! first, [`Ticker`]): it takes the button [`Command`] pressed since the last tick, plays one
+//! One [`Controller::tick`] per control period (paced by a hardware timer: the robot's
+//! control clock inside `Env::step`, or [`Ticker`] when idle, see [`Controller::step`]): it takes the button [`Command`] pressed since the last tick, plays one
 //! step of the episode in progress through the core's tick-by-tick [`Adapter`] (`act` →
 //! [`Env::step`] → `reward`, `end_episode` when the episode ends), and reports an [`Event`].
 //! The [`Status`] it is left in is what the LEDs show ([`Status::led`]).
@@ -298,15 +298,28 @@ impl<'m, P: Policy, M: MetaSource, F: NorFlash> Controller<'m, P, M, F> {
         self.slots.as_mut()
     }
 
-    /// Waits for the next period, reads `panel`'s command, ticks, and shows the status.
+    /// One period of the loop: reads `panel`'s command, ticks, shows the status. The
+    /// period's timing: while an episode runs, the robot's own
+    /// [`ControlClock`](crate::robot::ControlClock) waits for the tick inside
+    /// [`Env::step`] (and its settle phase inside [`Env::reset`]); when idle, `ticker`
+    /// waits instead, so buttons are polled and the LEDs blink at the same rate. A board
+    /// drives both from one hardware timer and one shared deadline.
     pub fn step<E: Env, T: Ticker, B: Panel>(
         &mut self,
         env: &mut E,
         ticker: &mut T,
         panel: &mut B,
     ) -> Event<E::Error> {
-        ticker.wait();
-        let event = self.tick(env, panel.command());
+        let command = panel.command();
+        let steps_env = command.is_none()
+            && matches!(
+                self.status,
+                Status::Adapting | Status::Evaluating | Status::Running
+            );
+        let event = self.tick(env, command);
+        if !steps_env {
+            ticker.wait();
+        }
         panel.show(self.status);
         event
     }

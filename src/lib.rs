@@ -34,6 +34,7 @@
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
 //! - [`guard`]: keeps the adapted policy only if it beats the meta-policy on the robot's task.
 //! - [`control`]: the robot's control loop over traits (timer tick, buttons, LEDs, flash).
+//! - [`simhw`]: embedded-hal drivers over the `DiffDrive` simulator (board logic in CI).
 //! - [`store`]: adapted parameters persisted in two NOR-flash slots (CRC, sequence number).
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
 //!
@@ -82,4 +83,5 @@ pub mod recipe;
 pub mod rng;
 pub mod robot;
 pub mod sim;
+pub mod simhw;
 pub mod store;
