@@ -357,4 +357,89 @@ mod tests {
             "{got} vs {want}"
         );
     }
+
+    /// The board logic end to end on the host: the control loop over the robot over the
+    /// simulated drivers, then a power cut in the middle of the slot write, then a reboot.
+    #[test]
+    fn the_control_loop_adapts_the_simulated_robot_and_a_cut_write_keeps_the_old_slot() {
+        use crate::adapt::Adapter;
+        use crate::control::{Boot, Command, Controller, Event};
+        use crate::policy::{GaussianMlp, Policy};
+        use crate::recipe::{ActionMap, Advantage, LossScale, Recipe};
+        use crate::store::{SimFlash, Slots};
+        extern crate std;
+        type Pol = GaussianMlp<6, 8, 0, 2>;
+        type Flash = SimFlash<2048, 4, 256, 1024>;
+        let recipe = Recipe {
+            alpha: 0.002,
+            steps: 1,
+            episodes: 4,
+            horizon: 10,
+            gamma: 0.99,
+            advantage: Advantage::BatchMeanBaseline,
+            normalize: true,
+            loss: LossScale::PerEpisode,
+            action: ActionMap {
+                scale: 1.0,
+                clip: Some(1.0),
+            },
+        };
+        let mut rng = crate::rng::Rng::new(9);
+        let meta: std::vec::Vec<f32> = (0..Pol::N_PARAMS).map(|_| 0.3 * rng.normal()).collect();
+        let b = bench();
+        let mut parts = b.parts();
+        parts.gyro.init().unwrap();
+        let config = RobotConfig {
+            spec: DiffDriveSpec::NOMINAL,
+            commands: CommandSet::Continuous,
+            goal: [0.3, 0.1],
+            settle: Settle::DEFAULT,
+        };
+        let mut robot = DiffDriveRobot::new(parts, config);
+        let mut mem = std::vec![0.0; recipe.memory(&Pol::SHAPE).total_floats()];
+        let mut flash = Flash::new();
+        let mut saved = std::vec::Vec::new();
+        // Two adaptations; the second one's slot write is cut half-way.
+        for round in 0..2 {
+            let adapter =
+                Adapter::new(Pol::default(), &meta[..], None, recipe, &mut mem, round).unwrap();
+            let slots = Slots::new(&mut flash, 0, 1024).unwrap();
+            let (mut c, _) = Controller::boot(adapter, &meta[..], 7, Some(slots));
+            if round == 1 {
+                // The record takes 16 + 4·P + 4 bytes plus a 4-sector erase: cut inside it.
+                let ops = 4 + (16 + 4 * Pol::N_PARAMS) / 2;
+                c.slots_mut()
+                    .unwrap()
+                    .flash_mut()
+                    .cut_after(Some(ops), 0x0F);
+            }
+            c.tick(&mut robot, Some(Command::Adapt));
+            let mut last = Event::Tick;
+            for _ in 0..2000 {
+                last = c.tick(&mut robot, None);
+                if matches!(last, Event::Guarded { .. } | Event::Fault(_)) {
+                    break;
+                }
+            }
+            match (round, last) {
+                (0, Event::Guarded { saved: Some(r), .. }) => saved.push(r),
+                (1, Event::Fault(crate::control::Fault::Store(_))) => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+            assert_eq!(
+                b.with_plant(Plant::duty),
+                [0, 0],
+                "motors stopped after round {round}"
+            );
+        }
+        flash.cut_after(None, 0xFF);
+        let adapter = Adapter::new(Pol::default(), &meta[..], None, recipe, &mut mem, 0).unwrap();
+        let slots = Slots::new(&mut flash, 0, 1024).unwrap();
+        let (_, boot) = Controller::boot(adapter, &meta[..], 7, Some(slots));
+        let first = saved[0];
+        match first.policy {
+            crate::store::Policy::Meta => assert_eq!(boot, Boot::Meta),
+            crate::store::Policy::Adapted { .. } => assert_eq!(boot, Boot::Restored(first)),
+        }
+    }
 }
