@@ -109,6 +109,23 @@ pub const fn blink_code(code: u8, ms: u32) -> bool {
     slot < code as u32 && ms % 200 < 100
 }
 
+/// The blink code a board shows (with [`blink_code`]) when the bundle region holds no
+/// valid bundle, by the check that failed: 1 too short or truncated, 2 no bundle (wrong
+/// magic: erased flash reads 0xFF), 3 unsupported version or header, 4 checksum mismatch
+/// (a corrupted or partly written bundle), 5 made for another policy shape than the
+/// firmware's, 6 any other content error (recipe, shape, counts, non-finite values).
+pub const fn bundle_blink_code(e: &crate::bundle::BundleError) -> u8 {
+    use crate::bundle::BundleError as B;
+    match e {
+        B::Truncated { .. } => 1,
+        B::BadMagic { .. } => 2,
+        B::UnsupportedVersion { .. } | B::HeaderLength { .. } => 3,
+        B::Checksum { .. } => 4,
+        B::PolicyMismatch { .. } => 5,
+        _ => 6,
+    }
+}
+
 /// Why the controller stopped the motors.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -492,6 +509,53 @@ pub trait Panel {
     fn show(&mut self, status: Status);
 }
 
+/// Two buttons, sampled once per tick, as commands; the same on every board. A command is
+/// taken when all buttons are released again, so that a chord can be told from a press:
+/// - A alone: [`Command::Adapt`];
+/// - C alone: [`Command::Run`] when idle or stopped after a fault, [`Command::Stop`]
+///   otherwise;
+/// - A and C held together (at any moment of the press): [`Command::Revert`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TwoButtons {
+    /// Each button seen pressed during the current press.
+    seen: [bool; 2],
+    /// Both pressed at once at some moment of it.
+    chord: bool,
+}
+
+impl TwoButtons {
+    /// No press in progress.
+    pub const fn new() -> Self {
+        Self {
+            seen: [false; 2],
+            chord: false,
+        }
+    }
+
+    /// The levels of A and C now (true = pressed) and the controller's status; returns
+    /// the command completed by this sample, if any.
+    pub fn sample(&mut self, a: bool, c: bool, status: Status) -> Option<Command> {
+        if a || c {
+            self.seen[0] |= a;
+            self.seen[1] |= c;
+            self.chord |= a && c;
+            return None;
+        }
+        let seen = core::mem::take(&mut self.seen);
+        let chord = core::mem::take(&mut self.chord);
+        match (chord, seen) {
+            (true, _) => Some(Command::Revert),
+            (false, [true, false]) => Some(Command::Adapt),
+            (false, [false, true]) => Some(match status {
+                Status::Idle | Status::Fault => Command::Run,
+                _ => Command::Stop,
+            }),
+            // A then C without overlap: ambiguous, ignored.
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -743,6 +807,23 @@ mod tests {
         c.tick(&mut env, Some(Command::Run));
         assert_eq!(c.active(), Active::Meta);
         assert!(c.adapter().is_adapted());
+    }
+
+    #[test]
+    fn buttons_act_on_release_and_a_chord_reverts() {
+        let mut b = TwoButtons::new();
+        let idle = Status::Idle;
+        assert_eq!(b.sample(true, false, idle), None);
+        assert_eq!(b.sample(false, false, idle), Some(Command::Adapt));
+        assert_eq!(b.sample(false, false, idle), None, "one command per press");
+        assert_eq!(b.sample(false, true, idle), None);
+        assert_eq!(b.sample(false, false, idle), Some(Command::Run));
+        b.sample(false, true, Status::Running);
+        assert_eq!(b.sample(false, false, Status::Running), Some(Command::Stop));
+        b.sample(true, false, idle);
+        b.sample(true, true, idle);
+        b.sample(false, true, idle);
+        assert_eq!(b.sample(false, false, idle), Some(Command::Revert));
     }
 
     #[test]
