@@ -9,8 +9,13 @@
 #![no_main]
 
 use cortex_m_rt::entry;
+use sgmrl::policy::Policy;
+use sgmrl::recipe::Memory;
 use sgmrl_qemu::out::Line;
-use sgmrl_qemu::robot_e2e::{ROBOT_MEMORY_FLOATS, RobotFlash, RobotOutcome, run_robot};
+use sgmrl_qemu::robot_e2e::{
+    ROBOT_MEMORY_FLOATS, ROBOT_PARAMS, ROBOT_RECIPE, RobotFlash, RobotOutcome, RobotPolicy,
+    run_robot,
+};
 use sgmrl_qemu::{code, exit, icount, machine, ram, stack};
 
 /// Word-aligned storage for the bundle, as in a flash partition.
@@ -65,8 +70,14 @@ fn main() -> ! {
         .s(" instructions")
         .print();
     let statics = ram::statics();
-    Line::new("robot: adapter RAM ")
+    let shape = <RobotPolicy as Policy>::SHAPE;
+    let bound = Memory::lower_bound_floats(&shape, ROBOT_RECIPE.horizon) * 4;
+    Line::new("robot: P ")
+        .u(ROBOT_PARAMS as u32)
+        .s(", adapter RAM ")
         .u((ROBOT_MEMORY_FLOATS * 4) as u32)
+        .s(" B, lower bound ")
+        .u(bound as u32)
         .s(" B, static RAM ")
         .u(statics.total as u32)
         .s(" B, peak stack ")
