@@ -49,6 +49,11 @@ pub enum EnvName {
     Nav2d,
     /// 2-D navigation with 9 discrete moves (softmax policy).
     Nav2dDiscrete,
+    /// The differential-drive robot (`sgmrl::sim::diffdrive`), 6 discrete wheel commands
+    /// (softmax policy): the robot boards' task.
+    Diffdrive,
+    /// The differential-drive robot with continuous wheel commands (Gaussian policy).
+    DiffdriveContinuous,
 }
 
 impl EnvName {
@@ -57,6 +62,8 @@ impl EnvName {
         match self {
             Self::Nav2d => TaskId::NAV2D,
             Self::Nav2dDiscrete => TaskId::NAV2D_DISCRETE,
+            Self::Diffdrive => TaskId::DIFFDRIVE,
+            Self::DiffdriveContinuous => TaskId::DIFFDRIVE_CONTINUOUS,
         }
     }
 
@@ -65,6 +72,8 @@ impl EnvName {
         match task {
             TaskId::NAV2D => Some(Self::Nav2d),
             TaskId::NAV2D_DISCRETE => Some(Self::Nav2dDiscrete),
+            TaskId::DIFFDRIVE => Some(Self::Diffdrive),
+            TaskId::DIFFDRIVE_CONTINUOUS => Some(Self::DiffdriveContinuous),
             _ => None,
         }
     }
@@ -74,12 +83,17 @@ impl EnvName {
         match self {
             Self::Nav2d => "nav2d",
             Self::Nav2dDiscrete => "nav2d-discrete",
+            Self::Diffdrive => "diffdrive",
+            Self::DiffdriveContinuous => "diffdrive-continuous",
         }
     }
 
     /// Observation length of the family.
     pub const fn obs_dim(self) -> u16 {
-        2
+        match self {
+            Self::Nav2d | Self::Nav2dDiscrete => 2,
+            Self::Diffdrive | Self::DiffdriveContinuous => sgmrl::sim::diffdrive::OBS_DIM as u16,
+        }
     }
 
     /// The policy head this family needs: distribution and `act_dim`.
@@ -87,6 +101,11 @@ impl EnvName {
         match self {
             Self::Nav2d => (Distribution::Gaussian, 2),
             Self::Nav2dDiscrete => (Distribution::Softmax, 9),
+            Self::Diffdrive => (
+                Distribution::Softmax,
+                sgmrl::sim::diffdrive::DISCRETE_COMMANDS.len() as u16,
+            ),
+            Self::DiffdriveContinuous => (Distribution::Gaussian, 2),
         }
     }
 }
@@ -135,6 +154,9 @@ pub enum AlgorithmName {
     Fomaml,
     /// E-MAML.
     Emaml,
+    /// Plain multi-task policy gradient, no meta-learning ("pretrain, then fine-tune"):
+    /// the baseline that shows what meta-training adds.
+    Multitask,
 }
 
 impl AlgorithmName {
@@ -146,6 +168,7 @@ impl AlgorithmName {
             Self::Maml => Trainer::Maml,
             Self::Fomaml => Trainer::FoMaml,
             Self::Emaml => Trainer::EMaml,
+            Self::Multitask => Trainer::MultiTask,
         }
     }
 
@@ -157,16 +180,18 @@ impl AlgorithmName {
             Self::Maml => "maml",
             Self::Fomaml => "fomaml",
             Self::Emaml => "emaml",
+            Self::Multitask => "multitask",
         }
     }
 
-    /// Every algorithm, in the order of the paper's tables.
-    pub const ALL: [Self; 5] = [
+    /// Every algorithm, in the order of the paper's tables, then the multi-task baseline.
+    pub const ALL: [Self; 6] = [
         Self::Sgmrl,
         Self::SgmrlFo,
         Self::Maml,
         Self::Fomaml,
         Self::Emaml,
+        Self::Multitask,
     ];
 }
 
@@ -373,6 +398,11 @@ pub enum Preset {
     EmbeddedBatch,
     /// Exactly the paper's Table 1 settings (experiments.md).
     PaperTable1,
+    /// The differential-drive robot: a 6→16→6 softmax policy over wheel commands, one
+    /// adaptation step from 20 episodes of 4 s (40 ticks of 0.1 s) with a streaming rule
+    /// (reward-to-go), so the adapter's RAM is the `P` + one-episode minimum and fits the
+    /// Cortex-M0+ boards.
+    Diffdrive,
 }
 
 impl Preset {
@@ -382,18 +412,49 @@ impl Preset {
             Self::Embedded => "embedded",
             Self::EmbeddedBatch => "embedded-batch",
             Self::PaperTable1 => "paper-table1",
+            Self::Diffdrive => "diffdrive",
         }
     }
 
     fn from_name(s: &str) -> Option<Self> {
-        [Self::Embedded, Self::EmbeddedBatch, Self::PaperTable1]
-            .into_iter()
-            .find(|p| p.name() == s)
+        [
+            Self::Embedded,
+            Self::EmbeddedBatch,
+            Self::PaperTable1,
+            Self::Diffdrive,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
     }
 
     /// The preset's configuration.
     pub fn config(self) -> Config {
         match self {
+            Self::Diffdrive => Config {
+                env: EnvName::Diffdrive,
+                iterations: 300,
+                meta_batch: 40,
+                recipe: RecipeConfig {
+                    alpha: 0.5,
+                    steps: 1,
+                    episodes: 20,
+                    horizon: 40,
+                    gamma: 0.99,
+                    advantage: AdvantageName::RewardToGo,
+                    gae_lambda: 0.0,
+                    normalize: false,
+                    loss: LossName::PerEpisode,
+                    action_scale: 1.0,
+                    action_clip: 1.0,
+                },
+                policy: PolicyConfig { hidden: vec![16] },
+                outer: OuterConfig {
+                    optimizer: OptimizerName::Adam,
+                    lr: 1e-2,
+                    episodes: 20,
+                },
+                ..Self::Embedded.config()
+            },
             Self::EmbeddedBatch => Config {
                 recipe: RecipeConfig {
                     alpha: 0.1,

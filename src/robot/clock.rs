@@ -59,3 +59,21 @@ impl<D: DelayNs> ControlClock for DelayClock<D> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_hal_mock::eh1::delay::{CheckedDelay, Transaction};
+
+    #[test]
+    fn delay_clock_waits_one_period_per_tick() {
+        let mut d = CheckedDelay::new(&[
+            Transaction::delay_us(100_000),
+            Transaction::delay_us(100_000),
+        ]);
+        let mut c = DelayClock::new(d.clone(), 100_000);
+        c.wait_for_tick().unwrap();
+        c.wait_for_tick().unwrap();
+        d.done();
+    }
+}

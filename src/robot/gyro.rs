@@ -201,3 +201,89 @@ impl<I: I2c> YawRateSensor for Lsm6dso<I> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
+    use embedded_hal_mock::eh1::i2c::{Mock, Transaction as T};
+    use std::vec;
+
+    const A: u8 = Lsm6dso::<Mock>::ADDRESS_SA0_HIGH;
+
+    fn init_tx(fs: u8) -> [T; 3] {
+        [
+            T::write_read(A, vec![0x0F], vec![0x6C]),
+            T::write(A, vec![0x12, 0x44]),
+            T::write(A, vec![0x11, 0x50 | fs]),
+        ]
+    }
+
+    #[test]
+    fn init_checks_who_am_i_then_configures() {
+        for (range, fs) in [
+            (GyroRange::Dps125, 0x02),
+            (GyroRange::Dps250, 0x00),
+            (GyroRange::Dps500, 0x04),
+            (GyroRange::Dps1000, 0x08),
+            (GyroRange::Dps2000, 0x0C),
+        ] {
+            let mut bus = Mock::new(&init_tx(fs));
+            let mut g = Lsm6dso::new(bus.clone(), A, range, false);
+            g.init().unwrap();
+            bus.done();
+        }
+    }
+
+    /// OUTZ_G bytes (little-endian) → rad/s at the range's sensitivity.
+    #[test]
+    fn decodes_outz_g_into_a_yaw_rate() {
+        let mut tx = vec![];
+        tx.extend(init_tx(0x08));
+        // 1000 LSB = 35 °/s; −2 LSB = −0.07 °/s.
+        tx.push(T::write_read(A, vec![0x26], vec![0xE8, 0x03]));
+        tx.push(T::write_read(A, vec![0x26], vec![0xFE, 0xFF]));
+        let mut bus = Mock::new(&tx);
+        let mut g = Lsm6dso::new(bus.clone(), A, GyroRange::Dps1000, false);
+        g.init().unwrap();
+        let w = g.yaw_rate().unwrap().unwrap();
+        assert!((w - 35.0f32.to_radians()).abs() < 1e-6, "{w}");
+        let w = g.yaw_rate().unwrap().unwrap();
+        assert!((w + 0.07f32.to_radians()).abs() < 1e-7, "{w}");
+        bus.done();
+
+        let mut bus = Mock::new(&[T::write_read(A, vec![0x26], vec![0xE8, 0x03])]);
+        let mut g = Lsm6dso::new(bus.clone(), A, GyroRange::Dps2000, true);
+        let w = g.yaw_rate().unwrap().unwrap();
+        assert!((w + 70.0f32.to_radians()).abs() < 1e-5, "upside down: {w}");
+        bus.done();
+    }
+
+    #[test]
+    fn nack_wrong_chip_and_saturation_are_typed_errors() {
+        let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
+        let mut bus = Mock::new(&[T::write_read(A, vec![0x0F], vec![0]).with_error(nack)]);
+        let mut g = Lsm6dso::new(bus.clone(), A, GyroRange::Dps1000, false);
+        assert_eq!(g.init(), Err(GyroError::Bus(nack)));
+        bus.done();
+
+        let mut bus = Mock::new(&[T::write_read(A, vec![0x0F], vec![0x6A])]);
+        let mut g = Lsm6dso::new(bus.clone(), A, GyroRange::Dps1000, false);
+        assert_eq!(g.init(), Err(GyroError::WrongDevice { who_am_i: 0x6A }));
+        bus.done();
+
+        let mut bus = Mock::new(&[
+            T::write_read(A, vec![0x26], vec![0xFF, 0x7F]),
+            T::write_read(A, vec![0x26], vec![0x00, 0x80]),
+            T::write_read(A, vec![0x26], vec![0, 0]).with_error(nack),
+        ]);
+        let mut g = Lsm6dso::new(bus.clone(), A, GyroRange::Dps1000, false);
+        assert_eq!(g.yaw_rate(), Err(GyroError::Saturated { raw: i16::MAX }));
+        assert_eq!(g.yaw_rate(), Err(GyroError::Saturated { raw: i16::MIN }));
+        assert_eq!(g.yaw_rate(), Err(GyroError::Bus(nack)));
+        bus.done();
+        assert_eq!(NoGyro.yaw_rate(), Ok(None));
+    }
+}

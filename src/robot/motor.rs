@@ -152,3 +152,118 @@ impl<A: SetDutyCycle, B: SetDutyCycle> Motor for TwoPwmMotor<A, B> {
         a.and(b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use embedded_hal_mock::eh1::MockError;
+    use embedded_hal_mock::eh1::digital::{Mock as PinMock, State, Transaction as Pin};
+    use embedded_hal_mock::eh1::pwm::{Mock as PwmMock, Transaction as Pwm};
+    use std::io::ErrorKind;
+    use std::vec::Vec;
+
+    fn broken() -> MockError {
+        MockError::Io(ErrorKind::NotConnected)
+    }
+
+    /// Each command's direction level and duty, forward low, on a 6000-step PWM (the
+    /// Pololu 3pi+ 2040's TOP + 1).
+    #[test]
+    fn pwm_dir_writes_direction_then_duty() {
+        let cases: [(f32, State, u16); 7] = [
+            (0.5, State::Low, 3000),
+            (-0.25, State::High, 1500),
+            (1.0, State::Low, 6000),
+            (-3.0, State::High, 6000),
+            (0.0, State::Low, 0),
+            (f32::NAN, State::Low, 0),
+            (1e-5, State::Low, 0),
+        ];
+        let mut pwm_tx = std::vec![Pwm::max_duty_cycle(6000)];
+        let mut pin_tx = Vec::new();
+        for (_, level, duty) in cases {
+            pin_tx.push(Pin::set(level));
+            pwm_tx.push(Pwm::set_duty_cycle(duty));
+        }
+        pwm_tx.push(Pwm::set_duty_cycle(0));
+        let (mut pwm, mut pin) = (PwmMock::new(&pwm_tx), PinMock::new(&pin_tx));
+        let mut m = PwmDirMotor::new(pwm.clone(), pin.clone(), false);
+        for (c, _, _) in cases {
+            m.set(c).unwrap();
+        }
+        // The stop writes zero duty and leaves the direction pin alone.
+        m.stop().unwrap();
+        pwm.done();
+        pin.done();
+    }
+
+    #[test]
+    fn reversed_pwm_dir_swaps_the_forward_level() {
+        let mut pwm = PwmMock::new(&[
+            Pwm::max_duty_cycle(100),
+            Pwm::set_duty_cycle(40),
+            Pwm::set_duty_cycle(40),
+        ]);
+        let mut pin = PinMock::new(&[Pin::set(State::High), Pin::set(State::Low)]);
+        let mut m = PwmDirMotor::new(pwm.clone(), pin.clone(), true);
+        m.set(0.4).unwrap();
+        m.set(-0.4).unwrap();
+        pwm.done();
+        pin.done();
+    }
+
+    #[test]
+    fn pwm_dir_errors_name_the_part() {
+        let mut pwm = PwmMock::new(&[
+            Pwm::max_duty_cycle(100),
+            Pwm::set_duty_cycle(0).with_error(broken()),
+        ]);
+        let mut pin = PinMock::new(&[Pin::set(State::Low).with_error(broken())]);
+        let mut m = PwmDirMotor::new(pwm.clone(), pin.clone(), false);
+        assert_eq!(
+            m.set(0.5),
+            Err(MotorError::Direction(digital::ErrorKind::Other))
+        );
+        assert_eq!(m.stop(), Err(MotorError::Pwm(pwm::ErrorKind::Other)));
+        pwm.done();
+        pin.done();
+    }
+
+    /// DRV8833: the idle input is zeroed before the driven one, stop zeroes both.
+    #[test]
+    fn two_pwm_drives_one_input_and_zeroes_the_other() {
+        let mut in1 = PwmMock::new(&[
+            Pwm::max_duty_cycle(1000),
+            Pwm::set_duty_cycle(750),
+            Pwm::set_duty_cycle(0),
+            Pwm::set_duty_cycle(0),
+        ]);
+        let mut in2 = PwmMock::new(&[
+            Pwm::max_duty_cycle(500),
+            Pwm::set_duty_cycle(0),
+            Pwm::set_duty_cycle(250),
+            Pwm::set_duty_cycle(0),
+        ]);
+        let mut m = TwoPwmMotor::new(in1.clone(), in2.clone());
+        m.set(0.75).unwrap();
+        m.set(-0.5).unwrap();
+        m.stop().unwrap();
+        in1.done();
+        in2.done();
+    }
+
+    #[test]
+    fn two_pwm_stop_still_zeroes_in2_when_in1_fails() {
+        let mut in1 = PwmMock::new(&[
+            Pwm::max_duty_cycle(100),
+            Pwm::set_duty_cycle(0).with_error(broken()),
+        ]);
+        let mut in2 = PwmMock::new(&[Pwm::max_duty_cycle(100), Pwm::set_duty_cycle(0)]);
+        let mut m = TwoPwmMotor::new(in1.clone(), in2.clone());
+        assert_eq!(m.stop(), Err(MotorError::Pwm(pwm::ErrorKind::Other)));
+        in1.done();
+        in2.done();
+    }
+}

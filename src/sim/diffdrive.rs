@@ -27,7 +27,7 @@
 //! |---|---|
 //! | observation ([`OBS_DIM`] = 6) | odometry `x`, `y` (m), `cos θ`, `sin θ`, left and right wheel speed / [`DiffDriveSpec::max_speed_m_s`] |
 //! | action | 1 index into [`DISCRETE_COMMANDS`], or 2 commands (left, right) in `[−1, 1]` |
-//! | reward per step | `−‖goal − (x, y)‖₂` of the odometry pose after the step (m) |
+//! | reward per step | progress: `‖goal − p‖₂ − ‖goal − p'‖₂` of the odometry positions before and after the step (m) |
 //! | done | odometry position within [`GOAL_TOLERANCE_M`] of the goal |
 //!
 //! # Motor model
@@ -274,12 +274,21 @@ pub fn observe(spec: &DiffDriveSpec, odometry: &Odometry, obs: &mut [f32]) {
     }
 }
 
-/// The reward and termination of reaching `pose` for `goal` (m, reset frame).
-pub fn reward(pose: &Pose, goal: [f32; 2]) -> Transition {
+/// Distance (m) from `pose` to `goal`.
+pub fn distance_to_goal(pose: &Pose, goal: [f32; 2]) -> f32 {
     let (dx, dy) = (goal[0] - pose.x, goal[1] - pose.y);
-    let d = libm::sqrtf(dx * dx + dy * dy);
+    libm::sqrtf(dx * dx + dy * dy)
+}
+
+/// The reward and termination of moving from `before` to `after` for `goal` (m, reset
+/// frame): the progress `‖goal − before‖ − ‖goal − after‖` (m), so an episode's return
+/// is how much closer it got. Standing still scores 0, moving away is negative: the
+/// reward is centred without a baseline, which is what lets the streaming reward-to-go
+/// rule (RAM for one episode) adapt with low variance.
+pub fn reward(before: &Pose, after: &Pose, goal: [f32; 2]) -> Transition {
+    let d = distance_to_goal(after, goal);
     Transition {
-        reward: -d,
+        reward: distance_to_goal(before, goal) - d,
         done: d < GOAL_TOLERANCE_M,
     }
 }
@@ -487,9 +496,10 @@ impl Env for DiffDrive {
             *count = new;
         }
         let yaw_rate = self.gyro.then_some(dtheta / dt);
+        let before = self.odometry.pose();
         self.odometry.update(&spec, delta, yaw_rate);
         observe(&spec, &self.odometry, obs);
-        Ok(reward(&self.odometry.pose(), self.task.goal))
+        Ok(reward(&before, &self.odometry.pose(), self.task.goal))
     }
 }
 
@@ -570,8 +580,13 @@ mod tests {
             (obs[4] - 0.8).abs() < 0.02 && (obs[5] - 0.8).abs() < 0.02,
             "{obs:?}"
         );
-        assert!((t.reward + (1.0 - obs[0])).abs() < 1e-6);
         assert!(!t.done);
+        // The last step's progress: this step's distance covered, straight at the goal.
+        let mut prev = env;
+        let Ok(()) = prev.reset(&mut [0.0; OBS_DIM]);
+        let (before, _) = run(&mut prev, &[1.0], 9);
+        assert!((t.reward - (obs[0] - before[0])).abs() < 1e-6, "{t:?}");
+        assert!(t.reward > 0.0);
     }
 
     #[test]
@@ -663,11 +678,25 @@ mod tests {
             let Ok(t) = env.step(&[0.3, 0.3], &mut obs);
             if t.done {
                 done_at = Some(k);
-                assert!(-t.reward < GOAL_TOLERANCE_M);
+                let d = distance_to_goal(&env.odometry().pose(), [0.1, 0.0]);
+                assert!(d < GOAL_TOLERANCE_M, "{d}");
                 break;
             }
         }
         assert!(done_at.is_some(), "{obs:?}");
+    }
+
+    #[test]
+    fn reward_is_progress_towards_the_goal() {
+        let at = |x, y| Pose { x, y, heading: 0.0 };
+        let g = [0.3, 0.4];
+        let t = reward(&at(0.0, 0.0), &at(0.0, 0.4), g);
+        assert!((t.reward - 0.2).abs() < 1e-6 && !t.done, "{t:?}");
+        let t = reward(&at(0.0, 0.4), &at(0.0, 0.0), g);
+        assert!((t.reward + 0.2).abs() < 1e-6, "moving away is negative");
+        assert_eq!(reward(&at(0.1, 0.1), &at(0.1, 0.1), g).reward, 0.0);
+        let t = reward(&at(0.0, 0.4), &at(0.29, 0.41), g);
+        assert!(t.done && t.reward > 0.28);
     }
 
     #[test]
