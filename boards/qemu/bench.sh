@@ -268,8 +268,8 @@ $(printf '%s\n' "${robot_checks[@]}")
 The adapter RAM budget (≤ 1.2 × the P + one-episode lower bound) cannot be met by this
 recipe: its batch-mean baseline with normalisation needs the whole batch buffered
 (N = 10 episodes). A streaming rule (reward-to-go without normalisation) needs one episode;
-on this untrained policy it made every step worse (the guard then keeps the meta-policy),
-which is why the test bundle uses the batch rule.
+on this untrained policy it made every step worse (the guard then kept the meta-policy,
+docs/robot.md), which is why the test bundle uses the batch rule.
 
 ## Where the instructions go (mps2-an386, one call each, \`boards/qemu/src/bin/costs.rs\`)
 Parameters read from word-aligned little-endian bytes, as \`act\` and the gradient read the
