@@ -9,8 +9,8 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use sgmrl::policy::Policy;
 use sgmrl::adapt::Memory;
+use sgmrl::policy::Policy;
 use sgmrl_qemu::out::Line;
 use sgmrl_qemu::robot_e2e::{
     ROBOT_MEMORY_FLOATS, ROBOT_PARAMS, ROBOT_RECIPE, RobotFlash, RobotOutcome, RobotPolicy,
