@@ -435,7 +435,7 @@ impl Preset {
                 iterations: 300,
                 meta_batch: 40,
                 recipe: RecipeConfig {
-                    alpha: 0.5,
+                    alpha: 10.0,
                     steps: 1,
                     episodes: 20,
                     horizon: 40,
