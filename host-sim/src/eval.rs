@@ -562,6 +562,43 @@ mod tests {
         assert!(out[2].env_steps > steps, "{} vs {steps}", out[2].env_steps);
     }
 
+    /// Held-out robots differ from task to task, repeat for the same index, and the
+    /// evaluation of a diffdrive model is the core adapter's on that simulated robot.
+    #[test]
+    fn diffdrive_tasks_are_stable_and_evaluated_by_the_core_adapter() {
+        let task = |set: &GoalSet, i| match set.task_env(EnvName::Diffdrive, i) {
+            TaskEnv::DiffDrive(e) => *e.task(),
+            other => panic!("{other:?}"),
+        };
+        let h = GoalSet::held_out(1);
+        assert_eq!(task(&h, 3), task(&GoalSet::held_out(1), 3));
+        assert_ne!(task(&h, 3).robot, task(&h, 4).robot);
+        assert_ne!(task(&h, 3), task(&GoalSet::validation(1, 0), 3));
+
+        type P = sgmrl::policy::SoftmaxMlp<6, 16, 0, 6>;
+        let mut c = Preset::Diffdrive.config();
+        c.recipe.episodes = 4;
+        let n = c.shape().n_params();
+        let mut rng = Rng::new(9);
+        let m = Model::from_config(&c, (0..n).map(|_| 0.3 * rng.normal()).collect(), 0);
+        let out = run_goals(&m, &h, 2, 3, false).unwrap();
+        let mut mem = vec![0.0; m.recipe.memory(&P::SHAPE).total_floats()];
+        let mut ad = Adapter::new(
+            P::default(),
+            &m.params[..],
+            None,
+            m.recipe,
+            &mut mem,
+            h.adapter_seed(1),
+        )
+        .unwrap();
+        let mut env = h.task_env(EnvName::Diffdrive, 1);
+        let rep = ad.run(&mut env).unwrap();
+        let after = ad.evaluate(&mut env, 3).unwrap();
+        assert_eq!(out[1].goal, task(&h, 1).goal);
+        assert_eq!(out[1].returns, Some(vec![rep.step_returns[0], after]));
+    }
+
     #[test]
     fn goal_sets_are_disjoint_and_stable() {
         let h = GoalSet::held_out(1);

@@ -83,7 +83,8 @@ impl std::error::Error for RobotError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Settle {
-    /// Consecutive ticks with both encoders within `still_counts` that count as rest.
+    /// Consecutive ticks with both encoders within `still_counts` that count as rest;
+    /// 0 skips the wait (`reset` then only stops the motors and reads the encoders).
     pub still_ticks: u16,
     /// Largest count change per tick that still counts as standing still.
     pub still_counts: u32,
