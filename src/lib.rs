@@ -24,6 +24,8 @@
 //! - [`math`], [`dual`]: the scalar trait every computation is generic over (`f32` on the
 //!   device; `f64` and dual numbers for exact tests and Hessian-vector products on the host).
 //! - [`rng`]: seeded xoshiro streams; uniform, Gaussian and categorical draws.
+//! - [`name`]: the typed error of an unknown name; each enum (`Distribution`, `Advantage`,
+//!   `LossScale`) defines its names once, in its `name()`, and parses them back.
 //! - [`policy`]: the flat parameter layout and the policies (`SoftmaxLinear`, `SoftmaxMlp`,
 //!   `GaussianMlp`), reading parameters from RAM or straight from flash bytes.
 //! - [`recipe`]: the adaptation rule meta-training optimised for (α, ζ, batch, horizon, γ,
@@ -91,6 +93,7 @@ pub mod estimator_error;
 pub mod faults;
 pub mod guard;
 pub mod math;
+pub mod name;
 pub mod policy;
 pub mod recipe;
 pub mod rng;

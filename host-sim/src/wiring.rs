@@ -53,6 +53,14 @@ pub const fn algorithm_order(a: AlgorithmName) -> (Algorithm, Order) {
     }
 }
 
+/// The configured algorithm that runs `algorithm` at `order` (the inverse of
+/// [`algorithm_order`]; `None` for E-MAML at first order, which has no name).
+pub fn algorithm_name(algorithm: Algorithm, order: Order) -> Option<AlgorithmName> {
+    AlgorithmName::ALL
+        .into_iter()
+        .find(|&a| algorithm_order(a) == (algorithm, order))
+}
+
 /// The meta-trainer's configuration for a run configuration: the one conversion, used by
 /// `sgmrl train` and by the benchmark's Table 1 setting ([`crate::bench::table1_config`]).
 pub fn meta_config(c: &Config) -> MetaConfig {
