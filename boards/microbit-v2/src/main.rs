@@ -33,7 +33,7 @@ use panic_probe as _;
 use sgmrl::adapt::Adapter;
 use sgmrl::bundle::{self, Bundle};
 use sgmrl::control::{self, Boot, Controller, Event, Panel, Status, Ticker, TwoButtons};
-use sgmrl::policy::{GaussianMlp, Policy};
+use sgmrl::policy::{Policy, SoftmaxMlp};
 use sgmrl::robot::{
     ClockError, ControlClock, DiffDriveParts, DiffDriveRobot, EncoderError, GyroError, Motor,
     MotorError, RobotConfig, Settle, TwoPwmMotor, WheelEncoder, YawRateSensor,
@@ -41,9 +41,12 @@ use sgmrl::robot::{
 use sgmrl::sim::diffdrive::{CommandSet, DiffDriveSpec};
 use sgmrl::store::Slots;
 
-/// The policy this firmware runs (6 odometry observations → 16 → 2 wheel commands); a
-/// bundle of another shape is refused with blink code 5.
-type Pol = GaussianMlp<6, 16, 0, 2>;
+/// The policy this firmware runs: the default diffdrive bundle's (`sgmrl train --preset
+/// diffdrive`): 6 odometry observations → 16 → softmax over the 6 discrete wheel commands
+/// of `sim::diffdrive::DISCRETE_COMMANDS` (index 0 = stop). A bundle of another shape is
+/// refused (blink code 5); for a Gaussian head (`--env diffdrive-continuous`) use
+/// `GaussianMlp<6, 16, 0, 2>` and `CommandSet::Continuous`.
+type Pol = SoftmaxMlp<6, 16, 0, 6>;
 
 /// Adapter memory, in `f32`s (64 KB of the 128 KB of RAM).
 const MEMORY_FLOATS: usize = 16 * 1024;
@@ -256,7 +259,7 @@ fn main() -> ! {
     };
     let config = RobotConfig {
         spec: SPEC,
-        commands: CommandSet::Continuous,
+        commands: CommandSet::Discrete,
         goal: GOAL,
         settle: Settle::DEFAULT,
     };

@@ -29,7 +29,7 @@ use panic_probe as _;
 use sgmrl::adapt::Adapter;
 use sgmrl::bundle::{self, Bundle};
 use sgmrl::control::{self, Boot, Controller, Event, Panel, Status, Ticker, TwoButtons};
-use sgmrl::policy::{GaussianMlp, Policy};
+use sgmrl::policy::{Policy, SoftmaxMlp};
 use sgmrl::robot::{
     ClockError, ControlClock, DiffDriveParts, DiffDriveRobot, EncoderError, GyroRange, Lsm6dso,
     PwmDirMotor, RobotConfig, Settle, WheelEncoder,
@@ -41,9 +41,12 @@ bind_interrupts!(struct Irqs {
     PIO0_IRQ_0 => pio::InterruptHandler<PIO0>;
 });
 
-/// The policy this firmware runs: 6 odometry observations → 16 → 2 wheel commands. A
-/// bundle of another shape is refused (blink code 5); change this type for another one.
-type Pol = GaussianMlp<6, 16, 0, 2>;
+/// The policy this firmware runs: the default diffdrive bundle's (`sgmrl train --preset
+/// diffdrive`): 6 odometry observations → 16 → softmax over the 6 discrete wheel commands
+/// of `sim::diffdrive::DISCRETE_COMMANDS` (index 0 = stop). A bundle of another shape is
+/// refused (blink code 5); for a Gaussian head (`--env diffdrive-continuous`) use
+/// `GaussianMlp<6, 16, 0, 2>` and `CommandSet::Continuous`.
+type Pol = SoftmaxMlp<6, 16, 0, 6>;
 
 /// Adapter memory, in `f32`s (up to 128 KB of the 264 KB of SRAM).
 const MEMORY_FLOATS: usize = 32 * 1024;
@@ -188,7 +191,7 @@ fn main() -> ! {
     };
     let config = RobotConfig {
         spec: SPEC,
-        commands: CommandSet::Continuous,
+        commands: CommandSet::Discrete,
         goal: GOAL,
         settle: Settle::DEFAULT,
     };
