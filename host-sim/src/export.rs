@@ -30,7 +30,7 @@ pub const SUMMARY_FORMAT: &str = "sgmrl-summary/1";
 pub enum ExportError {
     /// The core's writer refused the bundle.
     #[error("cannot encode bundle: {0}")]
-    Bundle(#[from] sgmrl::bundle::BundleError),
+    Bundle(sgmrl::bundle::BundleError),
     /// The parameter vector does not fit the shape.
     #[error("policy {} needs {expected} parameters, got {got}", shape_name(shape))]
     ParamCount {
@@ -47,6 +47,12 @@ pub enum ExportError {
     /// Writing a file failed.
     #[error(transparent)]
     Write(#[from] crate::atomic::WriteError),
+}
+
+impl From<sgmrl::bundle::BundleError> for ExportError {
+    fn from(e: sgmrl::bundle::BundleError) -> Self {
+        Self::Bundle(e)
+    }
 }
 
 /// One named tensor.
