@@ -315,7 +315,7 @@ pub struct EvalArgs {
     /// Evaluation settings.
     #[command(flatten)]
     pub eval: EvalFlags,
-    /// Write the report as JSON here (default for a run directory: <run>/eval.json).
+    /// Write the report as JSON here (default for a run directory: its eval.json).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }

@@ -532,9 +532,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// True when running in CI (`CI` set and not `false`, as CI services set it).
+    fn in_ci() -> bool {
+        std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+    }
+
+    /// What to do when the Python round trip cannot run: skip with the reason on a
+    /// developer's machine, fail in CI, where a skip would report a check that never ran
+    /// as passed.
+    fn skip_python(reason: &str, ci: bool) {
+        assert!(
+            !ci,
+            "python_reads_the_same_numbers cannot run in CI: {reason}"
+        );
+        eprintln!("skipped python_reads_the_same_numbers: {reason}");
+    }
+
+    #[test]
+    fn a_python_skip_fails_in_ci_only() {
+        assert!(std::panic::catch_unwind(|| skip_python("test", true)).is_err());
+        skip_python("test", false);
+    }
+
     /// Python's `safetensors.numpy` reads the same numbers (and the bundle's documented
     /// `struct` reader the same parameters). Skipped, with the reason printed, when
-    /// Python or the package is missing (`pip install safetensors numpy`).
+    /// Python or the package is missing (`pip install safetensors numpy`); in CI a
+    /// missing Python fails the test instead.
     #[test]
     fn python_reads_the_same_numbers() {
         let probe = std::process::Command::new("python3")
@@ -543,19 +566,21 @@ mod tests {
         match probe {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
-                eprintln!(
-                    "skipped python_reads_the_same_numbers: `import safetensors.numpy` failed ({}); \
-                     run `pip install safetensors numpy`",
-                    String::from_utf8_lossy(&o.stderr)
-                        .trim()
-                        .lines()
-                        .last()
-                        .unwrap_or("")
+                skip_python(
+                    &format!(
+                        "`import safetensors.numpy` failed ({}); run `pip install safetensors numpy`",
+                        String::from_utf8_lossy(&o.stderr)
+                            .trim()
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                    ),
+                    in_ci(),
                 );
                 return;
             }
             Err(e) => {
-                eprintln!("skipped python_reads_the_same_numbers: no python3 ({e})");
+                skip_python(&format!("no python3 ({e})"), in_ci());
                 return;
             }
         }

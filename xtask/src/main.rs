@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask test` — everything CI checks, on a fresh machine: installs the rustup
 //!   targets, llvm-tools, Debian's `qemu-system-arm` and Python's `safetensors` + `numpy`
-//!   when missing, then formatting, clippy, the
+//!   when missing, then formatting, clippy, the docs (rustdoc warnings denied), the
 //!   workspace tests, the core's no_std builds for three Cortex-M targets (with and without
 //!   `defmt`), the panic-symbol check, the QEMU firmware and its on-target tests, and a tiny
 //!   end-to-end training run.
@@ -235,6 +235,12 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             ],
             &[],
         )
+    });
+    check("docs (no rustdoc warnings)", &mut || {
+        let deny = [("RUSTDOCFLAGS", "-D warnings")];
+        run(root, "cargo", &["doc", "--workspace", "--no-deps"], &deny)?;
+        // The core alone, without `std`: links to std-only items break only here.
+        run(root, "cargo", &["doc", "-p", "sgmrl", "--no-deps"], &deny)
     });
     check("workspace tests", &mut || {
         run(root, "cargo", &["test", "--workspace", "--release"], &[])?;
