@@ -1240,6 +1240,26 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// The presets' help (shown by `demo --help`, `train --help`) states the adapter RAM
+    /// the code computes; it once said 736 bytes (the yardstick) for 864.
+    #[test]
+    fn preset_help_states_the_adapter_ram() {
+        use clap::ValueEnum;
+        for p in [Preset::Embedded, Preset::EmbeddedBatch] {
+            let c = p.config();
+            let bytes = MemoryJson::new(&c.shape(), &c.recipe()).total_bytes;
+            let help = p
+                .to_possible_value()
+                .and_then(|v| v.get_help().map(ToString::to_string))
+                .unwrap_or_default();
+            assert!(
+                help.contains(&format!("{bytes} bytes")),
+                "{}: help does not say {bytes} bytes: {help}",
+                p.name()
+            );
+        }
+    }
+
     #[test]
     fn commands_needing_the_engine_say_so() {
         let e = run_with(parse(&["bench"]), None).unwrap_err();

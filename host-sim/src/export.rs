@@ -129,8 +129,9 @@ pub struct RecipeJson {
     pub gamma: f32,
     /// `reward-to-go`, `time-baseline`, `batch-mean` or `gae`.
     pub advantage: &'static str,
-    /// GAE λ, for `gae`.
-    pub gae_lambda: Option<f32>,
+    /// GAE λ; 0 (and unused) unless `gae`, as in the configuration's `recipe.gae_lambda`,
+    /// so the summary never says `null` in one place and `0.0` in another.
+    pub gae_lambda: f32,
     /// Advantage normalisation.
     pub normalize: bool,
     /// `per-episode` or `per-step`.
@@ -144,10 +145,10 @@ pub struct RecipeJson {
 impl From<&Recipe> for RecipeJson {
     fn from(r: &Recipe) -> Self {
         let (advantage, gae_lambda) = match r.advantage {
-            Advantage::RewardToGo => ("reward-to-go", None),
-            Advantage::TimeBaseline => ("time-baseline", None),
-            Advantage::BatchMeanBaseline => ("batch-mean", None),
-            Advantage::LinearFeatureGae { lambda } => ("gae", Some(lambda)),
+            Advantage::RewardToGo => ("reward-to-go", 0.0),
+            Advantage::TimeBaseline => ("time-baseline", 0.0),
+            Advantage::BatchMeanBaseline => ("batch-mean", 0.0),
+            Advantage::LinearFeatureGae { lambda } => ("gae", lambda),
         };
         Self {
             alpha: r.alpha,
@@ -528,6 +529,9 @@ mod tests {
         assert_eq!(s["policy"]["n_params"], m.shape.n_params());
         assert_eq!(s["bundle"]["bytes"], b.len());
         assert_eq!(s["recipe"]["advantage"], "reward-to-go");
+        // One value for λ wherever the summary states it.
+        assert_eq!(s["recipe"]["gae_lambda"], 0.0);
+        assert_eq!(s["recipe"]["gae_lambda"], s["config"]["recipe"]["gae_lambda"]);
         assert!(s["eval"].is_null());
         let _ = std::fs::remove_dir_all(&d);
     }
