@@ -531,7 +531,10 @@ mod tests {
         assert_eq!(s["recipe"]["advantage"], "reward-to-go");
         // One value for λ wherever the summary states it.
         assert_eq!(s["recipe"]["gae_lambda"], 0.0);
-        assert_eq!(s["recipe"]["gae_lambda"], s["config"]["recipe"]["gae_lambda"]);
+        assert_eq!(
+            s["recipe"]["gae_lambda"],
+            s["config"]["recipe"]["gae_lambda"]
+        );
         assert!(s["eval"].is_null());
         let _ = std::fs::remove_dir_all(&d);
     }
