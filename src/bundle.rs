@@ -808,7 +808,7 @@ impl<'a> Bundle<'a> {
 }
 
 /// Everything a bundle holds, for the writer. [`BundleSpec::encode_into`] (and
-/// [`BundleSpec::to_bytes`] under the `std` feature) validates by the parser's rules.
+/// `BundleSpec::to_bytes` under the `std` feature) validates by the parser's rules.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BundleSpec<'s> {
     /// Policy architecture.

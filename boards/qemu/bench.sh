@@ -30,7 +30,7 @@ tools="$(rustc --print sysroot)/lib/rustlib/$host/bin"
 mkdir -p target/bench
 
 for b in default mid paper; do
-    if ! cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- "bundle-$b" "target/bench/$b.sgmrl"; then
+    if ! cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- "bundle-$b" "target/bench/$b.sgml"; then
         echo "bench: pins/ failed to write the $b bundle" >&2
         exit 1
     fi
@@ -112,11 +112,11 @@ bench() {
     done
 }
 
-bench default target/bench-default target/bench/default.sgmrl \
+bench default target/bench-default target/bench/default.sgml \
     thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
-bench mid target/bench-mid target/bench/mid.sgmrl \
+bench mid target/bench-mid target/bench/mid.sgml \
     thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
-bench paper target/bench-paper target/bench/paper.sgmrl thumbv7em-none-eabihf thumbv8m.main-none-eabihf
+bench paper target/bench-paper target/bench/paper.sgml thumbv7em-none-eabihf thumbv8m.main-none-eabihf
 bench test target "" thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf
 
 # Per-call costs on the M4F (src/bin/costs.rs): where the instructions of a step go.

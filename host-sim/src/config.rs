@@ -467,12 +467,12 @@ pub struct Config {
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// The default embedded task: nav2d with a 2→16→2 Gaussian policy, one adaptation step
-    /// from 40 episodes of 20 steps with a streaming rule (reward-to-go): the adapter's RAM
-    /// is the `P` + one-episode minimum (736 bytes), so it fits a 16 KB Cortex-M0 with room
-    /// for the application.
+    /// from 40 episodes of 20 steps with a streaming rule (reward-to-go): the adapter needs
+    /// 864 bytes of RAM (the `P` + one-episode yardstick of 736 bytes plus 128 bytes of
+    /// hidden-layer scratch), so it fits a 16 KB Cortex-M0 with room for the application.
     Embedded,
     /// The same task with batch-mean baselined, normalised advantages from 10 episodes:
-    /// about 4.5 KB of RAM (the batch is buffered) for a clearly stronger adaptation.
+    /// 4584 bytes of adapter RAM (the batch is buffered) for a clearly stronger adaptation.
     EmbeddedBatch,
     /// Exactly the paper's Table 1 settings (experiments.md).
     PaperTable1,
@@ -521,7 +521,7 @@ impl Preset {
                     advantage: AdvantageName::RewardToGo,
                     gae_lambda: 0.0,
                     normalize: false,
-                    loss: LossName::PerEpisode,
+                    loss: LossName(LossScale::PerEpisode),
                     action_scale: 1.0,
                     action_clip: 1.0,
                 },

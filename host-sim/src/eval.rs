@@ -50,6 +50,23 @@ pub struct GoalSet {
     path: Vec<u64>,
 }
 
+/// Mean return of a policy that never moves, over goals drawn like [`GoalSet`]'s, for
+/// episodes of `horizon` steps: the reference a learned policy must beat (learning-curve
+/// plots draw it). On both nav2d tasks the point stays at the origin and every step scores
+/// −‖g‖, and E‖g‖ for g uniform on `[−0.5, 0.5]²` is (√2 + ln(1 + √2))/6 ≈ 0.3826. (Goals
+/// within the 0.01 tolerance of the origin, which would end the episode, have probability
+/// 4e-4 and change the mean by less than 1e-5 per step.) `None` for the robot families,
+/// whose standing-still return depends on the drawn robot and has no closed form.
+pub fn standing_still_return(env: EnvName, horizon: u16) -> Option<f64> {
+    match env {
+        EnvName::Nav2d | EnvName::Nav2dDiscrete => {
+            let sqrt2 = std::f64::consts::SQRT_2;
+            Some(-f64::from(horizon) * (sqrt2 + libm::log(1.0 + sqrt2)) / 6.0)
+        }
+        EnvName::Diffdrive | EnvName::DiffdriveContinuous => None,
+    }
+}
+
 impl GoalSet {
     /// The held-out test goals named by `seed`.
     pub fn held_out(seed: u64) -> Self {
@@ -661,6 +678,49 @@ mod tests {
         let r = evaluate(&m, &GoalSet::held_out(1), 2, 1).unwrap();
         let core = sgmrl::adapt::ParamsRef::<&[f32]>::Meta(&m.params[..]).checksum();
         assert_eq!(r.params_crc32, format!("{core:#010x}"));
+    }
+
+    /// Return of one 20-step episode holding `action` (standing still).
+    fn still<E: Env<Error = Infallible>>(mut e: E, action: &[f32]) -> f64 {
+        let mut obs = [0.0f32; 2];
+        let Ok(()) = e.reset(&mut obs);
+        let mut ret = 0.0f64;
+        for _ in 0..20 {
+            let Ok(t) = e.step(action, &mut obs);
+            ret += f64::from(t.reward);
+            if t.done {
+                break;
+            }
+        }
+        ret
+    }
+
+    /// The closed form against the real simulators, standing still on held-out goals.
+    #[test]
+    fn standing_still_matches_the_simulators() {
+        let goals = GoalSet::held_out(5);
+        let n = 4000u64;
+        for env in [EnvName::Nav2d, EnvName::Nav2dDiscrete] {
+            let returns: Vec<f64> = (0..n)
+                .map(|i| {
+                    let g = goals.goal(i);
+                    match env {
+                        EnvName::Nav2d => still(Nav2d::new(g), &[0.0, 0.0]),
+                        EnvName::Nav2dDiscrete => still(Nav2dDiscrete::new(g), &[0.0]),
+                        _ => unreachable!("only the navigation families are iterated"),
+                    }
+                })
+                .collect();
+            let s = Stat::of(&returns);
+            let want = standing_still_return(env, 20).unwrap();
+            assert!((want - -7.652).abs() < 1e-3, "{want}");
+            assert!(
+                (s.mean - want).abs() < 4.0 * s.stderr,
+                "{env:?}: simulated {} ± {}, closed form {want}",
+                s.mean,
+                s.stderr
+            );
+        }
     }
 
     #[test]

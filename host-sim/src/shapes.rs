@@ -4,7 +4,7 @@
 //! sizes are const generics, exactly as firmware instantiates it. The host evaluates a
 //! bundle or checkpoint with that same code, so it needs one instantiation per shape it
 //! supports; [`with_policy`] picks it, and returns [`UnsupportedShape`] (listing the
-//! supported ones) otherwise. Add a line to [`supported!`] to support another shape.
+//! supported ones) otherwise. Add a line to the `supported!` macro below to support another shape.
 
 use sgmrl::policy::{GaussianMlp, Policy, PolicyShape, SoftmaxLinear, SoftmaxMlp};
 

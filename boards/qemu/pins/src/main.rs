@@ -6,7 +6,7 @@
 //! cd boards/qemu
 //! host=$(rustc -vV | sed -n 's/^host: //p')
 //! cargo run -q --manifest-path pins/Cargo.toml --target "$host" > src/pins.rs
-//! cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle bundles/test.sgmrl
+//! cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle bundles/test.sgml
 //! ```
 //! (`--target` because `boards/qemu/.cargo/config.toml` defaults to a Cortex-M target.)
 //! The second command writes the committed test bundle that `adapt` embeds by default.
@@ -123,7 +123,7 @@ fn main() {
     parity::encode_test_bundle(&mut bytes).expect("test bundle encodes");
     let bundle = sgmrl::bundle::Bundle::parse(&bytes).expect("test bundle parses");
     println!();
-    println!("/// CRC-32 of `bundles/test.sgmrl` as the host encodes it.");
+    println!("/// CRC-32 of `bundles/test.sgml` as the host encodes it.");
     println!(
         "pub const TEST_BUNDLE_CRC: u32 = 0x{:08x};",
         bundle.checksum()
