@@ -645,6 +645,13 @@ fn sigkill_at_random_points_then_resume_gives_the_same_bundle() {
     let run = sgmrl_host::rundir::RunDir::new(d.path("killed"));
     let mut rng = Rng::new(2026);
     let mut kills = 0;
+    // Kill delays are drawn below `window`. On a loaded machine a start can take longer
+    // than the whole window to reach its first checkpoint, and then no run would ever make
+    // progress: a kill that found no newer checkpoint widens the window by half, so the
+    // test interrupts at random points whatever the machine's speed (the kill points, not
+    // the outcome, depend on the load).
+    let mut window_ms: u64 = 400;
+    let mut last_iteration = 0u64;
     loop {
         let mut child = bin()
             .args(args("killed"))
@@ -652,7 +659,7 @@ fn sigkill_at_random_points_then_resume_gives_the_same_bundle() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let delay = 40 + u64::from(rng.next_u32() % 400);
+        let delay = 40 + u64::from(rng.next_u32()) % window_ms;
         std::thread::sleep(std::time::Duration::from_millis(delay));
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "the resumed run failed");
@@ -661,9 +668,17 @@ fn sigkill_at_random_points_then_resume_gives_the_same_bundle() {
         child.kill().unwrap(); // SIGKILL on Unix: no chance to clean up.
         child.wait().unwrap();
         kills += 1;
-        if run.checkpoint().exists() {
-            Checkpoint::load(&run.checkpoint()).expect("a checkpoint on disk always loads");
+        let iteration = if run.checkpoint().exists() {
+            Checkpoint::load(&run.checkpoint())
+                .expect("a checkpoint on disk always loads")
+                .iteration
+        } else {
+            0
+        };
+        if iteration <= last_iteration {
+            window_ms += window_ms / 2;
         }
+        last_iteration = iteration;
         assert!(kills < 200, "the run never finished");
     }
     assert!(
