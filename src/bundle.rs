@@ -173,6 +173,8 @@ pub enum Trainer {
     FoMaml,
     /// E-MAML.
     EMaml,
+    /// Plain multi-task policy gradient, no meta-learning (a baseline to adapt from).
+    MultiTask,
 }
 
 impl Trainer {
@@ -185,6 +187,7 @@ impl Trainer {
             3 => Self::Maml,
             4 => Self::FoMaml,
             5 => Self::EMaml,
+            6 => Self::MultiTask,
             _ => return None,
         })
     }
@@ -198,6 +201,7 @@ impl Trainer {
             Self::Maml => 3,
             Self::FoMaml => 4,
             Self::EMaml => 5,
+            Self::MultiTask => 6,
         }
     }
 
@@ -210,6 +214,7 @@ impl Trainer {
             Self::Maml => "MAML",
             Self::FoMaml => "FO-MAML",
             Self::EMaml => "E-MAML",
+            Self::MultiTask => "multi-task PG",
         }
     }
 }
@@ -280,7 +285,7 @@ pub enum BundleError {
     UnknownDistribution(u8),
     /// The advantage code is not in `0..=3`.
     UnknownAdvantage(u8),
-    /// The trainer code is not in `0..=5`.
+    /// The trainer code is not in `0..=6`.
     UnknownTrainer(u8),
     /// The policy shape fails [`PolicyShape::is_valid`].
     BadShape(PolicyShape),
@@ -1385,8 +1390,8 @@ mod tests {
         assert_eq!(parse_err(&b), BundleError::UnknownDistribution(2));
         let b = edited(SOFTMAX, |b| b[field::ADVANTAGE] = 4);
         assert_eq!(parse_err(&b), BundleError::UnknownAdvantage(4));
-        let b = edited(SOFTMAX, |b| b[field::TRAINER] = 6);
-        assert_eq!(parse_err(&b), BundleError::UnknownTrainer(6));
+        let b = edited(SOFTMAX, |b| b[field::TRAINER] = 7);
+        assert_eq!(parse_err(&b), BundleError::UnknownTrainer(7));
     }
 
     #[test]

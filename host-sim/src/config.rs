@@ -135,6 +135,9 @@ pub enum AlgorithmName {
     Fomaml,
     /// E-MAML.
     Emaml,
+    /// Plain multi-task policy gradient, no meta-learning ("pretrain, then fine-tune"):
+    /// the baseline that shows what meta-training adds.
+    Multitask,
 }
 
 impl AlgorithmName {
@@ -146,6 +149,7 @@ impl AlgorithmName {
             Self::Maml => Trainer::Maml,
             Self::Fomaml => Trainer::FoMaml,
             Self::Emaml => Trainer::EMaml,
+            Self::Multitask => Trainer::MultiTask,
         }
     }
 
@@ -157,16 +161,18 @@ impl AlgorithmName {
             Self::Maml => "maml",
             Self::Fomaml => "fomaml",
             Self::Emaml => "emaml",
+            Self::Multitask => "multitask",
         }
     }
 
-    /// Every algorithm, in the order of the paper's tables.
-    pub const ALL: [Self; 5] = [
+    /// Every algorithm, in the order of the paper's tables, then the multi-task baseline.
+    pub const ALL: [Self; 6] = [
         Self::Sgmrl,
         Self::SgmrlFo,
         Self::Maml,
         Self::Fomaml,
         Self::Emaml,
+        Self::Multitask,
     ];
 }
 

@@ -34,6 +34,8 @@ fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<E
         AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
         AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
         AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
+        // The order is moot: there is no inner step to differentiate through.
+        AlgorithmName::Multitask => (Algorithm::MultiTask, Order::First),
     };
     let recipe = c.recipe();
     let meta = MetaConfig {

@@ -419,6 +419,33 @@ fn training_is_thread_count_free_and_resumes_exactly() {
     );
 }
 
+/// The multi-task baseline trains, exports and evaluates like every algorithm: its bundle
+/// records trainer code 6 and the device's adapter runs it with the same recipe.
+#[test]
+fn multitask_trains_exports_and_evaluates() {
+    let d = Scratch::new("multitask");
+    ok(&[
+        "train",
+        "-q",
+        "-o",
+        &d.s("mt"),
+        "--algorithm",
+        "multitask",
+        "--iterations",
+        "3",
+        "--threads",
+        "1",
+        "--set",
+        "meta_batch=4",
+    ]);
+    let bundle = std::fs::read(d.path("mt").join("bundle.sgml")).unwrap();
+    let parsed = sgmrl::bundle::Bundle::parse(&bundle).unwrap();
+    assert_eq!(parsed.trainer(), sgmrl::bundle::Trainer::MultiTask);
+    let out = ok(&["eval", &d.s("mt"), "--goals", "8"]);
+    assert!(out.contains("multi-task"), "{out}");
+    assert!(out.contains("after"), "{out}");
+}
+
 /// `sgmrl train` killed with SIGKILL at pseudo-random moments, again and again, resumes from
 /// its last checkpoint each time and finishes with the bundle of an uninterrupted run. After
 /// every kill, whatever checkpoint is on disk loads (writes are atomic: a kill never leaves
