@@ -188,6 +188,9 @@ impl fmt::Display for AlgorithmName {
 pub enum AdvantageName {
     /// `A_h = R^h` (streams: RAM for one episode).
     RewardToGo,
+    /// Reward-to-go minus the bundle's per-step baseline table (streams), which training
+    /// fits to the meta-policy's mean reward-to-go over tasks (`meta::baseline`).
+    TimeBaseline,
     /// Reward-to-go minus the batch mean at the same step (needs the batch in RAM).
     BatchMean,
     /// GAE(λ) on a refitted linear feature baseline (needs the batch in RAM).
@@ -256,6 +259,7 @@ impl RecipeConfig {
             advantage: match self.advantage {
                 AdvantageName::RewardToGo => Advantage::RewardToGo,
                 AdvantageName::BatchMean => Advantage::BatchMeanBaseline,
+                AdvantageName::TimeBaseline => Advantage::TimeBaseline,
                 AdvantageName::Gae => Advantage::LinearFeatureGae {
                     lambda: self.gae_lambda,
                 },
@@ -272,14 +276,14 @@ impl RecipeConfig {
         }
     }
 
-    /// The configuration form of a core recipe; `None` for a rule configurations cannot
-    /// express (the time-baseline table).
+    /// The configuration form of a core recipe (the time-baseline table itself is not
+    /// part of a recipe).
     pub fn from_recipe(r: &Recipe) -> Option<Self> {
         let (advantage, gae_lambda) = match r.advantage {
             Advantage::RewardToGo => (AdvantageName::RewardToGo, 0.0),
             Advantage::BatchMeanBaseline => (AdvantageName::BatchMean, 0.0),
             Advantage::LinearFeatureGae { lambda } => (AdvantageName::Gae, lambda),
-            Advantage::TimeBaseline => return None,
+            Advantage::TimeBaseline => (AdvantageName::TimeBaseline, 0.0),
         };
         Some(Self {
             alpha: r.alpha,
@@ -518,6 +522,41 @@ impl Config {
     /// The validated core recipe.
     pub fn recipe(&self) -> Recipe {
         self.recipe.to_recipe()
+    }
+
+    /// The meta-training engine's configuration of this run.
+    pub fn meta_config(&self) -> crate::meta::MetaConfig {
+        use crate::meta::{Algorithm, Order};
+        use crate::optim::OptimizerConfig;
+        let (algorithm, order) = match self.algorithm {
+            AlgorithmName::Sgmrl => (Algorithm::SgMrl, Order::Second),
+            AlgorithmName::SgmrlFo => (Algorithm::SgMrl, Order::First),
+            AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
+            AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
+            AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
+            // The order is moot: there is no inner step to differentiate through.
+            AlgorithmName::Multitask => (Algorithm::MultiTask, Order::First),
+        };
+        let recipe = self.recipe();
+        crate::meta::MetaConfig {
+            algorithm,
+            order,
+            recipe,
+            // The time baseline is the inner rule's table; the outer gradient only needs an
+            // unbiased advantage, and reward-to-go is that rule without the table.
+            outer_advantage: match recipe.advantage {
+                Advantage::TimeBaseline => Advantage::RewardToGo,
+                a => a,
+            },
+            outer_episodes: self.outer.episodes,
+            tasks: self.meta_batch as usize,
+            control_variate: self.control_variate.engine(),
+            optimizer: match self.outer.optimizer {
+                OptimizerName::Adam => OptimizerConfig::adam(self.outer.lr),
+                OptimizerName::Sgd => OptimizerConfig::Sgd { lr: self.outer.lr },
+            },
+            seed: self.seed,
+        }
     }
 
     /// Checks every field; the error names the first bad one.

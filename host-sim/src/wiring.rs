@@ -5,10 +5,10 @@ use anyhow::{anyhow, bail};
 use sgmrl::rng::Rng;
 
 use crate::checkpoint::OptimizerState;
-use crate::config::{AlgorithmName, Config, EnvName, OptimizerName};
+use crate::config::{Config, EnvName};
 use crate::envs::{Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
 use crate::kernels::Net;
-use crate::meta::{Algorithm, MetaConfig, MetaTrainer, Order};
+use crate::meta::MetaTrainer;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::train::{Engine, EngineFactory, EngineInit, IterationStats};
 
@@ -28,30 +28,7 @@ fn build(c: &Config) -> anyhow::Result<EngineInit> {
 }
 
 fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<EngineInit> {
-    let (algorithm, order) = match c.algorithm {
-        AlgorithmName::Sgmrl => (Algorithm::SgMrl, Order::Second),
-        AlgorithmName::SgmrlFo => (Algorithm::SgMrl, Order::First),
-        AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
-        AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
-        AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
-        // The order is moot: there is no inner step to differentiate through.
-        AlgorithmName::Multitask => (Algorithm::MultiTask, Order::First),
-    };
-    let recipe = c.recipe();
-    let meta = MetaConfig {
-        algorithm,
-        order,
-        recipe,
-        outer_advantage: recipe.advantage,
-        outer_episodes: c.outer.episodes,
-        tasks: c.meta_batch as usize,
-        control_variate: c.control_variate.engine(),
-        optimizer: match c.outer.optimizer {
-            OptimizerName::Adam => OptimizerConfig::adam(c.outer.lr),
-            OptimizerName::Sgd => OptimizerConfig::Sgd { lr: c.outer.lr },
-        },
-        seed: c.seed,
-    };
+    let meta = c.meta_config();
     let net = Net::new(c.shape()).map_err(|e| anyhow!("invalid policy shape {:?}", e.0))?;
     let params = net.glorot_init(&mut Rng::derive(c.seed, &[INIT]));
     let trainer =
