@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::comparison::{Comparison, GREEDY, Line, META_AFTER, Reference};
 use crate::config::{
     AdvantageName, AlgorithmName, Config, ConfigBuilder, ControlVariateName, EnvName,
     HELD_OUT_SEED, LossName, OptimizerName, Preset, shape_name,
@@ -18,10 +19,7 @@ use crate::config::{
 use crate::eval::{EvalReport, GoalSet, Stat, evaluate, run_goals};
 use crate::export::{MemoryJson, export_all};
 use crate::model::Model;
-use crate::comparison::{Comparison, GREEDY, Line, META_AFTER, Reference};
-use crate::plot::{
-    Bar, GoalPaths, LabelledCurve, plot_comparison, plot_curves, plot_trajectories,
-};
+use crate::plot::{Bar, GoalPaths, LabelledCurve, plot_comparison, plot_curves, plot_trajectories};
 use crate::rundir::RunDir;
 use crate::runlog::read_curve;
 use crate::train::{EngineFactory, ProgressMode, TrainOptions, TrainOutcome, train};

@@ -67,7 +67,11 @@ impl Comparison {
                     Margin {
                         against: l.label.clone(),
                         difference,
-                        combined_stderrs: if se > 0.0 { difference / se } else { f64::INFINITY },
+                        combined_stderrs: if se > 0.0 {
+                            difference / se
+                        } else {
+                            f64::INFINITY
+                        },
                     }
                 })
                 .collect(),
@@ -97,7 +101,11 @@ impl std::fmt::Display for Comparison {
             )?;
         }
         for (i, m) in self.margins.iter().enumerate() {
-            let sep = if i + 1 == self.margins.len() { "" } else { "\n" };
+            let sep = if i + 1 == self.margins.len() {
+                ""
+            } else {
+                "\n"
+            };
             write!(
                 f,
                 "  {META_AFTER} − {}: {:+.3} ({:.1} combined s.e.){sep}",
@@ -168,7 +176,12 @@ mod tests {
             .unwrap();
         let g = set.goal(0);
         let d = f64::from(g[0].hypot(g[1]));
-        assert!((still.mean + 20.0 * d).abs() < 1e-4, "{} vs {}", still.mean, -20.0 * d);
+        assert!(
+            (still.mean + 20.0 * d).abs() < 1e-4,
+            "{} vs {}",
+            still.mean,
+            -20.0 * d
+        );
         // Greedy reaches every goal within 5 steps (|g| ≤ 0.5 per coordinate) and beats
         // standing still on each; about −0.5 on average at H = 20.
         let greedy = Reference::Greedy
@@ -188,14 +201,27 @@ mod tests {
 
     #[test]
     fn margins_leave_out_the_meta_line_and_the_reference() {
-        let s = |mean, stderr| Stat { mean, stderr, n: 100 };
+        let s = |mean, stderr| Stat {
+            mean,
+            stderr,
+            n: 100,
+        };
         let c = Comparison::new(
             100,
             1,
             vec![
-                Line { label: META_AFTER.into(), stat: s(-3.0, 0.3) },
-                Line { label: "standing still".into(), stat: s(-7.0, 0.4) },
-                Line { label: GREEDY.into(), stat: s(-0.5, 0.01) },
+                Line {
+                    label: META_AFTER.into(),
+                    stat: s(-3.0, 0.3),
+                },
+                Line {
+                    label: "standing still".into(),
+                    stat: s(-7.0, 0.4),
+                },
+                Line {
+                    label: GREEDY.into(),
+                    stat: s(-0.5, 0.01),
+                },
             ],
         );
         assert_eq!(c.margins.len(), 1);

@@ -11,10 +11,10 @@ use sgmrl::recipe::Recipe;
 use sgmrl::recipe::Advantage;
 
 use crate::checkpoint::Checkpoint;
+use crate::config::{Config, EnvName, shape_name};
 use crate::envs::{Nav2dDiscreteFamily, Nav2dFamily};
 use crate::kernels::Net;
 use crate::meta::baseline::fit_time_baseline;
-use crate::config::{Config, EnvName, shape_name};
 use crate::rundir::RunDir;
 
 /// A meta-policy ready to adapt.

@@ -547,7 +547,10 @@ pub fn plot_comparison(bars: &[Bar], title: &str, out: &Path) -> anyhow::Result<
         .iter()
         .map(|b| b.mean - b.stderr)
         .fold(0.0f64, f64::min);
-    let hi = bars.iter().map(|b| b.mean + b.stderr).fold(0.0f64, f64::max);
+    let hi = bars
+        .iter()
+        .map(|b| b.mean + b.stderr)
+        .fold(0.0f64, f64::max);
     let pad = ((hi - lo) * 0.08).max(0.1);
     write_plot!(
         out,
@@ -578,7 +581,9 @@ where
     let label_of = |x: &f64| -> String {
         let i = x.floor();
         if (x - i - 0.5).abs() < 1e-6 && i >= 0.0 {
-            bars.get(i as usize).map(|b| b.label.clone()).unwrap_or_default()
+            bars.get(i as usize)
+                .map(|b| b.label.clone())
+                .unwrap_or_default()
         } else {
             String::new()
         }
@@ -618,10 +623,13 @@ where
             .draw_series(std::iter::once(Text::new(
                 format!("{:.2}", b.mean),
                 (x + 0.32, b.mean - b.stderr - (y_hi - y_lo) * 0.01),
-                (FAMILY, 14).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Left,
-                    plotters::style::text_anchor::VPos::Top,
-                )),
+                (FAMILY, 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Left,
+                        plotters::style::text_anchor::VPos::Top,
+                    )),
             )))
             .map_err(e)?;
     }
@@ -678,14 +686,18 @@ mod tests {
     #[test]
     fn comparison_chart_has_every_label_and_value() {
         let d = scratch("bars");
-        let bars: Vec<Bar> = [("meta", -3.1, 0.1), ("still", -7.6, 0.2), ("greedy", -0.5, 0.0)]
-            .iter()
-            .map(|&(l, m, s)| Bar {
-                label: l.into(),
-                mean: m,
-                stderr: s,
-            })
-            .collect();
+        let bars: Vec<Bar> = [
+            ("meta", -3.1, 0.1),
+            ("still", -7.6, 0.2),
+            ("greedy", -0.5, 0.0),
+        ]
+        .iter()
+        .map(|&(l, m, s)| Bar {
+            label: l.into(),
+            mean: m,
+            stderr: s,
+        })
+        .collect();
         let files = plot_comparison(&bars, "lines", &d.join("cmp")).unwrap();
         assert_eq!(files.len(), 2);
         let svg = std::fs::read_to_string(d.join("cmp.svg")).unwrap();
@@ -788,4 +800,3 @@ mod tests {
         );
     }
 }
-

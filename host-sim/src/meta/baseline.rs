@@ -134,10 +134,8 @@ mod tests {
         assert_eq!(b.len(), 12);
         let mut want = 0.0f64;
         for i in 0..4u64 {
-            let task = Nav2dFamily.sample_task(&mut Rng::derive(
-                11,
-                &[streams::TRAIN, 2, i, streams::TASK],
-            ));
+            let task = Nav2dFamily
+                .sample_task(&mut Rng::derive(11, &[streams::TRAIN, 2, i, streams::TASK]));
             let path = [streams::TRAIN, 2, i, BASELINE];
             let spec = SampleSpec {
                 episodes: 6,
