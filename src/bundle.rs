@@ -148,6 +148,11 @@ impl TaskId {
     pub const NAV2D: Self = Self(1);
     /// 2-D point navigation with a discrete (softmax) action set.
     pub const NAV2D_DISCRETE: Self = Self(2);
+    /// The differential-drive robot (`sim::diffdrive`) with discrete wheel commands
+    /// (softmax policies): the default robot task.
+    pub const DIFFDRIVE: Self = Self(3);
+    /// The differential-drive robot with continuous wheel commands (Gaussian policies).
+    pub const DIFFDRIVE_CONTINUOUS: Self = Self(4);
     /// The first id free for users.
     pub const FIRST_USER: Self = Self(0x100);
 

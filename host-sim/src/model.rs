@@ -12,10 +12,11 @@ use sgmrl::recipe::Advantage;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, EnvName, shape_name};
-use crate::envs::{Nav2dDiscreteFamily, Nav2dFamily};
+use crate::envs::{DiffDriveFamily, Nav2dDiscreteFamily, Nav2dFamily};
 use crate::kernels::Net;
 use crate::meta::baseline::fit_time_baseline;
 use crate::rundir::RunDir;
+use sgmrl::sim::diffdrive::CommandSet;
 
 /// A meta-policy ready to adapt.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +110,15 @@ fn fit_baseline(config: &Config, params: &[f32], iteration: u64) -> Option<Vec<f
         EnvName::Nav2d => fit_time_baseline(&Nav2dFamily, &net, params, &meta, iteration),
         EnvName::Nav2dDiscrete => {
             fit_time_baseline(&Nav2dDiscreteFamily, &net, params, &meta, iteration)
+        }
+        EnvName::Diffdrive | EnvName::DiffdriveContinuous => {
+            let commands = if config.env == EnvName::Diffdrive {
+                CommandSet::Discrete
+            } else {
+                CommandSet::Continuous
+            };
+            let family = DiffDriveFamily { commands };
+            fit_time_baseline(&family, &net, params, &meta, iteration)
         }
     };
     fitted.ok()

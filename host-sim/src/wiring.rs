@@ -5,12 +5,13 @@ use anyhow::{anyhow, bail};
 use sgmrl::rng::Rng;
 
 use crate::checkpoint::OptimizerState;
-use crate::config::{Config, EnvName};
-use crate::envs::{Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
+use crate::config::{AlgorithmName, Config, EnvName};
+use crate::envs::{DiffDriveFamily, Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
 use crate::kernels::Net;
-use crate::meta::MetaTrainer;
+use crate::meta::{Algorithm, MetaTrainer, Order};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::train::{Engine, EngineFactory, EngineInit, IterationStats};
+use sgmrl::sim::diffdrive::CommandSet;
 
 /// Stream naming θ₀: `(seed, [INIT])`, apart from training's `[TRAIN = 1, …]`.
 const INIT: u64 = 0x494E_4954;
@@ -24,7 +25,32 @@ fn build(c: &Config) -> anyhow::Result<EngineInit> {
     match c.env {
         EnvName::Nav2d => build_for(c, Nav2dFamily),
         EnvName::Nav2dDiscrete => build_for(c, Nav2dDiscreteFamily),
+        EnvName::Diffdrive => build_for(
+            c,
+            DiffDriveFamily {
+                commands: CommandSet::Discrete,
+            },
+        ),
+        EnvName::DiffdriveContinuous => build_for(
+            c,
+            DiffDriveFamily {
+                commands: CommandSet::Continuous,
+            },
+        ),
     }
+}
+
+/// The engine's estimator and its order for a configured algorithm.
+pub const fn algorithm_order(a: AlgorithmName) -> (Algorithm, Order) {
+    a.engine()
+}
+
+/// The configured algorithm that runs `algorithm` at `order` (the inverse of
+/// [`algorithm_order`]; `None` for E-MAML at first order, which has no name).
+pub fn algorithm_name(algorithm: Algorithm, order: Order) -> Option<AlgorithmName> {
+    AlgorithmName::ALL
+        .into_iter()
+        .find(|&a| algorithm_order(a) == (algorithm, order))
 }
 
 fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<EngineInit> {
