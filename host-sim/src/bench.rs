@@ -36,7 +36,7 @@ pub fn table1_config(algorithm: Algorithm, order: Order, seed: u64) -> MetaConfi
         algorithm,
         order,
         seed,
-        ..wiring::meta_config(&Preset::PaperTable1.config())
+        ..Preset::PaperTable1.config().meta_config()
     }
 }
 

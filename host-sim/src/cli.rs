@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::comparison::{Comparison, GREEDY, Line, META_AFTER, Reference};
 use crate::config::{
     AdvantageName, AlgorithmName, Config, ConfigBuilder, ControlVariateName, EnvName,
     HELD_OUT_SEED, LossName, OptimizerName, Preset, shape_name,
@@ -19,7 +20,7 @@ use crate::eval::{EvalReport, GoalSet, Stat, evaluate, run_goals, standing_still
 use crate::export::{MemoryJson, export_all};
 use crate::model::Model;
 use crate::outputs::{check_dir, check_file};
-use crate::plot::{GoalPaths, LabelledCurve, plot_curves, plot_trajectories};
+use crate::plot::{Bar, GoalPaths, LabelledCurve, plot_comparison, plot_curves, plot_trajectories};
 use crate::rundir::RunDir;
 use crate::runlog::read_curve;
 use crate::train::{EngineFactory, ProgressMode, TrainOptions, TrainOutcome, train};
@@ -847,7 +848,12 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
     println!("{report}");
     let json = serde_json::to_value(&report).context("cannot encode the evaluation")?;
     write_json(&run.eval(), &json)?;
-    let e = export_all(&out.model, run.root(), Some(json))?;
+    let comparison = demo_comparison(&config, &out.model, &report, &run, progress, engine)?;
+    println!("{comparison}");
+    let mut summary_eval = json;
+    summary_eval["comparison"] =
+        serde_json::to_value(&comparison).context("cannot encode the comparison")?;
+    let e = export_all(&out.model, run.root(), Some(summary_eval))?;
     let (curves, still) = curves_of(&[run.root().display().to_string()])?;
     let mut files = plot_curves(
         &curves,
@@ -855,6 +861,23 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
         still,
         &run.curves(),
     )?;
+    let bars: Vec<Bar> = comparison
+        .lines
+        .iter()
+        .map(|l| Bar {
+            label: l.label.clone(),
+            mean: l.stat.mean,
+            stderr: l.stat.stderr,
+        })
+        .collect();
+    files.extend(plot_comparison(
+        &bars,
+        &format!(
+            "{} held-out goals: what meta-training buys (α={}, N={}, H={})",
+            comparison.goals, config.recipe.alpha, config.recipe.episodes, config.recipe.horizon
+        ),
+        &run.root().join("comparison"),
+    )?);
     files.extend(plot_trajectories(
         &trajectories(&out.model, 4, config.eval.seed)?,
         &trajectory_title(&out.model),
@@ -870,6 +893,66 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
         println!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// The lines of [`crate::comparison`] on the demo's held-out goals: the meta-policy (its
+/// `report`), the run's own random initialisation and a multi-task policy trained with the
+/// same configuration in `multitask/` under the run directory, each adapted by the bundle's
+/// recipe with the core's adapter, and the two reference controllers.
+fn demo_comparison(
+    config: &Config,
+    meta: &Model,
+    report: &EvalReport,
+    run: &RunDir,
+    progress: ProgressMode,
+    engine: EngineFactory,
+) -> anyhow::Result<Comparison> {
+    let flags = EvalFlags {
+        goals: None,
+        eval_seed: None,
+        eval_episodes: None,
+    };
+    let (goals, seed, episodes) = eval_settings(meta, &flags);
+    let set = GoalSet::held_out(seed);
+    let after = |r: &EvalReport| {
+        r.final_after()
+            .ok_or_else(|| anyhow::anyhow!("the recipe takes no adaptation step"))
+    };
+    let init = Model {
+        trainer: sgmrl::bundle::Trainer::Unknown,
+        ..Model::from_config(config, engine(config)?.params, 0)
+    };
+    let init_report = evaluate(&init, &set, goals, episodes)?;
+    let mt_config = Config {
+        algorithm: AlgorithmName::Multitask,
+        ..config.clone()
+    };
+    let mt_dir = run.root().join("multitask");
+    println!(
+        "training the multi-task baseline (no meta-learning) in {}",
+        mt_dir.display()
+    );
+    let mt = train(&mt_config, &train_options(&mt_dir, progress), engine)?;
+    let mt_report = evaluate(&mt.model, &set, goals, episodes)?;
+    let line = |label: &str, stat: Stat| Line {
+        label: label.into(),
+        stat,
+    };
+    let mut lines = vec![
+        line("meta-policy, unadapted", report.before),
+        line(META_AFTER, after(report)?),
+        line("random init, adapted", after(&init_report)?),
+        line("multi-task, unadapted", mt_report.before),
+        line("multi-task, adapted", after(&mt_report)?),
+    ];
+    let horizon = config.recipe.horizon;
+    if let Some(s) = Reference::StandStill.evaluate(config.env, &set, goals, horizon) {
+        lines.push(line("standing still", s));
+    }
+    if let Some(s) = Reference::Greedy.evaluate(config.env, &set, goals, horizon) {
+        lines.push(line(GREEDY, s));
+    }
+    Ok(Comparison::new(goals, seed, lines))
 }
 
 /// One Table 1 row: honest and paper-comparable numbers over seeds.

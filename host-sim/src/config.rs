@@ -173,6 +173,20 @@ impl AlgorithmName {
         }
     }
 
+    /// The engine's estimator and its order.
+    pub const fn engine(self) -> (crate::meta::Algorithm, crate::meta::Order) {
+        use crate::meta::{Algorithm, Order};
+        match self {
+            Self::Sgmrl => (Algorithm::SgMrl, Order::Second),
+            Self::SgmrlFo => (Algorithm::SgMrl, Order::First),
+            Self::Maml => (Algorithm::Maml, Order::Second),
+            Self::Fomaml => (Algorithm::Maml, Order::First),
+            Self::Emaml => (Algorithm::EMaml, Order::Second),
+            // The order is moot: there is no inner step to differentiate through.
+            Self::Multitask => (Algorithm::MultiTask, Order::First),
+        }
+    }
+
     /// The command-line / TOML name.
     pub const fn name(self) -> &'static str {
         match self {
@@ -202,14 +216,17 @@ impl fmt::Display for AlgorithmName {
     }
 }
 
-/// Advantage rule of the recipe: the core's [`Advantage`] rules a configuration can express
-/// (every one but the time-baseline, whose table a configuration cannot give). Its names
-/// are the core's ([`Advantage::name`]) in flags and files alike.
+/// Advantage rule of the recipe: the core's [`Advantage`] rules. Its names are the core's
+/// ([`Advantage::name`]) in flags and files alike; the time-baseline's table is not part of
+/// a configuration: training fits it (`meta::baseline`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
 pub enum AdvantageName {
     /// `A_h = R^h` (streams: RAM for one episode).
     RewardToGo,
+    /// Reward-to-go minus the bundle's per-step baseline table (streams), which training
+    /// fits to the meta-policy's mean reward-to-go over tasks (`meta::baseline`).
+    TimeBaseline,
     /// Reward-to-go minus the batch mean at the same step (needs the batch in RAM).
     BatchMean,
     /// GAE(λ) on a refitted linear feature baseline (needs the batch in RAM).
@@ -218,29 +235,36 @@ pub enum AdvantageName {
 
 impl AdvantageName {
     /// Every rule a configuration can name.
-    pub const ALL: [Self; 3] = [Self::RewardToGo, Self::BatchMean, Self::Gae];
-    const NAMES: [&'static str; 3] = [
+    pub const ALL: [Self; 4] = [
+        Self::RewardToGo,
+        Self::TimeBaseline,
+        Self::BatchMean,
+        Self::Gae,
+    ];
+    const NAMES: [&'static str; 4] = [
         Self::ALL[0].name(),
         Self::ALL[1].name(),
         Self::ALL[2].name(),
+        Self::ALL[3].name(),
     ];
 
     /// The core's rule, with GAE's λ `lambda` (ignored by the other rules).
     pub const fn rule(self, lambda: f32) -> Advantage {
         match self {
             Self::RewardToGo => Advantage::RewardToGo,
+            Self::TimeBaseline => Advantage::TimeBaseline,
             Self::BatchMean => Advantage::BatchMeanBaseline,
             Self::Gae => Advantage::LinearFeatureGae { lambda },
         }
     }
 
-    /// The configuration's name of a core rule; `None` for the time-baseline.
+    /// The configuration's name of a core rule.
     pub const fn of_rule(rule: Advantage) -> Option<Self> {
         match rule {
             Advantage::RewardToGo => Some(Self::RewardToGo),
             Advantage::BatchMeanBaseline => Some(Self::BatchMean),
             Advantage::LinearFeatureGae { .. } => Some(Self::Gae),
-            Advantage::TimeBaseline => None,
+            Advantage::TimeBaseline => Some(Self::TimeBaseline),
         }
     }
 
@@ -253,11 +277,6 @@ impl AdvantageName {
 impl TryFrom<String> for AdvantageName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        if s == Advantage::TimeBaseline.name() {
-            return Err(format!(
-                "{s} needs a per-step baseline table, which a configuration cannot give"
-            ));
-        }
         Self::ALL
             .into_iter()
             .find(|a| a.name() == s)
@@ -376,8 +395,8 @@ impl RecipeConfig {
         }
     }
 
-    /// The configuration form of a core recipe; `None` for a rule configurations cannot
-    /// express (the time-baseline table).
+    /// The configuration form of a core recipe (the time-baseline table itself is not
+    /// part of a recipe).
     pub fn from_recipe(r: &Recipe) -> Option<Self> {
         let advantage = AdvantageName::of_rule(r.advantage)?;
         let gae_lambda = r.advantage.lambda().unwrap_or(0.0);
@@ -651,6 +670,34 @@ impl Config {
     /// The validated core recipe.
     pub fn recipe(&self) -> Recipe {
         self.recipe.to_recipe()
+    }
+
+    /// The meta-trainer's configuration of this run: the one conversion, used by `sgmrl
+    /// train`, by the time-baseline fit at export and by the benchmark's Table 1 setting
+    /// (`bench::table1_config`).
+    pub fn meta_config(&self) -> crate::meta::MetaConfig {
+        use crate::optim::OptimizerConfig;
+        let (algorithm, order) = self.algorithm.engine();
+        let recipe = self.recipe();
+        crate::meta::MetaConfig {
+            algorithm,
+            order,
+            recipe,
+            // The time baseline is the inner rule's table; the outer gradient only needs an
+            // unbiased advantage, and reward-to-go is that rule without the table.
+            outer_advantage: match recipe.advantage {
+                Advantage::TimeBaseline => Advantage::RewardToGo,
+                a => a,
+            },
+            outer_episodes: self.outer.episodes,
+            tasks: self.meta_batch as usize,
+            control_variate: self.control_variate.engine(),
+            optimizer: match self.outer.optimizer {
+                OptimizerName::Adam => OptimizerConfig::adam(self.outer.lr),
+                OptimizerName::Sgd => OptimizerConfig::Sgd { lr: self.outer.lr },
+            },
+            seed: self.seed,
+        }
     }
 
     /// Checks every field; the error names the first bad one.
@@ -1099,12 +1146,7 @@ mod tests {
             (
                 "[recipe]\nadvantage = \"gea\"\n",
                 "c.toml: recipe.advantage",
-                "unknown advantage rule (expected reward-to-go, batch-mean or gae)",
-            ),
-            (
-                "[recipe]\nadvantage = \"time-baseline\"\n",
-                "c.toml: recipe.advantage",
-                "time-baseline needs a per-step baseline table",
+                "unknown advantage rule (expected reward-to-go, time-baseline, batch-mean or gae)",
             ),
             (
                 "[recipe]\nloss = \"per_step\"\n",

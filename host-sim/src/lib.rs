@@ -34,6 +34,7 @@ pub mod sampler;
 pub mod atomic;
 pub mod checkpoint;
 pub mod cli;
+pub mod comparison;
 pub mod config;
 pub mod eval;
 pub mod export;

@@ -5,10 +5,10 @@ use anyhow::{anyhow, bail};
 use sgmrl::rng::Rng;
 
 use crate::checkpoint::OptimizerState;
-use crate::config::{AlgorithmName, Config, EnvName, OptimizerName};
+use crate::config::{AlgorithmName, Config, EnvName};
 use crate::envs::{DiffDriveFamily, Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
 use crate::kernels::Net;
-use crate::meta::{Algorithm, MetaConfig, MetaTrainer, Order};
+use crate::meta::{Algorithm, MetaTrainer, Order};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::train::{Engine, EngineFactory, EngineInit, IterationStats};
 use sgmrl::sim::diffdrive::CommandSet;
@@ -42,15 +42,7 @@ fn build(c: &Config) -> anyhow::Result<EngineInit> {
 
 /// The engine's estimator and its order for a configured algorithm.
 pub const fn algorithm_order(a: AlgorithmName) -> (Algorithm, Order) {
-    match a {
-        AlgorithmName::Sgmrl => (Algorithm::SgMrl, Order::Second),
-        AlgorithmName::SgmrlFo => (Algorithm::SgMrl, Order::First),
-        AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
-        AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
-        AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
-        // The order is moot: there is no inner step to differentiate through.
-        AlgorithmName::Multitask => (Algorithm::MultiTask, Order::First),
-    }
+    a.engine()
 }
 
 /// The configured algorithm that runs `algorithm` at `order` (the inverse of
@@ -61,29 +53,8 @@ pub fn algorithm_name(algorithm: Algorithm, order: Order) -> Option<AlgorithmNam
         .find(|&a| algorithm_order(a) == (algorithm, order))
 }
 
-/// The meta-trainer's configuration for a run configuration: the one conversion, used by
-/// `sgmrl train` and by the benchmark's Table 1 setting ([`crate::bench::table1_config`]).
-pub fn meta_config(c: &Config) -> MetaConfig {
-    let (algorithm, order) = algorithm_order(c.algorithm);
-    let recipe = c.recipe();
-    MetaConfig {
-        algorithm,
-        order,
-        recipe,
-        outer_advantage: recipe.advantage,
-        outer_episodes: c.outer.episodes,
-        tasks: c.meta_batch as usize,
-        control_variate: c.control_variate.engine(),
-        optimizer: match c.outer.optimizer {
-            OptimizerName::Adam => OptimizerConfig::adam(c.outer.lr),
-            OptimizerName::Sgd => OptimizerConfig::Sgd { lr: c.outer.lr },
-        },
-        seed: c.seed,
-    }
-}
-
 fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<EngineInit> {
-    let meta = meta_config(c);
+    let meta = c.meta_config();
     let net = Net::new(c.shape()).map_err(|e| anyhow!("invalid policy shape {:?}", e.0))?;
     let params = net.glorot_init(&mut Rng::derive(c.seed, &[INIT]));
     let trainer =

@@ -324,9 +324,10 @@ impl<F: TaskFamily> MetaTrainer<F> {
         let start = Instant::now();
         let cfg = &self.config;
         let b = cfg.tasks;
+        let baseline = self.time_baseline()?;
         let runs: Vec<TaskRun> = (0..b)
             .into_par_iter()
-            .map(|i| self.run_task(i))
+            .map(|i| self.run_task(i, baseline.as_deref()))
             .collect::<Result<_, _>>()?;
 
         let jts: Vec<f32> = runs.iter().map(|r| r.outer.jt).collect();
@@ -396,7 +397,27 @@ impl<F: TaskFamily> MetaTrainer<F> {
         Ok(stats)
     }
 
-    fn run_task(&self, i: usize) -> Result<TaskRun, TrainError> {
+    /// The `TimeBaseline` table this iteration adapts with, fitted at the current
+    /// parameters ([`super::baseline`]); `None` for every other inner rule (and when
+    /// training takes no inner step).
+    pub fn time_baseline(&self) -> Result<Option<Vec<f32>>, TrainError> {
+        let cfg = &self.config;
+        if cfg.recipe.advantage != Advantage::TimeBaseline
+            || cfg.algorithm.inner_steps(cfg.recipe.steps) == 0
+        {
+            return Ok(None);
+        }
+        super::baseline::fit_time_baseline(
+            &self.family,
+            &self.net,
+            &self.params,
+            &self.config,
+            self.iteration,
+        )
+        .map(Some)
+    }
+
+    fn run_task(&self, i: usize, baseline: Option<&[f32]>) -> Result<TaskRun, TrainError> {
         let cfg = &self.config;
         let path = [streams::TRAIN, self.iteration, i as u64];
         let mut task_rng = Rng::derive(
@@ -404,21 +425,30 @@ impl<F: TaskFamily> MetaTrainer<F> {
             &[streams::TRAIN, self.iteration, i as u64, streams::TASK],
         );
         let task = self.family.sample_task(&mut task_rng);
-        adapt_task(&self.family, &task, &self.net, &self.params, cfg, &path)
+        adapt_task(
+            &self.family,
+            &task,
+            &self.net,
+            &self.params,
+            cfg,
+            baseline,
+            &path,
+        )
     }
 }
 
 /// Adapts `params` to `task` as the configuration says and draws the outer batch: inner
 /// batch `k` (0-based) is sampled on the streams `path ++ [k]`, the outer batch on
 /// `path ++ [ζ]`, all under `config.seed`. What each inner step keeps is what
-/// `config.algorithm` needs at `config.order`. Evaluation uses this too (with its own
-/// `path` prefix), so what is measured is exactly what training optimises.
+/// `config.algorithm` needs at `config.order`. `baseline` is the `TimeBaseline` table
+/// (held fixed: the estimate is for the objective with this table).
 pub fn adapt_task<F: TaskFamily>(
     family: &F,
     task: &F::Task,
     net: &Net,
     params: &[f32],
     config: &MetaConfig,
+    baseline: Option<&[f32]>,
     path: &[u64],
 ) -> Result<TaskRun, TrainError> {
     let recipe = &config.recipe;
@@ -445,7 +475,7 @@ pub fn adapt_task<F: TaskFamily>(
             adaptation.theta(),
             &spec(config, &full_path, recipe.episodes),
         )?;
-        let w = advantage::weights(recipe, &ro)?;
+        let w = advantage::weights_with_baseline(recipe, baseline, &ro)?;
         adaptation.step(ro, w, config.algorithm.needs(config.order, k));
     }
     full_path[last] = u64::from(inner_steps);
@@ -456,7 +486,7 @@ pub fn adapt_task<F: TaskFamily>(
         adaptation.theta(),
         &spec(config, &full_path, config.outer_episodes),
     )?;
-    let w = advantage::weights(&config.outer_recipe(), &ro)?;
+    let w = advantage::weights_with_baseline(&config.outer_recipe(), baseline, &ro)?;
     let outer = Outer::new(net, adaptation.theta(), &mut ro, &w, recipe.gamma);
     let pre_adaptation_return = if config.control_variate == ControlVariate::PreAdaptation
         && config.algorithm != Algorithm::MultiTask
