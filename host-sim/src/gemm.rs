@@ -19,10 +19,6 @@ pub trait Scalar: Real + Default + Send + Sync + 'static {
     /// exact tests), the core's rational [`sgmrl::math::tanh_f32`] for f32 — the same bits
     /// the device computes.
     fn tanh_in_place(xs: &mut [Self]);
-
-    /// `self · a + b` rounded once (a fused multiply-add: the same bits with or without
-    /// the instruction, which [`few_rows_gemm`] only uses where the CPU has it).
-    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 /// Shape and strides of one product `C (m×n) = A (m×k) · B (k×n)`.
@@ -42,51 +38,45 @@ pub struct Gemm {
     pub c: (usize, usize),
 }
 
-/// Runs `f` compiled for the widest vectors the CPU has (AVX-512F, else AVX2 with FMA, else
+/// Evaluates `$e` compiled for the widest vectors the CPU has (AVX-512F, else AVX2, else
 /// the target's baseline), chosen at run time.
 ///
-/// `f` must be a closure calling `#[inline(always)]` code, so that the loops are compiled
-/// inside the wrapper with its features. The same bits come out on every path: Rust never
-/// fuses a multiply and an add on its own, and a vectorised loop only does element-wise
-/// what the scalar loop does (reductions stay in source order), so only the speed differs.
-#[inline(always)]
-pub fn widest<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
+/// `$e` must call `#[inline(always)]` code, so that the loops are compiled inside the
+/// chosen path with its features: each path wraps `$e` in its own closure, called once,
+/// which the compiler therefore inlines into the `#[target_feature]` function. The same
+/// bits come out on every path: Rust never fuses a multiply and an add on its own, and a
+/// vectorised loop only does element-wise what the scalar loop does (reductions stay in
+/// source order).
+macro_rules! widest {
+    ($e:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        let r = if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { with_avx512(f) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { with_avx2(f) };
-        }
-    }
-    f()
+            unsafe { $crate::gemm::with_avx512(|| $e) }
+        } else if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { $crate::gemm::with_avx2(|| $e) }
+        } else {
+            $e
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let r = $e;
+        r
+    }};
 }
+pub(crate) use widest;
 
-/// Whether the CPU multiplies and adds in one instruction (a path of [`widest`] has it).
-fn has_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-            || std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
+/// Calls `f` in a function compiled with AVX-512F ([`widest`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Calls `f` in a function compiled with AVX2 ([`widest`]).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+#[target_feature(enable = "avx2")]
+pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
@@ -128,74 +118,9 @@ pub fn gemm<T: Scalar>(g: &Gemm, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T
         return;
     }
     if g.m.min(g.n).min(g.k) <= NARROW {
-        widest(|| narrow_gemm(g, alpha, a, b, beta, c));
-    } else if g.m <= FEW_ROWS && g.b.1 == 1 && g.c.1 == 1 && has_fma() {
-        widest(|| few_rows_gemm(g, alpha, a, b, beta, c));
+        widest!(narrow_gemm(g, alpha, a, b, beta, c));
     } else {
         T::gemm_checked(g, alpha, a, b, beta, c);
-    }
-}
-
-/// Products with at most this many rows (one time step of every episode while sampling)
-/// go to [`few_rows_gemm`]: the blocked backend would pack all of `B` for a few rows.
-pub const FEW_ROWS: usize = 32;
-
-/// Rows and columns of [`few_rows_gemm`]'s register tile (8 AVX-512 registers of f32).
-const TILE_ROWS: usize = 4;
-const TILE_COLS: usize = 32;
-
-/// `C ← α·A·B + β·C` for few rows of `A` and unit-stride rows of `B` and `C`, reading `B`
-/// in place (no packing): each `4 × 32` tile of `C` is summed in registers over `l` in
-/// order by fused multiply-adds, then `α·sum + β·C` is stored. Edge tiles take the same
-/// steps on fewer elements, so every element gets the same sum whatever tile it is in.
-#[inline(always)]
-fn few_rows_gemm<T: Scalar>(g: &Gemm, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
-    let (m, k, n) = (g.m, g.k, g.n);
-    let (rsa, csa) = g.a;
-    let rsb = g.b.0;
-    let rsc = g.c.0;
-    let store = |c: &mut [T], sums: &[T]| {
-        for (x, &s) in c.iter_mut().zip(sums) {
-            *x = if beta == T::ZERO {
-                alpha * s
-            } else {
-                alpha * s + beta * *x
-            };
-        }
-    };
-    for i0 in (0..m).step_by(TILE_ROWS) {
-        let rows = TILE_ROWS.min(m - i0);
-        for j0 in (0..n).step_by(TILE_COLS) {
-            let cols = TILE_COLS.min(n - j0);
-            let mut acc = [[T::ZERO; TILE_COLS]; TILE_ROWS];
-            if rows == TILE_ROWS && cols == TILE_COLS {
-                for l in 0..k {
-                    let brow: &[T; TILE_COLS] = b[l * rsb + j0..][..TILE_COLS]
-                        .try_into()
-                        .expect("tile width");
-                    for (r, accr) in acc.iter_mut().enumerate() {
-                        let x = a[(i0 + r) * rsa + l * csa];
-                        for (s, &y) in accr.iter_mut().zip(brow) {
-                            *s = x.mul_add(y, *s);
-                        }
-                    }
-                }
-            } else {
-                for l in 0..k {
-                    let brow = &b[l * rsb + j0..l * rsb + j0 + cols];
-                    for (r, accr) in acc.iter_mut().enumerate().take(rows) {
-                        let x = a[(i0 + r) * rsa + l * csa];
-                        for (s, &y) in accr.iter_mut().zip(brow) {
-                            *s = x.mul_add(y, *s);
-                        }
-                    }
-                }
-            }
-            for (r, accr) in acc.iter().enumerate().take(rows) {
-                let at = (i0 + r) * rsc + j0;
-                store(&mut c[at..at + cols], &accr[..cols]);
-            }
-        }
     }
 }
 
@@ -345,11 +270,7 @@ impl Scalar for f32 {
         }
     }
     fn tanh_in_place(xs: &mut [f32]) {
-        widest(|| sgmrl::math::tanh_f32_in_place(xs));
-    }
-    #[inline(always)]
-    fn mul_add(self, a: f32, b: f32) -> f32 {
-        f32::mul_add(self, a, b)
+        widest!(sgmrl::math::tanh_f32_in_place(xs));
     }
 }
 
@@ -380,10 +301,6 @@ impl Scalar for f64 {
         for x in xs {
             *x = libm::tanh(*x);
         }
-    }
-    #[inline(always)]
-    fn mul_add(self, a: f64, b: f64) -> f64 {
-        f64::mul_add(self, a, b)
     }
 }
 
@@ -547,57 +464,6 @@ mod tests {
                                 assert!((got - want).abs() < 1e-12, "{g:?}: {got} vs {want}");
                             }
                         }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The few-rows kernel (every tile shape, β = 0 and not) sums each element over `l` in
-    /// order by fused multiply-adds: exactly a scalar `mul_add` chain.
-    #[test]
-    fn few_rows_products_are_an_fma_chain_in_order() {
-        if !has_fma() {
-            return;
-        }
-        for (m, k, n) in [
-            (20, 100, 100),
-            (5, 9, 33),
-            (32, 7, 64),
-            (6, 6, 31),
-            (7, 5, 100),
-        ] {
-            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.91).cos()).collect();
-            let c0: Vec<f32> = (0..m * n).map(|i| (i as f32 * 0.13).sin()).collect();
-            for (alpha, beta) in [(1.0f32, 1.0f32), (0.5, 0.0), (1.0, -2.0)] {
-                let mut c = c0.clone();
-                a_b(m, k, n, &a, &b, beta, &mut c);
-                if alpha != 1.0 {
-                    c.clone_from(&c0);
-                    let g = Gemm {
-                        m,
-                        k,
-                        n,
-                        a: (k, 1),
-                        b: (n, 1),
-                        c: (n, 1),
-                    };
-                    gemm(&g, alpha, &a, &b, beta, &mut c);
-                }
-                for i in 0..m {
-                    for j in 0..n {
-                        let s = (0..k).fold(0.0f32, |s, l| a[i * k + l].mul_add(b[l * n + j], s));
-                        let want = if beta == 0.0 {
-                            alpha * s
-                        } else {
-                            alpha * s + beta * c0[i * n + j]
-                        };
-                        assert_eq!(
-                            c[i * n + j].to_bits(),
-                            want.to_bits(),
-                            "{m}×{k}×{n} ({i}, {j})"
-                        );
                     }
                 }
             }

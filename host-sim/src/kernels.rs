@@ -207,10 +207,10 @@ impl Net {
         stride: usize,
         count: usize,
     ) {
-        widest(|| self.forward_rows_inlined(params, plan, batch, first, stride, count))
+        widest!(self.forward_rows_inlined(params, plan, batch, first, stride, count))
     }
 
-    /// [`Net::forward_rows`], inlined into each of [`widest`]'s instruction-set variants.
+    /// [`Net::forward_rows`], inlined into each of `widest!`'s instruction-set variants.
     #[inline(always)]
     fn forward_rows_inlined<T: Scalar>(
         &self,
@@ -279,10 +279,10 @@ impl Net {
     /// Runs the forward pass on every row of `batch`, caching the activations (and
     /// dropping any backprop cache).
     pub fn forward<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
-        widest(|| self.forward_inlined(params, batch))
+        widest!(self.forward_inlined(params, batch))
     }
 
-    /// [`Net::forward`], inlined into each of [`widest`]'s instruction-set variants.
+    /// [`Net::forward`], inlined into each of `widest!`'s instruction-set variants.
     #[inline(always)]
     fn forward_inlined<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
         self.check_params(params);
@@ -365,10 +365,10 @@ impl Net {
     /// Fills the backprop caches of `batch` (unweighted head delta and `G_l` for each
     /// hidden layer), running the forward pass first if needed. Idempotent.
     pub fn backprop<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
-        widest(|| self.backprop_inlined(params, batch))
+        widest!(self.backprop_inlined(params, batch))
     }
 
-    /// [`Net::backprop`], inlined into each of [`widest`]'s instruction-set variants.
+    /// [`Net::backprop`], inlined into each of `widest!`'s instruction-set variants.
     #[inline(always)]
     fn backprop_inlined<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
         if batch.stage < Stage::Forward {
@@ -458,10 +458,10 @@ impl Net {
         grad: &mut [T],
         score: Option<&mut [T]>,
     ) {
-        widest(|| self.accumulate_inlined(params, batch, weights, grad, score))
+        widest!(self.accumulate_inlined(params, batch, weights, grad, score))
     }
 
-    /// [`Net::accumulate`], inlined into each of [`widest`]'s instruction-set variants.
+    /// [`Net::accumulate`], inlined into each of `widest!`'s instruction-set variants.
     #[inline(always)]
     fn accumulate_inlined<T: Scalar>(
         &self,
@@ -611,10 +611,10 @@ impl Net {
         m: T,
         out: &mut [T],
     ) {
-        widest(|| self.hvp_with_score_inlined(params, batch, weights, dir, h, m, out))
+        widest!(self.hvp_with_score_inlined(params, batch, weights, dir, h, m, out))
     }
 
-    /// [`Net::hvp_with_score`], inlined into each of [`widest`]'s instruction-set variants.
+    /// [`Net::hvp_with_score`], inlined into each of `widest!`'s instruction-set variants.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn hvp_with_score_inlined<T: Scalar>(
