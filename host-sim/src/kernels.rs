@@ -612,7 +612,7 @@ impl Net {
         m: T,
         out: &mut [T],
     ) {
-        widest!(self.hvp_with_score_inlined(params, batch, weights, dir, h, m, out))
+        widest!(self.hvp_with_score_inlined(params, batch, weights, dir, alpha_per_sample, m, out))
     }
 
     /// [`Net::hvp_with_score`], inlined into each of `widest!`'s instruction-set variants.
@@ -624,7 +624,7 @@ impl Net {
         batch: &mut Batch<T>,
         weights: &[T],
         dir: &[T],
-        h: T,
+        alpha_per_sample: T,
         m: T,
         out: &mut [T],
     ) {
