@@ -521,7 +521,7 @@ impl Preset {
                     advantage: AdvantageName::RewardToGo,
                     gae_lambda: 0.0,
                     normalize: false,
-                    loss: LossName::PerEpisode,
+                    loss: LossName(LossScale::PerEpisode),
                     action_scale: 1.0,
                     action_clip: 1.0,
                 },
