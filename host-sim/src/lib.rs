@@ -9,7 +9,8 @@
 //! - [`envs`]: task families; [`sampler`]: lockstep, deterministic rollouts.
 //! - [`meta`]: the estimators (one module per algorithm, sharing one recursion step), the
 //!   adaptation of a task and the [`meta::MetaTrainer`]; [`optim`]: Adam / SGD ascent.
-//! - [`bench`](mod@bench): side-by-side timing of meta-iterations.
+//! - [`bench`](mod@bench): side-by-side timing of meta-iterations; [`memory`]: allocator
+//!   setting that keeps freed buffers for the next iteration.
 //!
 //! The `sgmrl` command-line tool (binary in `src/main.rs`) sits on top: [`config`] (presets,
 //! TOML, flags), [`rundir`], [`runlog`], [`checkpoint`] and [`atomic`] (crash-safe files),
@@ -26,6 +27,7 @@ pub mod bench;
 pub mod envs;
 pub mod gemm;
 pub mod kernels;
+pub mod memory;
 pub mod meta;
 pub mod optim;
 pub mod rollouts;

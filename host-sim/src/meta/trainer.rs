@@ -209,6 +209,8 @@ pub struct TaskRun {
     /// Mean discounted return of an extra batch at `θ` (before adaptation), drawn only for
     /// [`ControlVariate::PreAdaptation`].
     pub pre_adaptation_return: Option<f32>,
+    /// Environment steps of that extra batch (0 when it is not drawn).
+    pub pre_adaptation_env_steps: usize,
 }
 
 impl TaskRun {
@@ -223,6 +225,12 @@ impl TaskRun {
     /// Mean undiscounted return of the outer batch (after ζ steps).
     pub fn return_after(&self) -> f32 {
         self.outer.mean_return
+    }
+    /// Every environment step this task took: inner batches, the outer batch and the
+    /// pre-adaptation batch if drawn.
+    pub fn env_steps(&self) -> usize {
+        let inner: usize = self.adaptation.steps().iter().map(|s| s.env_steps()).sum();
+        inner + self.outer.env_steps + self.pre_adaptation_env_steps
     }
 }
 
@@ -338,13 +346,7 @@ impl<F: TaskFamily> MetaTrainer<F> {
             return_before: mean(runs.iter().map(|r| f64::from(r.return_before()))),
             return_after: mean(runs.iter().map(|r| f64::from(r.outer.mean_return))),
             discounted_after: mean(jts.iter().map(|&j| f64::from(j))),
-            env_steps: runs
-                .iter()
-                .map(|r| {
-                    let inner: usize = r.adaptation.steps().iter().map(|s| s.env_steps()).sum();
-                    (inner + r.outer.env_steps) as u64
-                })
-                .sum(),
+            env_steps: runs.iter().map(|r| r.env_steps() as u64).sum(),
             grad_norm: 0.0,
             elapsed: Duration::ZERO,
         };
@@ -488,7 +490,8 @@ pub fn adapt_task<F: TaskFamily>(
     )?;
     let w = advantage::weights_with_baseline(&config.outer_recipe(), baseline, &ro)?;
     let outer = Outer::new(net, adaptation.theta(), &mut ro, &w, recipe.gamma);
-    let pre_adaptation_return = if config.control_variate == ControlVariate::PreAdaptation
+    let (pre_adaptation_return, pre_adaptation_env_steps) = if config.control_variate
+        == ControlVariate::PreAdaptation
         && config.algorithm != Algorithm::MultiTask
     {
         // Its own streams (`path ++ [ζ + 1]`): independent of every batch the estimate uses.
@@ -500,14 +503,15 @@ pub fn adapt_task<F: TaskFamily>(
             params,
             &spec(config, &full_path, config.outer_episodes),
         )?;
-        Some(ro.mean_discounted_return(recipe.gamma))
+        (Some(ro.mean_discounted_return(recipe.gamma)), ro.steps())
     } else {
-        None
+        (None, 0)
     };
     Ok(TaskRun {
         adaptation,
         outer,
         pre_adaptation_return,
+        pre_adaptation_env_steps,
     })
 }
 
@@ -630,6 +634,40 @@ mod tests {
                 assert!(s.grad_norm > 0.0 && s.grad_norm.is_finite());
             }
         }
+    }
+
+    /// `env_steps` counts the pre-adaptation batch too (it used to be left out, so
+    /// `log.csv` and `sgmrl bench` under-counted SG-MRL's sampling by a third).
+    #[test]
+    fn env_steps_count_the_pre_adaptation_batch() {
+        let loo = small_config(Algorithm::SgMrl, Order::Second);
+        let pre = MetaConfig {
+            control_variate: ControlVariate::PreAdaptation,
+            ..loo
+        };
+        let without = trainer(loo).meta_gradient().unwrap().1.env_steps;
+        let t = trainer(pre);
+        let with = t.meta_gradient().unwrap().1.env_steps;
+        // The pre-adaptation batches, drawn again on their own streams (`path ++ [ζ + 1]`).
+        let extra: usize = (0..pre.tasks as u64)
+            .map(|i| {
+                let mut rng = Rng::derive(pre.seed, &[streams::TRAIN, 0, i, streams::TASK]);
+                let task = Nav2dFamily.sample_task(&mut rng);
+                let path = [streams::TRAIN, 0, i, u64::from(pre.recipe.steps) + 1];
+                let spec = SampleSpec {
+                    episodes: usize::from(pre.outer_episodes),
+                    horizon: usize::from(pre.recipe.horizon),
+                    action_map: pre.recipe.action,
+                    seed: pre.seed,
+                    path: &path,
+                };
+                sampler::sample(&Nav2dFamily, &task, t.net(), t.params(), &spec)
+                    .unwrap()
+                    .steps()
+            })
+            .sum();
+        assert!(extra > 0);
+        assert_eq!(with, without + extra as u64);
     }
 
     #[test]
