@@ -644,6 +644,39 @@ mod tests {
     }
 
     #[test]
+    fn tasks_computed_in_blocks_combine_to_the_same_gradient() {
+        // What `distributed` does across processes: blocks of tasks, then one reduction.
+        let cfg = MetaConfig {
+            tasks: 5,
+            control_variate: ControlVariate::PreAdaptation,
+            ..small_config(Algorithm::SgMrl, Order::Second)
+        };
+        let t = trainer(cfg);
+        let (whole, stats) = t.meta_gradient().unwrap();
+        let runs: Vec<TaskRun> = [0..2, 2..3, 3..5]
+            .into_iter()
+            .flat_map(|r| t.run_tasks(r).unwrap())
+            .collect();
+        let summaries: Vec<TaskSummary> = runs.iter().map(TaskSummary::of).collect();
+        let baselines = cfg.control_variate.baselines_of(&summaries);
+        let mut estimates = Vec::new();
+        let mut runs = runs.into_iter();
+        for (lo, hi) in [(0, 3), (3, 5)] {
+            let block: Vec<TaskRun> = runs.by_ref().take(hi - lo).collect();
+            estimates.extend(t.estimates(block, &baselines[lo..hi]));
+        }
+        let (split, split_stats) = t.combine(&summaries, &estimates).unwrap();
+        assert_eq!(whole, split);
+        assert_eq!(stats.grad_norm.to_bits(), split_stats.grad_norm.to_bits());
+        assert_eq!(stats.env_steps, split_stats.env_steps);
+        assert_eq!(
+            t.combine(&summaries[1..], &estimates[1..]).unwrap_err(),
+            TrainError::Shape,
+            "a missing task is refused"
+        );
+    }
+
+    #[test]
     fn a_resumed_run_is_the_uninterrupted_run() {
         let cfg = small_config(Algorithm::SgMrl, Order::First);
         let mut whole = trainer(cfg);
