@@ -7,9 +7,13 @@
 //!   `defmt`), the panic-symbol check, the QEMU firmware and its on-target tests, and a tiny
 //!   end-to-end training run.
 //! - `cargo xtask setup` — only the installs.
+//! - `cargo xtask apt-install [--dry-run] PKG…` — installs Debian packages the safe way
+//!   ([`apt::apt_install`]: never removes or downgrades; one line per package).
 //! - `cargo xtask bench-device` — device budgets under QEMU, written to `docs/device.md`.
 //!
 //! Kept dependency-free so it compiles in seconds.
+
+mod apt;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -27,11 +31,20 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
-        Some("setup") => setup(),
+        Some("setup") => setup(&root),
         Some("bench-device") => bench_device(&root),
+        Some("apt-install") => {
+            let dry_run = args.iter().any(|a| a == "--dry-run");
+            let packages: Vec<&str> = args[1..]
+                .iter()
+                .map(String::as_str)
+                .filter(|a| *a != "--dry-run")
+                .collect();
+            apt::apt_install(&packages, &apt_log(&root), dry_run)
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [--skip-qemu] [--skip-train] | setup | bench-device>"
+                "usage: cargo xtask <test [--skip-qemu] [--skip-train] | setup | bench-device | apt-install [--dry-run] PKG...>"
             );
             return ExitCode::from(2);
         }
@@ -81,8 +94,13 @@ fn installed_targets() -> String {
         .unwrap_or_default()
 }
 
+/// Where [`apt::apt_install`] keeps apt's output (shown only when apt fails).
+fn apt_log(root: &Path) -> PathBuf {
+    root.join("target/xtask-apt.log")
+}
+
 /// Installs what the tests need on a fresh machine; quick no-ops when already present.
-fn setup() -> Result<(), String> {
+fn setup(root: &Path) -> Result<(), String> {
     let installed = installed_targets();
     let missing: Vec<&str> = THUMB_TARGETS
         .iter()
@@ -120,19 +138,7 @@ fn setup() -> Result<(), String> {
         )?;
     }
     if !have("qemu-system-arm") {
-        // Debian's package; `sudo` only when not already root.
-        let sudo = if is_root() { "" } else { "sudo " };
-        run(
-            Path::new("."),
-            "sh",
-            &[
-                "-c",
-                &format!(
-                    "{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -qq --no-install-recommends qemu-system-arm"
-                ),
-            ],
-            &[],
-        )?;
+        apt::apt_install(&["qemu-system-arm"], &apt_log(root), false)?;
     }
     Ok(())
 }
@@ -142,13 +148,6 @@ fn python_has(module: &str) -> bool {
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Directory holding `llvm-size`, `llvm-nm` (rustup's llvm-tools component).
@@ -184,7 +183,7 @@ struct Step {
 fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     let skip_qemu = flags.iter().any(|f| f == "--skip-qemu");
     let skip_train = flags.iter().any(|f| f == "--skip-train");
-    setup()?;
+    setup(root)?;
     let mut steps: Vec<Step> = Vec::new();
     let mut check = |name: &str, f: &mut dyn FnMut() -> Result<(), String>| {
         let t = Instant::now();
@@ -344,7 +343,7 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
 }
 
 fn bench_device(root: &Path) -> Result<(), String> {
-    setup()?;
+    setup(root)?;
     let script = root.join("boards/qemu/bench.sh");
     if !script.exists() {
         return Err("boards/qemu/bench.sh is missing".into());
