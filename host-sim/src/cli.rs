@@ -531,19 +531,24 @@ fn cmd_train_ranks(
     progress: ProgressMode,
     cluster: Rc<dyn Cluster>,
 ) -> anyhow::Result<()> {
+    let report = progress != ProgressMode::Quiet;
     if cluster.rank() != 0 {
-        return crate::distributed::serve(cluster.as_ref());
+        return crate::distributed::serve(cluster.as_ref(), report);
     }
     // Whatever happens below, the workers are told to stop.
     let _stop = crate::distributed::StopOnDrop(cluster.clone());
     let run = RunDir::new(&a.run_dir);
     let config = a.config.resolve_for_run(&run)?;
     crate::distributed::check_ranks(cluster.as_ref(), &config)?;
-    crate::train::existing_checkpoint(&run, &config)?;
+    let start = crate::train::existing_checkpoint(&run, &config)?.map_or(0, |c| c.iteration);
     let out = train(&config, &train_options(&a.run_dir, progress), |c| {
         crate::distributed::leader_engine(cluster.clone(), c)
     })?;
     report_training(&out, &run);
+    if report {
+        let served = out.iterations.saturating_sub(start);
+        eprintln!("{}", crate::distributed::traffic(cluster.as_ref(), served));
+    }
     Ok(())
 }
 

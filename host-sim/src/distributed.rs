@@ -266,17 +266,19 @@ pub fn leader_engine(cluster: Rc<dyn Cluster>, config: &Config) -> anyhow::Resul
 
 struct WorkerVisitor<'c>(&'c dyn Cluster);
 impl TrainerVisitor for WorkerVisitor<'_> {
-    type Output = ();
+    /// Iterations served.
+    type Output = u64;
     fn visit<F: TaskFamily + 'static>(
         self,
         mut trainer: MetaTrainer<F>,
         _params: Vec<f32>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<u64> {
+        let mut served = 0;
         loop {
             let mut m = Vec::new();
             self.0.broadcast(&mut m);
             match Command::decode(&m)? {
-                Command::Stop => return Ok(()),
+                Command::Stop => return Ok(served),
                 Command::Setup(_) => bail!("rank 0 sent a second configuration"),
                 Command::Run { iteration, params } => {
                     trainer
@@ -284,6 +286,7 @@ impl TrainerVisitor for WorkerVisitor<'_> {
                         .map_err(|e| anyhow!("{e}"))?;
                     // A failure is already known to every rank (rank 0 reports it and stops).
                     let _ = collective_gradient(self.0, &trainer);
+                    served += 1;
                 }
             }
         }
@@ -292,8 +295,9 @@ impl TrainerVisitor for WorkerVisitor<'_> {
 
 /// A worker's side of `sgmrl train`: waits for rank 0's configuration, then computes its
 /// block of tasks each iteration until rank 0 says stop. A worker that cannot follow the
-/// protocol ends the whole job (after saying why) rather than leave rank 0 waiting.
-pub fn serve(cluster: &dyn Cluster) -> anyhow::Result<()> {
+/// protocol ends the whole job (after saying why) rather than leave rank 0 waiting. With
+/// `report`, it says on stderr at the end how many bytes it sent.
+pub fn serve(cluster: &dyn Cluster, report: bool) -> anyhow::Result<()> {
     let mut m = Vec::new();
     cluster.broadcast(&mut m);
     let result = match Command::decode(&m) {
@@ -308,15 +312,33 @@ pub fn serve(cluster: &dyn Cluster) -> anyhow::Result<()> {
         }
         Err(e) => Err(e),
     };
-    if let Err(e) = result {
-        eprintln!(
-            "error: rank {}: {}; ending the job",
-            cluster.rank(),
-            crate::config::one_line(&format!("{e:#}"))
-        );
-        cluster.abort(1);
+    match result {
+        Ok(served) => {
+            if report {
+                eprintln!("{}", traffic(cluster, served));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!(
+                "error: rank {}: {}; ending the job",
+                cluster.rank(),
+                crate::config::one_line(&format!("{e:#}"))
+            );
+            cluster.abort(1)
+        }
     }
-    Ok(())
+}
+
+/// One line on what this rank sent (for the scaling figures in the README).
+pub fn traffic(cluster: &dyn Cluster, iterations: u64) -> String {
+    let bytes = cluster.bytes_sent();
+    format!(
+        "MPI rank {} of {}: {iterations} iterations, {bytes} bytes sent ({:.0} per iteration, setup included)",
+        cluster.rank(),
+        cluster.ranks(),
+        bytes as f64 / iterations.max(1) as f64
+    )
 }
 
 /// Runs jobs `0..jobs` over the cluster, job `j` on rank `j % ranks` (so long and short
