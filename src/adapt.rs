@@ -11,8 +11,8 @@
 //! - **blocking**, [`Adapter::run`] on an [`Env`], which does exactly those calls.
 //!
 //! # Memory
-//! Everything lives in one caller-provided `&mut [f32]` of `recipe.memory(&P::SHAPE)
-//! .total_floats()` scalars: the gradient accumulator (`P`), the adapted parameters (`P`,
+//! Everything lives in one caller-provided `&mut [f32]` of
+//! [`Memory::for_recipe`]`(&recipe, &P::SHAPE).total_floats()` scalars: the gradient accumulator (`P`), the adapted parameters (`P`,
 //! only when ζ > 1: with ζ = 1 they are formed inside the accumulator), the episode
 //! buffer (one episode for streaming advantage rules, the whole batch otherwise), and the
 //! policy's hidden-layer activations and deltas (so that the stack the adapter takes does
@@ -33,12 +33,17 @@
 //! before returning an error; a caller driving [`Adapter::act`] tick by tick sends it when
 //! any call returns an error. `crate::faults` injects the failures these paths handle.
 
+use crate::advantage::Advantages;
 use crate::bundle::{Bundle, BundleError};
 use crate::env::Env;
-use crate::estimator::{self, Advantages, Episode, EstimatorError};
+use crate::episode::Episode;
+use crate::estimator::{self, EstimatorError};
 use crate::policy::{LeF32s, ParamSource, Policy, PolicyError, dense};
-use crate::recipe::{Advantage, Memory, Recipe, RecipeError};
+use crate::recipe::{Advantage, Recipe, RecipeError};
 use crate::rng::Rng;
+
+mod memory;
+pub use memory::Memory;
 
 /// Largest observation or action length the adapter handles (stack buffers).
 pub const MAX_IO: usize = 32;
@@ -269,7 +274,7 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
 
     /// Memory this adapter uses, by purpose.
     pub fn memory(&self) -> Memory {
-        self.recipe.memory(&P::SHAPE)
+        Memory::for_recipe(&self.recipe, &P::SHAPE)
     }
 
     /// Calls `f` with the current parameters, wherever they live.
@@ -288,7 +293,7 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
 
 impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// An adapter for `policy` starting at `meta`, following `recipe`, using `memory` (at
-    /// least `recipe.memory(&P::SHAPE).total_floats()` scalars). `baseline` is the
+    /// least `Memory::for_recipe(&recipe, &P::SHAPE).total_floats()` scalars). `baseline` is the
     /// per-time-step table, required exactly when the recipe's rule is
     /// [`Advantage::TimeBaseline`]. `seed` names the random streams.
     pub fn new(
@@ -313,7 +318,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         if P::OBS_DIM > MAX_IO || P::ACTION_WIDTH > MAX_IO {
             return Err(AdaptError::TooWide);
         }
-        let need = recipe.memory(&shape);
+        let need = Memory::for_recipe(&recipe, &shape);
         let got = memory.len();
         let err = AdaptError::Memory {
             needed: need.total_floats(),
@@ -1161,7 +1166,7 @@ mod tests {
     }
 
     fn memory_for<P: Policy>(r: &Recipe) -> Vec<f32> {
-        vec![0.0; r.memory(&P::SHAPE).total_floats()]
+        vec![0.0; Memory::for_recipe(r, &P::SHAPE).total_floats()]
     }
 
     /// One recorded step: observation, raw action, reward.
@@ -1194,7 +1199,7 @@ mod tests {
     fn memory_is_split_exactly_and_short_memory_is_refused() {
         let meta = meta_params::<Pol>(1);
         let r = recipe();
-        let need = r.memory(&Pol::SHAPE).total_floats();
+        let need = Memory::for_recipe(&r, &Pol::SHAPE).total_floats();
         // ζ = 1, streaming: P + one episode (the lower bound), and the hidden layer's
         // activations and deltas (8 + 8).
         assert_eq!(

@@ -23,12 +23,17 @@
 //! - [`policy`]: the flat parameter layout and the policies (`SoftmaxLinear`, `SoftmaxMlp`,
 //!   `GaussianMlp`), reading parameters from RAM or straight from flash bytes.
 //! - [`recipe`]: the adaptation rule meta-training optimised for (α, ζ, batch, horizon, γ,
-//!   advantage rule, loss scaling, action mapping) and the RAM it needs.
-//! - [`estimator`]: the policy gradient of a batch of episodes given as data.
+//!   advantage rule, loss scaling, action mapping), as plain data with its validation.
+//! - [`episode`]: one episode as data (observations, actions on the wire, rewards).
+//! - [`advantage`]: the advantage rules that turn a batch's rewards into per-step weights
+//!   `w_h`, with their scratch sizes and the linear baseline's features.
+//! - [`estimator`]: the estimator proper, `Σ w·∇log π` over a batch of episodes;
+//!   [`estimator_error`]: the one typed error of everything that reads episodes.
 //! - [`bundle`]: the checked binary format that carries shape, recipe and parameters (its
 //!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
 //! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
-//! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
+//! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps, and
+//!   the RAM it needs ([`adapt::Memory`]).
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
 //!
 //! # Features
@@ -62,11 +67,14 @@
 extern crate std;
 
 pub mod adapt;
+pub mod advantage;
 pub mod bundle;
 mod crc32;
 pub mod dual;
 pub mod env;
+pub mod episode;
 pub mod estimator;
+pub mod estimator_error;
 pub mod faults;
 pub mod math;
 pub mod policy;

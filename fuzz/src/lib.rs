@@ -270,7 +270,7 @@ pub fn check_recipe(input: &RecipeInput) {
     assert_eq!(m.scratch_floats, sat(hidden));
     assert_eq!(m.total_floats(), sat(params + p + episode + hidden));
     assert_eq!(m.total_bytes(), sat(4 * (params + p + episode + hidden)));
-    let lower = sgmrl::recipe::Memory::lower_bound_floats(&shape, r.horizon);
+    let lower = sgmrl::adapt::Memory::lower_bound_floats(&shape, r.horizon);
     assert_eq!(lower, sat(p + h * per_step));
     if valid.is_ok() {
         // A valid recipe needs at least the yardstick, exactly it and the hidden layers'

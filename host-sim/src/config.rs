@@ -852,7 +852,7 @@ fn set_dotted(root: &mut toml::Value, key: &str, value: toml::Value) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sgmrl::recipe::Memory;
+    use sgmrl::adapt::Memory;
 
     #[test]
     fn presets_are_valid_and_round_trip_through_toml() {

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
+use sgmrl::adapt::Memory;
 use sgmrl::bundle::{Bundle, BundleSpec};
 use sgmrl::policy::{Distribution, PolicyShape};
-use sgmrl::recipe::{Advantage, LossScale, Memory, Recipe};
+use sgmrl::recipe::{Advantage, LossScale, Recipe};
 
 use crate::config::{Config, shape_name};
 use crate::model::Model;

@@ -271,7 +271,7 @@ fn demo(memory: &mut [f32], bundle: Bundle<'static>, parse_instr: u32) -> bool {
         .s(", scratch ")
         .u(4 * mem.scratch_floats as u32)
         .s("; lower bound ")
-        .u(4 * sgmrl::recipe::Memory::lower_bound_floats(&s, r.horizon) as u32)
+        .u(4 * sgmrl::adapt::Memory::lower_bound_floats(&s, r.horizon) as u32)
         .s(" B), statics ")
         .u(statics.total as u32)
         .s(" B (data ")
