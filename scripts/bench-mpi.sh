@@ -18,9 +18,9 @@ args=(train -q --preset paper-table1 --iterations "$iters" --set eval.validate_e
 per_iter() { tail -n 1 "$1/log.csv" | awk -F, -v n="$iters" '{ print $NF / n }'; }
 echo "round,threads2_s,ranks2_s,ranks2_over_threads2,serial_s"
 for r in $(seq 1 "$rounds"); do
-    "$bin" --threads 2 "${args[@]}" -o "$out/t2-$r"
-    mpirun --oversubscribe -n 2 "$bin" --threads 1 "${args[@]}" -o "$out/r2-$r"
-    "$bin" --threads 1 "${args[@]}" -o "$out/t1-$r"
+    "$bin" --threads 2 "${args[@]}" -o "$out/t2-$r" >/dev/null
+    mpirun --oversubscribe -n 2 "$bin" --threads 1 "${args[@]}" -o "$out/r2-$r" >/dev/null
+    "$bin" --threads 1 "${args[@]}" -o "$out/t1-$r" >/dev/null
     cmp -s "$out/t2-$r/bundle.sgml" "$out/r2-$r/bundle.sgml" || { echo "bundles differ" >&2; exit 1; }
     t2=$(per_iter "$out/t2-$r"); r2=$(per_iter "$out/r2-$r"); t1=$(per_iter "$out/t1-$r")
     echo "$r,$t2,$r2,$(awk -v a="$r2" -v b="$t2" 'BEGIN { printf "%.4f", a / b }'),$t1"
