@@ -2,7 +2,7 @@
 //!
 //! [`Adapter`] starts from the meta-parameters (read in place, e.g. from a bundle in flash;
 //! never written) and turns the episodes it experiences into ζ gradient-ascent steps
-//! `θ_k = θ_{k−1} + c·Σ_τ Σ_h A_h ∇log π(a_h|s_h; θ_{k−1})`, with `c = recipe.step_scale()`
+//! `θ_k = θ_{k−1} + (α/n)·Σ_τ Σ_h A_h ∇log π(a_h|s_h; θ_{k−1})`, with `α/n = recipe.alpha_per_sample()`
 //! and the recipe's advantage rule. After the last step it keeps acting with the adapted
 //! policy. It can be driven two ways:
 //! - **tick by tick**, from a robot's control loop or an async task: [`Adapter::act`] with an
@@ -717,7 +717,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         Ok(())
     }
 
-    /// `θ ← θ + c·g`, only if the result is usable (see [`Adapter::step_is_usable`]).
+    /// `θ ← θ + (α/n)·g`, only if the result is usable (see [`Adapter::step_is_usable`]).
     ///
     /// The stepped parameters are formed in the accumulator (its gradient is not needed
     /// afterwards), tried there, and only then made current: with ζ = 1 the accumulator
@@ -727,16 +727,16 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// frame (the trial's) is not on the stack while the gradient is computed.
     #[inline(never)]
     fn apply_step(&mut self) -> Result<(), AdaptError> {
-        let c = self.recipe.step_scale();
+        let alpha_per_sample = self.recipe.alpha_per_sample();
         match self.current {
             Current::Meta => {
                 for (g, p) in self.grad.iter_mut().zip(self.meta.values()) {
-                    *g = p + c * *g;
+                    *g = p + alpha_per_sample * *g;
                 }
             }
             Current::InParams => {
                 for (g, &p) in self.grad.iter_mut().zip(self.params.iter()) {
-                    *g = p + c * *g;
+                    *g = p + alpha_per_sample * *g;
                 }
             }
             Current::InGrad => return Err(AdaptError::NonFiniteStep),
@@ -1298,7 +1298,7 @@ mod tests {
         assert!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))));
     }
 
-    /// The adapter's step equals `θ₀ + c·batch_gradient(θ₀, episodes)` computed independently
+    /// The adapter's step equals `θ₀ + (α/n)·batch_gradient(θ₀, episodes)` computed independently
     /// by the estimator on the same episodes, for a streaming and for batch rules.
     #[test]
     fn step_equals_estimator_on_recorded_episodes() {
@@ -1368,9 +1368,9 @@ mod tests {
                 &mut scratch,
             )
             .unwrap();
-            let c = r.step_scale();
+            let alpha_per_sample = r.alpha_per_sample();
             for ((&m, &gi), &a) in meta.iter().zip(&g).zip(&adapted) {
-                let want = m + c * gi;
+                let want = m + alpha_per_sample * gi;
                 // Raw actions were recovered through a/0.1, which rounds: allow float noise.
                 assert!(
                     (want - a).abs() <= 1e-4 * (1.0 + want.abs()),

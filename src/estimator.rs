@@ -6,7 +6,7 @@
 //! with its probability. Nothing here samples.
 //!
 //! The estimate is unscaled (the caller multiplies by
-//! [`Recipe::step_scale`](crate::recipe::Recipe::step_scale)). The per-step weights `w_h`
+//! [`Recipe::alpha_per_sample`](crate::recipe::Recipe::alpha_per_sample), α/n). The per-step weights `w_h`
 //! come from [`Advantages`], which is a pure function of the
 //! batch's rewards and observations — never of θ — so the host meta-trainer reuses it with
 //! its own batched gradient kernels, and the SG-MRL estimator stays unbiased for the
@@ -106,7 +106,7 @@ pub struct BatchStats<T> {
 
 /// The batch's summed policy gradient `Σ_τ Σ_h w_h ∇log π(a_h | s_h; θ)` under `recipe`'s
 /// advantage rule, written into `grad` (overwritten; `P` scalars). Unscaled: the step is
-/// `θ + recipe.step_scale() · grad`. `scratch` must hold
+/// `θ + recipe.alpha_per_sample() · grad`. `scratch` must hold
 /// [`batch_gradient_scratch_len`] scalars. `baseline` is the `TimeBaseline` table (ignored by
 /// other rules).
 pub fn batch_gradient<P: Policy, T: Real, S: ParamSource<T>, B: ParamSource<T>>(

@@ -201,9 +201,10 @@ impl Recipe {
             )
     }
 
-    /// The factor a summed batch gradient is multiplied by before the step: `α/N` or
-    /// `α/(N·H)`.
-    pub fn step_scale(&self) -> f32 {
+    /// `alpha_per_sample = α/n`: the factor a summed batch gradient is multiplied by before
+    /// the step, α divided by the loss scaling's count of samples `n` (`N` episodes for
+    /// [`LossScale::PerEpisode`], `N·H` steps for [`LossScale::PerStep`]).
+    pub fn alpha_per_sample(&self) -> f32 {
         let n = f32::from(self.episodes);
         match self.loss {
             LossScale::PerEpisode => self.alpha / n,
@@ -347,12 +348,12 @@ mod tests {
     }
 
     #[test]
-    fn step_scale_per_step_divides_by_horizon() {
+    fn alpha_per_sample_per_step_divides_by_horizon() {
         let r = Recipe {
             loss: LossScale::PerStep,
             ..base()
         };
-        assert!((r.step_scale() - 0.1 / 2000.0).abs() < 1e-12);
-        assert!((base().step_scale() - 0.1 / 20.0).abs() < 1e-9);
+        assert!((r.alpha_per_sample() - 0.1 / 2000.0).abs() < 1e-12);
+        assert!((base().alpha_per_sample() - 0.1 / 20.0).abs() < 1e-9);
     }
 }

@@ -239,7 +239,7 @@ pub fn check_recipe(input: &RecipeInput) {
     let valid = r.validate();
     assert_eq!(valid, reference_validate(&r), "{r:?}");
     let _ = r.needs_batch();
-    let _ = r.step_scale();
+    let _ = r.alpha_per_sample();
 
     // Memory, against a 128-bit reference written from the adapter's docs.
     let m = r.memory(&shape);

@@ -885,6 +885,10 @@ mod tests {
         assert_eq!(r.action, sgmrl::sim::Nav2d::PAPER_ACTION_MAP);
         assert_eq!((c.meta_batch, c.iterations), (20, 500));
         assert_eq!((c.outer.optimizer, c.outer.lr), (OptimizerName::Adam, 1e-3));
+        assert_eq!(c.outer.episodes, 20);
+        // Not the paper's (it specifies leave-one-out): with it SG-MRL did not learn on
+        // nav2d (docs/results.md §2), so Table 1 runs with the CLI's default.
+        assert_eq!(c.control_variate, ControlVariateName::Pre);
     }
 
     /// The embedded presets' adapter RAM (what `Recipe::memory` says the device needs)

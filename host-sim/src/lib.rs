@@ -20,7 +20,7 @@
 //! sweeps spread over them).
 //!
 //! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
-//! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`meta::MetaConfig::table1`])
+//! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`bench::table1_config`])
 //! and a task family, then call [`meta::MetaTrainer::step`] once per meta-iteration.
 
 pub mod advantage;

@@ -60,20 +60,23 @@ impl TrainerVisitor for Plain {
     }
 }
 
-fn trainer_for<F: TaskFamily + 'static, V: TrainerVisitor>(
-    c: &Config,
-    family: F,
-    visitor: V,
-) -> anyhow::Result<V::Output> {
-    let (algorithm, order) = match c.algorithm {
+/// The engine's estimator and its order for a configured algorithm.
+pub const fn algorithm_order(a: AlgorithmName) -> (Algorithm, Order) {
+    match a {
         AlgorithmName::Sgmrl => (Algorithm::SgMrl, Order::Second),
         AlgorithmName::SgmrlFo => (Algorithm::SgMrl, Order::First),
         AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
         AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
         AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
-    };
+    }
+}
+
+/// The meta-trainer's configuration for a run configuration: the one conversion, used by
+/// `sgmrl train` and by the benchmark's Table 1 setting ([`crate::bench::table1_config`]).
+pub fn meta_config(c: &Config) -> MetaConfig {
+    let (algorithm, order) = algorithm_order(c.algorithm);
     let recipe = c.recipe();
-    let meta = MetaConfig {
+    MetaConfig {
         algorithm,
         order,
         recipe,
@@ -86,7 +89,15 @@ fn trainer_for<F: TaskFamily + 'static, V: TrainerVisitor>(
             OptimizerName::Sgd => OptimizerConfig::Sgd { lr: c.outer.lr },
         },
         seed: c.seed,
-    };
+    }
+}
+
+fn trainer_for<F: TaskFamily + 'static, V: TrainerVisitor>(
+    c: &Config,
+    family: F,
+    visitor: V,
+) -> anyhow::Result<V::Output> {
+    let meta = meta_config(c);
     let net = Net::new(c.shape()).map_err(|e| anyhow!("invalid policy shape {:?}", e.0))?;
     let params = net.glorot_init(&mut Rng::derive(c.seed, &[INIT]));
     let trainer =

@@ -49,7 +49,7 @@ impl Memory {
         episode_floats =
             episode_floats.saturating_add(advantage_scratch_len(recipe.advantage, h, obs));
         Self {
-            // ζ = 1 forms θ₁ = θ₀ + c·g inside the accumulator (θ₀ is read from flash).
+            // ζ = 1 forms θ₁ = θ₀ + (α/n)·g inside the accumulator (θ₀ is read from flash).
             params_floats: if recipe.steps > 1 { p } else { 0 },
             grad_floats: p,
             episode_floats,
