@@ -148,6 +148,11 @@ impl TaskId {
     pub const NAV2D: Self = Self(1);
     /// 2-D point navigation with a discrete (softmax) action set.
     pub const NAV2D_DISCRETE: Self = Self(2);
+    /// The differential-drive robot (`sim::diffdrive`) with discrete wheel commands
+    /// (softmax policies): the default robot task.
+    pub const DIFFDRIVE: Self = Self(3);
+    /// The differential-drive robot with continuous wheel commands (Gaussian policies).
+    pub const DIFFDRIVE_CONTINUOUS: Self = Self(4);
     /// The first id free for users.
     pub const FIRST_USER: Self = Self(0x100);
 
@@ -173,6 +178,8 @@ pub enum Trainer {
     FoMaml,
     /// E-MAML.
     EMaml,
+    /// Plain multi-task policy gradient, no meta-learning (a baseline to adapt from).
+    MultiTask,
 }
 
 impl Trainer {
@@ -185,6 +192,7 @@ impl Trainer {
             3 => Self::Maml,
             4 => Self::FoMaml,
             5 => Self::EMaml,
+            6 => Self::MultiTask,
             _ => return None,
         })
     }
@@ -198,6 +206,7 @@ impl Trainer {
             Self::Maml => 3,
             Self::FoMaml => 4,
             Self::EMaml => 5,
+            Self::MultiTask => 6,
         }
     }
 
@@ -210,6 +219,7 @@ impl Trainer {
             Self::Maml => "MAML",
             Self::FoMaml => "FO-MAML",
             Self::EMaml => "E-MAML",
+            Self::MultiTask => "multi-task PG",
         }
     }
 }
@@ -280,7 +290,7 @@ pub enum BundleError {
     UnknownDistribution(u8),
     /// The advantage code is not in `0..=3`.
     UnknownAdvantage(u8),
-    /// The trainer code is not in `0..=5`.
+    /// The trainer code is not in `0..=6`.
     UnknownTrainer(u8),
     /// The policy shape fails [`PolicyShape::is_valid`].
     BadShape(PolicyShape),
@@ -1385,8 +1395,8 @@ mod tests {
         assert_eq!(parse_err(&b), BundleError::UnknownDistribution(2));
         let b = edited(SOFTMAX, |b| b[field::ADVANTAGE] = 4);
         assert_eq!(parse_err(&b), BundleError::UnknownAdvantage(4));
-        let b = edited(SOFTMAX, |b| b[field::TRAINER] = 6);
-        assert_eq!(parse_err(&b), BundleError::UnknownTrainer(6));
+        let b = edited(SOFTMAX, |b| b[field::TRAINER] = 7);
+        assert_eq!(parse_err(&b), BundleError::UnknownTrainer(7));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! advantage rule, loss scaling, action mapping). It travels inside the bundle so that the
 //! objective trained on the laptop is the one realised on the robot.
 
+use crate::name::{self, UnknownName};
 use crate::policy::Distribution;
 
 /// How the per-step weight of `∇ log π(a_h|s_h)` is formed from rewards.
@@ -34,14 +35,87 @@ pub enum Advantage {
     },
 }
 
+impl Advantage {
+    /// One value of each rule, in declaration order (GAE with λ = 0).
+    pub const RULES: [Self; 4] = [
+        Self::RewardToGo,
+        Self::TimeBaseline,
+        Self::BatchMeanBaseline,
+        Self::LinearFeatureGae { lambda: 0.0 },
+    ];
+    /// [`Advantage::name`] of each of [`Advantage::RULES`].
+    pub const NAMES: [&'static str; 4] = [
+        Self::RULES[0].name(),
+        Self::RULES[1].name(),
+        Self::RULES[2].name(),
+        Self::RULES[3].name(),
+    ];
+
+    /// The rule's name as users see it in flags, configuration files and JSON.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::RewardToGo => "reward-to-go",
+            Self::TimeBaseline => "time-baseline",
+            Self::BatchMeanBaseline => "batch-mean",
+            Self::LinearFeatureGae { .. } => "gae",
+        }
+    }
+
+    /// The rule named `name`; `lambda` is GAE's λ (ignored by the other rules). Not
+    /// validated: [`Recipe::validate`] checks λ.
+    pub fn from_name(name: &str, lambda: f32) -> Result<Self, UnknownName> {
+        let rule = name::find(
+            &Self::RULES,
+            Self::name,
+            name,
+            "advantage rule",
+            &Self::NAMES,
+        )?;
+        Ok(match rule {
+            Self::LinearFeatureGae { .. } => Self::LinearFeatureGae { lambda },
+            other => other,
+        })
+    }
+
+    /// GAE's λ, for `LinearFeatureGae`.
+    pub const fn lambda(&self) -> Option<f32> {
+        match self {
+            Self::LinearFeatureGae { lambda } => Some(*lambda),
+            _ => None,
+        }
+    }
+}
+
 /// What a batch's summed score terms are divided by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum LossScale {
     /// Divide by the number of episodes `N` (the paper's eq. 5).
     PerEpisode,
     /// Divide by `N·H`, the mean over all time steps as in the paper's released code.
     PerStep,
+}
+
+impl LossScale {
+    /// Every loss scaling, in declaration order.
+    pub const ALL: [Self; 2] = [Self::PerEpisode, Self::PerStep];
+    /// [`LossScale::name`] of each of [`LossScale::ALL`].
+    pub const NAMES: [&'static str; 2] = [Self::ALL[0].name(), Self::ALL[1].name()];
+
+    /// The name users see (`per-episode`, `per-step`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::PerEpisode => "per-episode",
+            Self::PerStep => "per-step",
+        }
+    }
+}
+
+impl core::str::FromStr for LossScale {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        name::find(&Self::ALL, |l| l.name(), s, "loss scaling", &Self::NAMES)
+    }
 }
 
 /// Maps a Gaussian policy's raw sample `u` to the action the environment receives:
@@ -310,6 +384,33 @@ mod tests {
         for (r, e) in cases {
             assert_eq!(r.validate(), Err(e), "{r:?}");
         }
+    }
+
+    #[test]
+    fn names_parse_back_to_their_variant_and_unknown_names_are_typed_errors() {
+        for rule in Advantage::RULES {
+            let lambda = rule.lambda().map_or(0.0, |_| 0.5);
+            let back = Advantage::from_name(rule.name(), lambda).unwrap();
+            assert_eq!(back.name(), rule.name());
+            assert_eq!(back.lambda(), rule.lambda().map(|_| 0.5));
+        }
+        assert_eq!(
+            Advantage::NAMES,
+            ["reward-to-go", "time-baseline", "batch-mean", "gae"]
+        );
+        let e = Advantage::from_name("gea", 0.9).unwrap_err();
+        assert_eq!(e.what, "advantage rule");
+        assert_eq!(e.expected, &Advantage::NAMES[..]);
+        for loss in LossScale::ALL {
+            assert_eq!(loss.name().parse::<LossScale>(), Ok(loss));
+        }
+        assert_eq!(LossScale::NAMES, ["per-episode", "per-step"]);
+        assert!("per_step".parse::<LossScale>().is_err());
+        for d in Distribution::ALL {
+            assert_eq!(d.name().parse::<Distribution>(), Ok(d));
+        }
+        assert_eq!(Distribution::NAMES, ["softmax", "gaussian"]);
+        assert!("Gaussian".parse::<Distribution>().is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@
 #      timeout with 124 (microbit only; a harness that cannot fail proves nothing); and
 #      `adapt` built with a corrupted bundle (SGMRL_CORRUPT) must reject it with its typed
 #      error and exit 2 (microbit and an386).
+#   4. run `robot` (the board logic on a simulated robot, src/robot_e2e.rs) and require its
+#      outcome line to equal the one `pins/ robot` computes on the host;
 #   0. (first) recompute the parity cases and the test bundle on the host (`pins/`) and fail
 #      if `src/pins.rs` or `bundles/test.sgmrl` is stale, i.e. the core's numerics or bundle
 #      format changed on the host since they were made.
@@ -76,6 +78,22 @@ if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle "$log
     passed=$((passed + 1))
 else
     fail "bundles/test.sgmrl is stale or pins/ failed; regenerate as pins/src/main.rs says"
+fi
+
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle-robot "$logs/robot-test.sgmrl" 2>"$logs/pins.err" &&
+    cmp -s bundles/robot-test.sgmrl "$logs/robot-test.sgmrl"; then
+    echo "ok   bundles/robot-test.sgmrl matches the host's encoding"
+    passed=$((passed + 1))
+else
+    fail "bundles/robot-test.sgmrl is stale or pins/ failed; regenerate: pins/ bundle-robot bundles/robot-test.sgmrl"
+fi
+# The board-logic scenario (src/robot_e2e.rs) on the host: the device must print this line.
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- robot bundles/robot-test.sgmrl \
+    >"$logs/robot-host.txt" 2>"$logs/pins.err"; then
+    echo "ok   robot scenario on the host: $(cat "$logs/robot-host.txt")"
+    passed=$((passed + 1))
+else
+    fail "robot scenario failed on the host (boards/qemu/$logs/pins.err)"
 fi
 
 targs=()
@@ -154,6 +172,21 @@ for t in "${TARGETS[@]}"; do
     run "$t" selftest 103 --deliberate-irq
 done
 SGMRL_QEMU_TIMEOUT=1 run thumbv6m-none-eabi selftest 124 --deliberate-hang
+
+# The board logic end to end (src/bin/robot.rs): duty cycles → simulated robot → encoder
+# counts → adaptation → guard → flash slot → reboot, on every machine; the outcome line
+# (adapted parameters' CRC, verdict, restored CRC, …) must equal the host's bit for bit.
+for t in "${TARGETS[@]}"; do
+    m=$(machine_of "$t")
+    run "$t" robot 0
+    grep -E '^robot: \[icount\]|^robot: P ' "$logs/$m-robot.log"
+    if grep -qxF "$(cat "$logs/robot-host.txt")" "$logs/$m-robot.log"; then
+        echo "ok   $m robot outcome equals the host's (adapted parameters' CRC included)"
+        passed=$((passed + 1))
+    else
+        fail "$m robot outcome differs from the host's: $(grep '^robot: outcome' "$logs/$m-robot.log") vs $(cat "$logs/robot-host.txt")"
+    fi
+done
 
 # A corrupted bundle in flash: `adapt` built with one byte of its bundle inverted after the
 # host read it (build.rs, SGMRL_CORRUPT) must print the parser's typed error and exit 2.

@@ -49,7 +49,7 @@ pub fn table1_shape() -> PolicyShape {
 /// One timed variant.
 #[derive(Clone, Debug)]
 pub struct Timing {
-    /// Label, e.g. `sgmrl-2nd`.
+    /// Label, e.g. `sgmrl` ([`label`]).
     pub name: String,
     /// Wall time of every timed meta-iteration.
     pub samples: Vec<Duration>,
@@ -96,19 +96,20 @@ pub fn process_cpu_time() -> Duration {
     Duration::ZERO
 }
 
-/// Label of a variant, e.g. `sgmrl-2nd`; a variant with the pre-adaptation control
-/// variate gets `-pre` (`sgmrl-2nd-pre`), one with `none` `-none`.
+/// Label of a variant: its `--algorithm` name (`sgmrl`, `sgmrl-fo`, `maml`, `fomaml`), and
+/// `-pre` or `-none` after it for the pre-adaptation or no control variate
+/// (`sgmrl-pre`); leave-one-out, the free one, gets no suffix.
 pub fn label(c: &MetaConfig) -> String {
-    let o = match c.order {
-        Order::First => "1st",
-        Order::Second => "2nd",
-    };
+    let name = wiring::algorithm_name(c.algorithm, c.order).map_or_else(
+        || format!("{}-{:?}", c.algorithm.name(), c.order),
+        |a| a.name().to_string(),
+    );
     let cv = match c.control_variate {
         ControlVariate::PreAdaptation => "-pre",
         ControlVariate::None => "-none",
         ControlVariate::LeaveOneOut => "",
     };
-    format!("{}-{o}{cv}", c.algorithm.name())
+    format!("{name}{cv}")
 }
 
 /// One thing timed once per round: a meta-iteration of a trainer, or a set of products.
@@ -379,6 +380,23 @@ pub fn table1(warmup: usize, rounds: usize) -> Result<Vec<Timing>, TrainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AlgorithmName, ControlVariateName};
+
+    #[test]
+    fn table1_is_the_paper_preset_and_variants_carry_the_cli_names() {
+        let c = Preset::PaperTable1.config();
+        let t = table1_config(Algorithm::SgMrl, Order::Second, c.seed);
+        assert_eq!(t.recipe, c.recipe());
+        assert_eq!(t.control_variate, ControlVariateName::Pre.engine());
+        assert_eq!((t.tasks, t.outer_episodes), (20, 20));
+        assert_eq!(table1_shape().n_params(), 10_604);
+        let labels: Vec<String> = table1_variants(0).iter().map(label).collect();
+        assert_eq!(labels, ["sgmrl", "maml", "sgmrl-fo", "fomaml", "sgmrl-pre"]);
+        for a in AlgorithmName::ALL {
+            let (algorithm, order) = wiring::algorithm_order(a);
+            assert_eq!(wiring::algorithm_name(algorithm, order), Some(a));
+        }
+    }
 
     /// The timed product sets compute the weight parts of what the inner step's
     /// [`Net::accumulate`] computes, on the batches the trainer draws.

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sgmrl::bundle::{TaskId, Trainer};
+use sgmrl::name::UnknownName;
 use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::recipe::{ActionMap, Advantage, LossScale, Recipe, RecipeError};
 
@@ -49,6 +50,11 @@ pub enum EnvName {
     Nav2d,
     /// 2-D navigation with 9 discrete moves (softmax policy).
     Nav2dDiscrete,
+    /// The differential-drive robot (`sgmrl::sim::diffdrive`), 6 discrete wheel commands
+    /// (softmax policy): the robot boards' task.
+    Diffdrive,
+    /// The differential-drive robot with continuous wheel commands (Gaussian policy).
+    DiffdriveContinuous,
 }
 
 impl EnvName {
@@ -57,6 +63,8 @@ impl EnvName {
         match self {
             Self::Nav2d => TaskId::NAV2D,
             Self::Nav2dDiscrete => TaskId::NAV2D_DISCRETE,
+            Self::Diffdrive => TaskId::DIFFDRIVE,
+            Self::DiffdriveContinuous => TaskId::DIFFDRIVE_CONTINUOUS,
         }
     }
 
@@ -65,6 +73,8 @@ impl EnvName {
         match task {
             TaskId::NAV2D => Some(Self::Nav2d),
             TaskId::NAV2D_DISCRETE => Some(Self::Nav2dDiscrete),
+            TaskId::DIFFDRIVE => Some(Self::Diffdrive),
+            TaskId::DIFFDRIVE_CONTINUOUS => Some(Self::DiffdriveContinuous),
             _ => None,
         }
     }
@@ -74,12 +84,17 @@ impl EnvName {
         match self {
             Self::Nav2d => "nav2d",
             Self::Nav2dDiscrete => "nav2d-discrete",
+            Self::Diffdrive => "diffdrive",
+            Self::DiffdriveContinuous => "diffdrive-continuous",
         }
     }
 
     /// Observation length of the family.
     pub const fn obs_dim(self) -> u16 {
-        2
+        match self {
+            Self::Nav2d | Self::Nav2dDiscrete => 2,
+            Self::Diffdrive | Self::DiffdriveContinuous => sgmrl::sim::diffdrive::OBS_DIM as u16,
+        }
     }
 
     /// The policy head this family needs: distribution and `act_dim`.
@@ -87,6 +102,11 @@ impl EnvName {
         match self {
             Self::Nav2d => (Distribution::Gaussian, 2),
             Self::Nav2dDiscrete => (Distribution::Softmax, 9),
+            Self::Diffdrive => (
+                Distribution::Softmax,
+                sgmrl::sim::diffdrive::DISCRETE_COMMANDS.len() as u16,
+            ),
+            Self::DiffdriveContinuous => (Distribution::Gaussian, 2),
         }
     }
 }
@@ -135,6 +155,9 @@ pub enum AlgorithmName {
     Fomaml,
     /// E-MAML.
     Emaml,
+    /// Plain multi-task policy gradient, no meta-learning ("pretrain, then fine-tune"):
+    /// the baseline that shows what meta-training adds.
+    Multitask,
 }
 
 impl AlgorithmName {
@@ -146,6 +169,7 @@ impl AlgorithmName {
             Self::Maml => Trainer::Maml,
             Self::Fomaml => Trainer::FoMaml,
             Self::Emaml => Trainer::EMaml,
+            Self::Multitask => Trainer::MultiTask,
         }
     }
 
@@ -157,16 +181,18 @@ impl AlgorithmName {
             Self::Maml => "maml",
             Self::Fomaml => "fomaml",
             Self::Emaml => "emaml",
+            Self::Multitask => "multitask",
         }
     }
 
-    /// Every algorithm, in the order of the paper's tables.
-    pub const ALL: [Self; 5] = [
+    /// Every algorithm, in the order of the paper's tables, then the multi-task baseline.
+    pub const ALL: [Self; 6] = [
         Self::Sgmrl,
         Self::SgmrlFo,
         Self::Maml,
         Self::Fomaml,
         Self::Emaml,
+        Self::Multitask,
     ];
 }
 
@@ -176,9 +202,11 @@ impl fmt::Display for AlgorithmName {
     }
 }
 
-/// Advantage rule of the recipe (see [`Advantage`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+/// Advantage rule of the recipe: the core's [`Advantage`] rules a configuration can express
+/// (every one but the time-baseline, whose table a configuration cannot give). Its names
+/// are the core's ([`Advantage::name`]) in flags and files alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum AdvantageName {
     /// `A_h = R^h` (streams: RAM for one episode).
     RewardToGo,
@@ -188,14 +216,105 @@ pub enum AdvantageName {
     Gae,
 }
 
-/// Inner-loss scaling (see [`LossScale`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossName {
-    /// Divide by the number of episodes `N` (the paper's eq. 5).
-    PerEpisode,
-    /// Divide by `N·H` (the paper's code).
-    PerStep,
+impl AdvantageName {
+    /// Every rule a configuration can name.
+    pub const ALL: [Self; 3] = [Self::RewardToGo, Self::BatchMean, Self::Gae];
+    const NAMES: [&'static str; 3] = [
+        Self::ALL[0].name(),
+        Self::ALL[1].name(),
+        Self::ALL[2].name(),
+    ];
+
+    /// The core's rule, with GAE's λ `lambda` (ignored by the other rules).
+    pub const fn rule(self, lambda: f32) -> Advantage {
+        match self {
+            Self::RewardToGo => Advantage::RewardToGo,
+            Self::BatchMean => Advantage::BatchMeanBaseline,
+            Self::Gae => Advantage::LinearFeatureGae { lambda },
+        }
+    }
+
+    /// The configuration's name of a core rule; `None` for the time-baseline.
+    pub const fn of_rule(rule: Advantage) -> Option<Self> {
+        match rule {
+            Advantage::RewardToGo => Some(Self::RewardToGo),
+            Advantage::BatchMeanBaseline => Some(Self::BatchMean),
+            Advantage::LinearFeatureGae { .. } => Some(Self::Gae),
+            Advantage::TimeBaseline => None,
+        }
+    }
+
+    /// The core's name of the rule.
+    pub const fn name(self) -> &'static str {
+        self.rule(0.0).name()
+    }
+}
+
+impl TryFrom<String> for AdvantageName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == Advantage::TimeBaseline.name() {
+            return Err(format!(
+                "{s} needs a per-step baseline table, which a configuration cannot give"
+            ));
+        }
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                UnknownName {
+                    what: "advantage rule",
+                    expected: &Self::NAMES,
+                }
+                .to_string()
+            })
+    }
+}
+
+impl From<AdvantageName> for &'static str {
+    fn from(a: AdvantageName) -> Self {
+        a.name()
+    }
+}
+
+impl clap::ValueEnum for AdvantageName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+/// Inner-loss scaling: the core's [`LossScale`], named as the core names it
+/// ([`LossScale::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub struct LossName(pub LossScale);
+
+impl TryFrom<String> for LossName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(Self).map_err(|e: UnknownName| e.to_string())
+    }
+}
+
+impl From<LossName> for &'static str {
+    fn from(l: LossName) -> Self {
+        l.0.name()
+    }
+}
+
+impl clap::ValueEnum for LossName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            LossName(LossScale::PerEpisode),
+            LossName(LossScale::PerStep),
+        ]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()))
+    }
 }
 
 /// Outer optimiser.
@@ -247,18 +366,9 @@ impl RecipeConfig {
             episodes: self.episodes,
             horizon: self.horizon,
             gamma: self.gamma,
-            advantage: match self.advantage {
-                AdvantageName::RewardToGo => Advantage::RewardToGo,
-                AdvantageName::BatchMean => Advantage::BatchMeanBaseline,
-                AdvantageName::Gae => Advantage::LinearFeatureGae {
-                    lambda: self.gae_lambda,
-                },
-            },
+            advantage: self.advantage.rule(self.gae_lambda),
             normalize: self.normalize,
-            loss: match self.loss {
-                LossName::PerEpisode => LossScale::PerEpisode,
-                LossName::PerStep => LossScale::PerStep,
-            },
+            loss: self.loss.0,
             action: ActionMap {
                 scale: self.action_scale,
                 clip: (self.action_clip != 0.0).then_some(self.action_clip),
@@ -269,12 +379,8 @@ impl RecipeConfig {
     /// The configuration form of a core recipe; `None` for a rule configurations cannot
     /// express (the time-baseline table).
     pub fn from_recipe(r: &Recipe) -> Option<Self> {
-        let (advantage, gae_lambda) = match r.advantage {
-            Advantage::RewardToGo => (AdvantageName::RewardToGo, 0.0),
-            Advantage::BatchMeanBaseline => (AdvantageName::BatchMean, 0.0),
-            Advantage::LinearFeatureGae { lambda } => (AdvantageName::Gae, lambda),
-            Advantage::TimeBaseline => return None,
-        };
+        let advantage = AdvantageName::of_rule(r.advantage)?;
+        let gae_lambda = r.advantage.lambda().unwrap_or(0.0);
         Some(Self {
             alpha: r.alpha,
             steps: r.steps,
@@ -284,10 +390,7 @@ impl RecipeConfig {
             advantage,
             gae_lambda,
             normalize: r.normalize,
-            loss: match r.loss {
-                LossScale::PerEpisode => LossName::PerEpisode,
-                LossScale::PerStep => LossName::PerStep,
-            },
+            loss: LossName(r.loss),
             action_scale: r.action.scale,
             action_clip: r.action.clip.unwrap_or(0.0),
         })
@@ -373,6 +476,11 @@ pub enum Preset {
     EmbeddedBatch,
     /// Exactly the paper's Table 1 settings (experiments.md).
     PaperTable1,
+    /// The differential-drive robot: a 6→16→6 softmax policy over wheel commands, one
+    /// adaptation step from 20 episodes of 4 s (40 ticks of 0.1 s) with a streaming rule
+    /// (reward-to-go), so the adapter's RAM is the `P` + one-episode minimum and fits the
+    /// Cortex-M0+ boards.
+    Diffdrive,
 }
 
 impl Preset {
@@ -382,18 +490,49 @@ impl Preset {
             Self::Embedded => "embedded",
             Self::EmbeddedBatch => "embedded-batch",
             Self::PaperTable1 => "paper-table1",
+            Self::Diffdrive => "diffdrive",
         }
     }
 
     fn from_name(s: &str) -> Option<Self> {
-        [Self::Embedded, Self::EmbeddedBatch, Self::PaperTable1]
-            .into_iter()
-            .find(|p| p.name() == s)
+        [
+            Self::Embedded,
+            Self::EmbeddedBatch,
+            Self::PaperTable1,
+            Self::Diffdrive,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
     }
 
     /// The preset's configuration.
     pub fn config(self) -> Config {
         match self {
+            Self::Diffdrive => Config {
+                env: EnvName::Diffdrive,
+                iterations: 300,
+                meta_batch: 40,
+                recipe: RecipeConfig {
+                    alpha: 10.0,
+                    steps: 1,
+                    episodes: 20,
+                    horizon: 40,
+                    gamma: 0.99,
+                    advantage: AdvantageName::RewardToGo,
+                    gae_lambda: 0.0,
+                    normalize: false,
+                    loss: LossName(LossScale::PerEpisode),
+                    action_scale: 1.0,
+                    action_clip: 1.0,
+                },
+                policy: PolicyConfig { hidden: vec![16] },
+                outer: OuterConfig {
+                    optimizer: OptimizerName::Adam,
+                    lr: 1e-2,
+                    episodes: 20,
+                },
+                ..Self::Embedded.config()
+            },
             Self::EmbeddedBatch => Config {
                 recipe: RecipeConfig {
                     alpha: 0.1,
@@ -404,7 +543,7 @@ impl Preset {
                     advantage: AdvantageName::BatchMean,
                     gae_lambda: 0.0,
                     normalize: true,
-                    loss: LossName::PerEpisode,
+                    loss: LossName(LossScale::PerEpisode),
                     action_scale: 0.1,
                     action_clip: 0.1,
                 },
@@ -427,7 +566,7 @@ impl Preset {
                     advantage: AdvantageName::RewardToGo,
                     gae_lambda: 0.0,
                     normalize: false,
-                    loss: LossName::PerEpisode,
+                    loss: LossName(LossScale::PerEpisode),
                     action_scale: 0.1,
                     action_clip: 0.1,
                 },
@@ -462,7 +601,7 @@ impl Preset {
                     advantage: AdvantageName::Gae,
                     gae_lambda: 0.997,
                     normalize: true,
-                    loss: LossName::PerStep,
+                    loss: LossName(LossScale::PerStep),
                     action_scale: 0.01,
                     action_clip: 0.1,
                 },
@@ -956,6 +1095,21 @@ mod tests {
                 "env = \"mujoco\"\n",
                 "c.toml: env",
                 "unknown variant `mujoco`",
+            ),
+            (
+                "[recipe]\nadvantage = \"gea\"\n",
+                "c.toml: recipe.advantage",
+                "unknown advantage rule (expected reward-to-go, batch-mean or gae)",
+            ),
+            (
+                "[recipe]\nadvantage = \"time-baseline\"\n",
+                "c.toml: recipe.advantage",
+                "time-baseline needs a per-step baseline table",
+            ),
+            (
+                "[recipe]\nloss = \"per_step\"\n",
+                "c.toml: recipe.loss",
+                "unknown loss scaling (expected per-episode or per-step)",
             ),
             ("[recipe]\nalpha = -1.0\n", "recipe.alpha", "alpha"),
             ("[recipe]\ngamma = 2.0\n", "recipe.gamma", "gamma"),

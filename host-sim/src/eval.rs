@@ -23,9 +23,11 @@ use sgmrl::adapt::{AdaptError, Adapter};
 use sgmrl::env::{Env, Transition};
 use sgmrl::policy::Policy;
 use sgmrl::rng::Rng;
-use sgmrl::sim::{Nav2d, Nav2dDiscrete};
+use sgmrl::sim::diffdrive::{CommandSet, DiffDriveTask};
+use sgmrl::sim::{DiffDrive, Nav2d, Nav2dDiscrete};
 
 use crate::config::EnvName;
+use crate::envs::DiffDriveFamily;
 use crate::model::Model;
 use crate::shapes::{PolicyVisitor, UnsupportedShape, with_policy};
 
@@ -76,6 +78,23 @@ impl GoalSet {
         Nav2d::sample_goal(&mut self.rng(i, streams::GOAL))
     }
 
+    /// Task `i` of the set for `env`: for the navigation families its goal
+    /// ([`Self::goal`]); for the robot families a goal and a robot from the same stream.
+    pub fn task_env(&self, env: EnvName, i: u64) -> TaskEnv {
+        match env {
+            EnvName::Nav2d | EnvName::Nav2dDiscrete => TaskEnv::new(env, self.goal(i)),
+            EnvName::Diffdrive | EnvName::DiffdriveContinuous => {
+                let task = DiffDriveTask::sample(&mut self.rng(i, streams::GOAL));
+                let commands = if env == EnvName::Diffdrive {
+                    CommandSet::Discrete
+                } else {
+                    CommandSet::Continuous
+                };
+                TaskEnv::DiffDrive(DiffDriveFamily::env(commands, &task))
+            }
+        }
+    }
+
     /// Seed of goal `i`'s adapter (names its sampling streams).
     pub fn adapter_seed(&self, i: u64) -> u64 {
         let mut r = self.rng(i, streams::ADAPT);
@@ -90,14 +109,35 @@ pub enum TaskEnv {
     Nav2d(Nav2d),
     /// Discrete navigation.
     Discrete(Nav2dDiscrete),
+    /// A simulated differential-drive robot.
+    DiffDrive(DiffDrive),
 }
 
 impl TaskEnv {
-    /// The task of `env` with goal `goal`.
+    /// The navigation task of `env` with goal `goal`; a robot family gets its nominal
+    /// robot with that goal.
     pub fn new(env: EnvName, goal: [f32; 2]) -> Self {
+        let robot = |commands| {
+            let task = DiffDriveTask {
+                goal,
+                robot: sgmrl::sim::diffdrive::RobotVariation::NOMINAL,
+            };
+            Self::DiffDrive(DiffDriveFamily::env(commands, &task))
+        };
         match env {
             EnvName::Nav2d => Self::Nav2d(Nav2d::new(goal)),
             EnvName::Nav2dDiscrete => Self::Discrete(Nav2dDiscrete::new(goal)),
+            EnvName::Diffdrive => robot(CommandSet::Discrete),
+            EnvName::DiffdriveContinuous => robot(CommandSet::Continuous),
+        }
+    }
+
+    /// The task's goal.
+    pub fn goal(&self) -> [f32; 2] {
+        match self {
+            Self::Nav2d(e) => e.goal(),
+            Self::Discrete(e) => e.goal(),
+            Self::DiffDrive(e) => e.task().goal,
         }
     }
 }
@@ -108,24 +148,28 @@ impl Env for TaskEnv {
         match self {
             Self::Nav2d(e) => e.obs_dim(),
             Self::Discrete(e) => e.obs_dim(),
+            Self::DiffDrive(e) => e.obs_dim(),
         }
     }
     fn action_width(&self) -> usize {
         match self {
             Self::Nav2d(e) => e.action_width(),
             Self::Discrete(e) => e.action_width(),
+            Self::DiffDrive(e) => e.action_width(),
         }
     }
     fn reset(&mut self, obs: &mut [f32]) -> Result<(), Infallible> {
         match self {
             Self::Nav2d(e) => e.reset(obs),
             Self::Discrete(e) => e.reset(obs),
+            Self::DiffDrive(e) => e.reset(obs),
         }
     }
     fn step(&mut self, action: &[f32], obs: &mut [f32]) -> Result<Transition, Infallible> {
         match self {
             Self::Nav2d(e) => e.step(action, obs),
             Self::Discrete(e) => e.step(action, obs),
+            Self::DiffDrive(e) => e.step(action, obs),
         }
     }
 }
@@ -414,7 +458,8 @@ fn adapt_goal<P: Policy + Default>(
     episodes: u16,
     record: bool,
 ) -> Result<GoalOutcome, AdaptError> {
-    let goal = set.goal(i);
+    let task = set.task_env(model.env, i);
+    let goal = task.goal();
     let recipe = model.recipe;
     let mut memory = vec![0.0f32; recipe.memory(&P::SHAPE).total_floats()];
     let mut adapter = Adapter::new(
@@ -425,7 +470,7 @@ fn adapt_goal<P: Policy + Default>(
         &mut memory,
         set.adapter_seed(i),
     )?;
-    let mut env = Recorder::new(TaskEnv::new(model.env, goal));
+    let mut env = Recorder::new(task);
     let returns = match adapter.run(&mut env) {
         Ok(report) => {
             let after = adapter.evaluate(&mut env, episodes)?;
@@ -515,6 +560,43 @@ mod tests {
         assert_eq!(out[2].returns, Some(vec![rep.step_returns[0], after]));
         let steps = u64::from(rep.env_steps);
         assert!(out[2].env_steps > steps, "{} vs {steps}", out[2].env_steps);
+    }
+
+    /// Held-out robots differ from task to task, repeat for the same index, and the
+    /// evaluation of a diffdrive model is the core adapter's on that simulated robot.
+    #[test]
+    fn diffdrive_tasks_are_stable_and_evaluated_by_the_core_adapter() {
+        let task = |set: &GoalSet, i| match set.task_env(EnvName::Diffdrive, i) {
+            TaskEnv::DiffDrive(e) => *e.task(),
+            other => panic!("{other:?}"),
+        };
+        let h = GoalSet::held_out(1);
+        assert_eq!(task(&h, 3), task(&GoalSet::held_out(1), 3));
+        assert_ne!(task(&h, 3).robot, task(&h, 4).robot);
+        assert_ne!(task(&h, 3), task(&GoalSet::validation(1, 0), 3));
+
+        type P = sgmrl::policy::SoftmaxMlp<6, 16, 0, 6>;
+        let mut c = Preset::Diffdrive.config();
+        c.recipe.episodes = 4;
+        let n = c.shape().n_params();
+        let mut rng = Rng::new(9);
+        let m = Model::from_config(&c, (0..n).map(|_| 0.3 * rng.normal()).collect(), 0);
+        let out = run_goals(&m, &h, 2, 3, false).unwrap();
+        let mut mem = vec![0.0; m.recipe.memory(&P::SHAPE).total_floats()];
+        let mut ad = Adapter::new(
+            P::default(),
+            &m.params[..],
+            None,
+            m.recipe,
+            &mut mem,
+            h.adapter_seed(1),
+        )
+        .unwrap();
+        let mut env = h.task_env(EnvName::Diffdrive, 1);
+        let rep = ad.run(&mut env).unwrap();
+        let after = ad.evaluate(&mut env, 3).unwrap();
+        assert_eq!(out[1].goal, task(&h, 1).goal);
+        assert_eq!(out[1].returns, Some(vec![rep.step_returns[0], after]));
     }
 
     #[test]

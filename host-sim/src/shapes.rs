@@ -67,6 +67,14 @@ supported!(
     SoftmaxMlp<2, 32, 0, 9>,
     SoftmaxMlp<2, 64, 64, 9>,
     SoftmaxMlp<2, 100, 100, 9>,
+    // diffdrive: softmax over 6 wheel commands (linear fits an M0), and the continuous
+    // variant's Gaussian over 2 commands.
+    SoftmaxLinear<6, 6>,
+    SoftmaxMlp<6, 16, 0, 6>,
+    SoftmaxMlp<6, 32, 0, 6>,
+    GaussianMlp<6, 0, 0, 2>,
+    GaussianMlp<6, 16, 0, 2>,
+    GaussianMlp<6, 32, 0, 2>,
 );
 
 #[cfg(test)]

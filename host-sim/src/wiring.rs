@@ -6,11 +6,12 @@ use sgmrl::rng::Rng;
 
 use crate::checkpoint::OptimizerState;
 use crate::config::{AlgorithmName, Config, EnvName, OptimizerName};
-use crate::envs::{Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
+use crate::envs::{DiffDriveFamily, Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
 use crate::kernels::Net;
 use crate::meta::{Algorithm, MetaConfig, MetaTrainer, Order};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::train::{Engine, EngineFactory, EngineInit, IterationStats};
+use sgmrl::sim::diffdrive::CommandSet;
 
 /// Stream naming θ₀: `(seed, [INIT])`, apart from training's `[TRAIN = 1, …]`.
 const INIT: u64 = 0x494E_4954;
@@ -42,6 +43,20 @@ pub fn with_trainer<V: TrainerVisitor>(c: &Config, visitor: V) -> anyhow::Result
     match c.env {
         EnvName::Nav2d => trainer_for(c, Nav2dFamily, visitor),
         EnvName::Nav2dDiscrete => trainer_for(c, Nav2dDiscreteFamily, visitor),
+        EnvName::Diffdrive => trainer_for(
+            c,
+            DiffDriveFamily {
+                commands: CommandSet::Discrete,
+            },
+            visitor,
+        ),
+        EnvName::DiffdriveContinuous => trainer_for(
+            c,
+            DiffDriveFamily {
+                commands: CommandSet::Continuous,
+            },
+            visitor,
+        ),
     }
 }
 
@@ -68,7 +83,17 @@ pub const fn algorithm_order(a: AlgorithmName) -> (Algorithm, Order) {
         AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
         AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
         AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
+        // The order is moot: there is no inner step to differentiate through.
+        AlgorithmName::Multitask => (Algorithm::MultiTask, Order::First),
     }
+}
+
+/// The configured algorithm that runs `algorithm` at `order` (the inverse of
+/// [`algorithm_order`]; `None` for E-MAML at first order, which has no name).
+pub fn algorithm_name(algorithm: Algorithm, order: Order) -> Option<AlgorithmName> {
+    AlgorithmName::ALL
+        .into_iter()
+        .find(|&a| algorithm_order(a) == (algorithm, order))
 }
 
 /// The meta-trainer's configuration for a run configuration: the one conversion, used by

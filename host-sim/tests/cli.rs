@@ -419,6 +419,81 @@ fn training_is_thread_count_free_and_resumes_exactly() {
     );
 }
 
+/// The multi-task baseline trains, exports and evaluates like every algorithm: its bundle
+/// records trainer code 6 and the device's adapter runs it with the same recipe.
+#[test]
+fn multitask_trains_exports_and_evaluates() {
+    let d = Scratch::new("multitask");
+    ok(&[
+        "train",
+        "-q",
+        "-o",
+        &d.s("mt"),
+        "--algorithm",
+        "multitask",
+        "--iterations",
+        "3",
+        "--threads",
+        "1",
+        "--set",
+        "meta_batch=4",
+    ]);
+    let bundle = std::fs::read(d.path("mt").join("bundle.sgml")).unwrap();
+    let parsed = sgmrl::bundle::Bundle::parse(&bundle).unwrap();
+    assert_eq!(parsed.trainer(), sgmrl::bundle::Trainer::MultiTask);
+    let out = ok(&["eval", &d.s("mt"), "--goals", "8"]);
+    assert!(out.contains("multi-task"), "{out}");
+    assert!(out.contains("after"), "{out}");
+}
+
+/// The robot task end to end: `train --env diffdrive` with SG-MRL and MAML, a bundle
+/// tagged with the diffdrive task id, and `eval` adapting it with the core's adapter.
+#[test]
+fn diffdrive_trains_exports_and_evaluates() {
+    let d = Scratch::new("diffdrive");
+    for algorithm in ["sgmrl", "maml"] {
+        ok(&[
+            "train",
+            "-q",
+            "-o",
+            &d.s(algorithm),
+            "--preset",
+            "diffdrive",
+            "--env",
+            "diffdrive",
+            "--algorithm",
+            algorithm,
+            "--iterations",
+            "2",
+            "--threads",
+            "1",
+            "--set",
+            "meta_batch=4",
+        ]);
+        let bundle = std::fs::read(d.path(algorithm).join("bundle.sgml")).unwrap();
+        let parsed = sgmrl::bundle::Bundle::parse(&bundle).unwrap();
+        assert_eq!(parsed.task(), sgmrl::bundle::TaskId::DIFFDRIVE);
+        let shape = parsed.shape();
+        assert_eq!((shape.obs_dim, shape.act_dim), (6, 6));
+        let out = ok(&[
+            "eval",
+            &d.s(algorithm),
+            "--goals",
+            "8",
+            "--env",
+            "diffdrive",
+        ]);
+        assert!(
+            out.contains("diffdrive") && out.contains("after 1 step"),
+            "{out}"
+        );
+    }
+    fails(
+        &["eval", &d.s("sgmrl"), "--goals", "8", "--env", "nav2d"],
+        &["diffdrive"],
+    );
+}
+
 /// `sgmrl train` killed with SIGKILL at pseudo-random moments, again and again, resumes from
 /// its last checkpoint each time and finishes with the bundle of an uninterrupted run. After
 /// every kill, whatever checkpoint is on disk loads (writes are atomic: a kill never leaves

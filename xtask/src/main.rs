@@ -378,6 +378,10 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             run(&root.join("boards/qemu"), "bash", &["run-all.sh"], &[])
         });
     }
+    check(
+        "robot board firmware builds (RP2040, nRF52833)",
+        &mut || build_boards(root),
+    );
     if !skip_train && root.join("host-sim/src/main.rs").exists() {
         check("tiny end-to-end training run", &mut || {
             // A fresh directory each time, so the runs train rather than resume.
@@ -420,6 +424,26 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     } else {
         Err(format!("{failed} check(s) failed"))
     }
+}
+
+/// The real-robot firmware crates (each its own workspace, its target set in its
+/// `.cargo/config.toml`): formatted, clippy-clean and built in release with their committed
+/// Cargo.lock. They cannot run here (no robot); their logic runs in the QEMU step.
+const BOARD_CRATES: [&str; 2] = ["boards/pololu-3pi-2040", "boards/microbit-v2"];
+
+fn build_boards(root: &Path) -> Result<(), String> {
+    for board in BOARD_CRATES {
+        let dir = root.join(board);
+        run(&dir, "cargo", &["fmt", "--", "--check"], &[])?;
+        run(
+            &dir,
+            "cargo",
+            &["clippy", "--release", "--locked", "--", "-D", "warnings"],
+            &[],
+        )?;
+        run(&dir, "cargo", &["build", "--release", "--locked"], &[])?;
+    }
+    Ok(())
 }
 
 fn bench_device(root: &Path) -> Result<(), String> {

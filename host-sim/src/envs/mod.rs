@@ -10,9 +10,11 @@
 use sgmrl::env::Env;
 use sgmrl::rng::Rng;
 
+pub mod diffdrive;
 pub mod nav2d;
 pub mod tabular;
 
+pub use diffdrive::DiffDriveFamily;
 pub use nav2d::{Nav2dDiscreteFamily, Nav2dFamily};
 pub use tabular::TabularFamily;
 
