@@ -6,11 +6,13 @@
 //! exits non-zero.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::cluster::{Cluster, Local};
 use crate::comparison::{Comparison, GREEDY, Line, META_AFTER, Reference};
 use crate::config::{
     AdvantageName, AlgorithmName, Config, ConfigBuilder, ControlVariateName, EnvName,
@@ -459,13 +461,36 @@ pub struct ConfigCmdArgs {
     pub config: ConfigArgs,
 }
 
-/// Runs a parsed command line with the engine from [`crate::wiring`].
+/// Runs a parsed command line with the engine from [`crate::wiring`], on the processes
+/// of the MPI job this process belongs to (MPI build under a launcher), else on this one.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    run_with(cli, crate::wiring::engine_factory())
+    let cluster = crate::distributed::cluster_from_environment()?;
+    run_on(cli, crate::wiring::engine_factory(), cluster)
 }
 
-/// Runs a parsed command line with `engine` (None: no engine linked).
+/// Runs a parsed command line with `engine` (None: no engine linked) on this process.
 pub fn run_with(cli: Cli, engine: Option<EngineFactory>) -> anyhow::Result<()> {
+    run_on(cli, engine, Rc::new(Local))
+}
+
+/// Runs a parsed command line with `engine` on `cluster`'s processes: `train` spreads each
+/// meta-batch's tasks over them, `reproduce` its runs; other commands run on one process.
+/// Only rank 0 reports errors that every rank hits alike.
+pub fn run_on(
+    cli: Cli,
+    engine: Option<EngineFactory>,
+    cluster: Rc<dyn Cluster>,
+) -> anyhow::Result<()> {
+    if cluster.ranks() > 1 {
+        let leader = cluster.rank() == 0;
+        match &cli.command {
+            Command::Train(_) | Command::Reproduce(_) => {}
+            _ if leader => bail!(
+                "only `train` and `reproduce` run on several MPI ranks; start this command without mpirun"
+            ),
+            _ => return Ok(()),
+        }
+    }
     if let Some(n) = cli.threads {
         if n == 0 {
             bail!("--threads: must be at least 1");
@@ -488,6 +513,7 @@ pub fn run_with(cli: Cli, engine: Option<EngineFactory>) -> anyhow::Result<()> {
         })
     };
     match cli.command {
+        Command::Train(a) if cluster.ranks() > 1 => cmd_train_ranks(a, progress, cluster),
         Command::Train(a) => {
             let run = RunDir::new(&a.run_dir);
             let config = a.config.resolve_for_run(&run)?;
@@ -506,13 +532,41 @@ pub fn run_with(cli: Cli, engine: Option<EngineFactory>) -> anyhow::Result<()> {
         Command::Export(a) => cmd_export(a),
         Command::Plot(a) => cmd_plot(a),
         Command::Demo(a) => cmd_demo(a, progress, need_engine()?),
-        Command::Reproduce(a) => cmd_reproduce(a, progress, need_engine()?),
+        Command::Reproduce(a) => cmd_reproduce(a, progress, need_engine()?, cluster.as_ref()),
         Command::Bench(a) => cmd_bench(a, need_engine()?),
         Command::Config(a) => {
             print!("{}", a.config.resolve()?.to_toml());
             Ok(())
         }
     }
+}
+
+/// `train` on several ranks: rank 0 trains as on one process (run directory, logs,
+/// checkpoints) with the meta-gradient computed by all ranks; the others serve it.
+fn cmd_train_ranks(
+    a: TrainArgs,
+    progress: ProgressMode,
+    cluster: Rc<dyn Cluster>,
+) -> anyhow::Result<()> {
+    let report = progress != ProgressMode::Quiet;
+    if cluster.rank() != 0 {
+        return crate::distributed::serve(cluster.as_ref(), report);
+    }
+    // Whatever happens below, the workers are told to stop.
+    let _stop = crate::distributed::StopOnDrop(cluster.clone());
+    let run = RunDir::new(&a.run_dir);
+    let config = a.config.resolve_for_run(&run)?;
+    crate::distributed::check_ranks(cluster.as_ref(), &config)?;
+    let start = crate::train::existing_checkpoint(&run, &config)?.map_or(0, |c| c.iteration);
+    let out = train(&config, &train_options(&a.run_dir, progress), |c| {
+        crate::distributed::leader_engine(cluster.clone(), c)
+    })?;
+    report_training(&out, &run);
+    if report {
+        let served = out.iterations.saturating_sub(start);
+        eprintln!("{}", crate::distributed::traffic(cluster.as_ref(), served));
+    }
+    Ok(())
 }
 
 fn train_options(dir: &Path, progress: ProgressMode) -> TrainOptions {
@@ -975,6 +1029,18 @@ fn across_seeds(xs: &[f64]) -> Stat {
     Stat::of(xs)
 }
 
+/// What one run of a sweep reports to the table (sent to rank 0 under MPI as the numbers'
+/// bits, so the table is the single-process table to the last bit, NaN included).
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct SweepResult {
+    /// Held-out return before adaptation (`f64::to_bits`).
+    before: u64,
+    /// Held-out return after the last adaptation step.
+    after: Option<u64>,
+    /// Best validation score during training.
+    best_validation: Option<u64>,
+}
+
 /// The overrides of `reproduce --tiny`.
 const TINY: [&str; 10] = [
     "iterations=3",
@@ -993,6 +1059,7 @@ fn cmd_reproduce(
     mut a: ReproduceArgs,
     progress: ProgressMode,
     engine: EngineFactory,
+    cluster: &dyn Cluster,
 ) -> anyhow::Result<()> {
     let Experiment::Table1 = a.experiment;
     if a.tiny {
@@ -1016,45 +1083,60 @@ fn cmd_reproduce(
         check_file(&f)?;
     }
     check_plot(&a.out.join("curves"))?;
+    // One job per (algorithm, seed), spread over the ranks under MPI; the tables and
+    // curves are made on rank 0 from the results in job order, as on one process.
+    let jobs: Vec<(AlgorithmName, u64)> = a
+        .algorithms
+        .iter()
+        .flat_map(|&alg| (1..=u64::from(a.seeds)).map(move |seed| (alg, seed)))
+        .collect();
+    let run_dir = |(alg, seed): (AlgorithmName, u64)| a.out.join(format!("{alg}-seed{seed}"));
+    let results = crate::distributed::spread(cluster, jobs.len(), |j| {
+        let (alg, seed) = jobs[j];
+        let dir = run_dir(jobs[j]);
+        let run = RunDir::new(&dir);
+        let mut args = if run.config().exists() {
+            ConfigArgs {
+                config: None,
+                preset: None,
+                ..args.clone()
+            }
+        } else {
+            args.clone()
+        };
+        args.algorithm = Some(alg);
+        args.seed = Some(seed);
+        let config = args.resolve_for_run(&run)?;
+        println!("== {alg}, seed {seed}: {}", dir.display());
+        let out = train(&config, &train_options(&dir, progress), engine)?;
+        let report = run_eval(
+            &out.model,
+            &EvalFlags {
+                goals: None,
+                eval_seed: None,
+                eval_episodes: None,
+            },
+        )?;
+        println!("{report}");
+        write_json(&run.eval(), &report)?;
+        Ok(SweepResult {
+            before: report.before.mean.to_bits(),
+            after: report.final_after().map(|s| s.mean.to_bits()),
+            best_validation: out.best_validation.map(|(_, v)| v.to_bits()),
+        })
+    })?;
+    let Some(results) = results else {
+        return Ok(()); // not rank 0: rank 0 writes the tables.
+    };
     let mut rows = Vec::new();
     let mut curve_specs = Vec::new();
-    for alg in &a.algorithms {
+    for &alg in &a.algorithms {
         let (mut after, mut before, mut best) = (vec![], vec![], vec![]);
-        for seed in 1..=u64::from(a.seeds) {
-            let dir = a.out.join(format!("{alg}-seed{seed}"));
-            let run = RunDir::new(&dir);
-            let mut args = if run.config().exists() {
-                ConfigArgs {
-                    config: None,
-                    preset: None,
-                    ..args.clone()
-                }
-            } else {
-                args.clone()
-            };
-            args.algorithm = Some(*alg);
-            args.seed = Some(seed);
-            let config = args.resolve_for_run(&run)?;
-            println!("== {alg}, seed {seed}: {}", dir.display());
-            let out = train(&config, &train_options(&dir, progress), engine)?;
-            let report = run_eval(
-                &out.model,
-                &EvalFlags {
-                    goals: None,
-                    eval_seed: None,
-                    eval_episodes: None,
-                },
-            )?;
-            println!("{report}");
-            write_json(&run.eval(), &report)?;
-            before.push(report.before.mean);
-            if let Some(s) = report.final_after() {
-                after.push(s.mean);
-            }
-            if let Some((_, v)) = out.best_validation {
-                best.push(v);
-            }
-            curve_specs.push(format!("{alg}={}", dir.display()));
+        for (&job, r) in jobs.iter().zip(&results).filter(|((j, _), _)| *j == alg) {
+            before.push(f64::from_bits(r.before));
+            after.extend(r.after.map(f64::from_bits));
+            best.extend(r.best_validation.map(f64::from_bits));
+            curve_specs.push(format!("{alg}={}", run_dir(job).display()));
         }
         rows.push(TableRow {
             algorithm: alg.to_string(),

@@ -22,21 +22,56 @@ pub fn engine_factory() -> Option<EngineFactory> {
 }
 
 fn build(c: &Config) -> anyhow::Result<EngineInit> {
+    with_trainer(c, Plain)
+}
+
+/// Receives the meta-trainer a configuration describes, whatever its task family.
+pub trait TrainerVisitor {
+    /// What the visit produces.
+    type Output;
+    /// Called with the trainer (at θ₀) and θ₀.
+    fn visit<F: TaskFamily + 'static>(
+        self,
+        trainer: MetaTrainer<F>,
+        params: Vec<f32>,
+    ) -> anyhow::Result<Self::Output>;
+}
+
+/// Builds the meta-trainer and θ₀ of a validated configuration and hands them to `visitor`
+/// (the single-process engine, and `distributed`'s leader and workers, all start here).
+pub fn with_trainer<V: TrainerVisitor>(c: &Config, visitor: V) -> anyhow::Result<V::Output> {
     match c.env {
-        EnvName::Nav2d => build_for(c, Nav2dFamily),
-        EnvName::Nav2dDiscrete => build_for(c, Nav2dDiscreteFamily),
-        EnvName::Diffdrive => build_for(
+        EnvName::Nav2d => trainer_for(c, Nav2dFamily, visitor),
+        EnvName::Nav2dDiscrete => trainer_for(c, Nav2dDiscreteFamily, visitor),
+        EnvName::Diffdrive => trainer_for(
             c,
             DiffDriveFamily {
                 commands: CommandSet::Discrete,
             },
+            visitor,
         ),
-        EnvName::DiffdriveContinuous => build_for(
+        EnvName::DiffdriveContinuous => trainer_for(
             c,
             DiffDriveFamily {
                 commands: CommandSet::Continuous,
             },
+            visitor,
         ),
+    }
+}
+
+struct Plain;
+impl TrainerVisitor for Plain {
+    type Output = EngineInit;
+    fn visit<F: TaskFamily + 'static>(
+        self,
+        trainer: MetaTrainer<F>,
+        params: Vec<f32>,
+    ) -> anyhow::Result<EngineInit> {
+        Ok(EngineInit {
+            engine: Box::new(MetaEngine(trainer)),
+            params,
+        })
     }
 }
 
@@ -53,19 +88,22 @@ pub fn algorithm_name(algorithm: Algorithm, order: Order) -> Option<AlgorithmNam
         .find(|&a| algorithm_order(a) == (algorithm, order))
 }
 
-fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<EngineInit> {
+fn trainer_for<F: TaskFamily + 'static, V: TrainerVisitor>(
+    c: &Config,
+    family: F,
+    visitor: V,
+) -> anyhow::Result<V::Output> {
     let meta = c.meta_config();
     let net = Net::new(c.shape()).map_err(|e| anyhow!("invalid policy shape {:?}", e.0))?;
     let params = net.glorot_init(&mut Rng::derive(c.seed, &[INIT]));
     let trainer =
         MetaTrainer::new(meta, family, net, params.clone()).map_err(|e| anyhow!("{e}"))?;
-    Ok(EngineInit {
-        engine: Box::new(MetaEngine(trainer)),
-        params,
-    })
+    visitor.visit(trainer, params)
 }
 
-struct MetaEngine<F: TaskFamily>(MetaTrainer<F>);
+/// The single-process [`Engine`] over a [`MetaTrainer`] (its optimiser state is what
+/// checkpoints store, on one process or on rank 0 of an MPI job).
+pub struct MetaEngine<F: TaskFamily>(pub MetaTrainer<F>);
 
 impl<F: TaskFamily> Engine for MetaEngine<F> {
     fn iteration(&mut self, params: &mut [f32], iteration: u64) -> anyhow::Result<IterationStats> {

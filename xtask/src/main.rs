@@ -1,11 +1,11 @@
 //! `cargo xtask`: the project's task runner.
 //!
 //! - `cargo xtask test` — everything CI checks, on a fresh machine: installs the rustup
-//!   targets, llvm-tools, Debian's `qemu-system-arm` and Python's `safetensors` + `numpy`
-//!   when missing, then formatting, clippy, the docs (rustdoc warnings denied), the
-//!   workspace tests, the core's no_std builds for three Cortex-M targets (with and without
-//!   `defmt`), the panic-symbol check, the QEMU firmware and its on-target tests, and a tiny
-//!   end-to-end training run.
+//!   targets, llvm-tools, Debian's `qemu-system-arm`, Open MPI + libclang (feature `mpi`)
+//!   and Python's `safetensors` + `numpy` when missing, then formatting, clippy, the docs
+//!   (rustdoc warnings denied), the workspace tests, the multi-rank MPI tests, the core's
+//!   no_std builds for three Cortex-M targets (with and without `defmt`), the panic-symbol
+//!   check, the QEMU firmware and its on-target tests, and a tiny end-to-end training run.
 //! - `cargo xtask setup` — only the installs.
 //! - `cargo xtask apt-install [--dry-run] PKG…` — installs Debian packages the safe way
 //!   ([`apt::apt_install`]: never removes or downgrades; one line per package).
@@ -140,7 +140,29 @@ fn setup(root: &Path) -> Result<(), String> {
     if !have("qemu-system-arm") {
         apt::apt_install(&["qemu-system-arm"], &apt_log(root), false)?;
     }
+    install_mpi(root)?;
     Ok(())
+}
+
+/// Debian's Open MPI (`mpirun`, headers, `libmpi`) and libclang (rsmpi's bindgen), for the
+/// `mpi` feature of sgmrl-host and its multi-rank tests; only the missing ones.
+const MPI_PACKAGES: [&str; 3] = ["openmpi-bin", "libopenmpi-dev", "libclang-dev"];
+
+fn install_mpi(root: &Path) -> Result<(), String> {
+    let missing: Vec<&str> = MPI_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() || !have("dpkg-query") {
+        return Ok(());
+    }
+    apt::apt_install(&missing, &apt_log(root), false)
 }
 
 fn python_has(module: &str) -> bool {
@@ -315,6 +337,47 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             &[],
         )
     });
+    check(
+        "MPI: training and sweeps across 1-3 ranks (feature mpi)",
+        &mut || {
+            run(
+                root,
+                "cargo",
+                &[
+                    "clippy",
+                    "-p",
+                    "sgmrl-host",
+                    "--all-targets",
+                    "--features",
+                    "mpi",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &[],
+            )?;
+            // `mpirun --oversubscribe` runs more ranks than this machine has cores; as root,
+            // Open MPI wants both variables.
+            run(
+                root,
+                "cargo",
+                &[
+                    "test",
+                    "-p",
+                    "sgmrl-host",
+                    "--release",
+                    "--features",
+                    "mpi",
+                    "--test",
+                    "mpi",
+                ],
+                &[
+                    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+                    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+                ],
+            )
+        },
+    );
     let qemu_script = root.join("boards/qemu/run-all.sh");
     if !skip_qemu && qemu_script.exists() {
         check("firmware under QEMU (M0, M4F, M33)", &mut || {

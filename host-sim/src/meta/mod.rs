@@ -18,7 +18,9 @@ pub mod sgmrl;
 pub mod trainer;
 
 pub use inner::{Adaptation, InnerStep, Needs, Outer};
-pub use trainer::{ControlVariate, IterationStats, MetaConfig, MetaTrainer, TrainError};
+pub use trainer::{
+    ControlVariate, IterationStats, MetaConfig, MetaTrainer, TaskRun, TaskSummary, TrainError,
+};
 
 use crate::gemm::Scalar;
 

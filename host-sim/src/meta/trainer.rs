@@ -7,6 +7,7 @@
 //! from a stream named by `(seed, [TRAIN, iteration, task, …])`, and the reduction order is
 //! fixed, so a run is bit-identical whatever the number of threads.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -65,6 +66,15 @@ impl ControlVariate {
                     .collect()
             }
         }
+    }
+}
+
+impl ControlVariate {
+    /// The baselines `b_i` of a whole meta-batch from its tasks' summaries, in task order.
+    pub fn baselines_of(self, summaries: &[TaskSummary]) -> Vec<f32> {
+        let jt: Vec<f32> = summaries.iter().map(|s| s.jt).collect();
+        let pre: Vec<Option<f32>> = summaries.iter().map(|s| s.pre_adaptation_return).collect();
+        self.baselines(&jt, &pre)
     }
 }
 
@@ -234,6 +244,35 @@ impl TaskRun {
     }
 }
 
+/// What every process needs of one task to form the control variates and the statistics
+/// (a few numbers; the task's [`TaskRun`] stays where it was computed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TaskSummary {
+    /// Raw mean discounted return `Ĵ` after adaptation.
+    pub jt: f32,
+    /// The pre-adaptation return `Ĵ⁰` ([`ControlVariate::PreAdaptation`] only).
+    pub pre_adaptation_return: Option<f32>,
+    /// Mean undiscounted return before adaptation.
+    pub return_before: f32,
+    /// Mean undiscounted return after ζ steps.
+    pub return_after: f32,
+    /// Environment steps the task took (inner and outer batches).
+    pub env_steps: u64,
+}
+
+impl TaskSummary {
+    /// The summary of a task's run.
+    pub fn of(run: &TaskRun) -> Self {
+        Self {
+            jt: run.outer.jt,
+            pre_adaptation_return: run.pre_adaptation_return,
+            return_before: run.return_before(),
+            return_after: run.return_after(),
+            env_steps: run.env_steps() as u64,
+        }
+    }
+}
+
 impl<F: TaskFamily> MetaTrainer<F> {
     /// A trainer starting from `params` (the flat vector for `net`).
     pub fn new(
@@ -327,36 +366,40 @@ impl<F: TaskFamily> MetaTrainer<F> {
     }
 
     /// The meta-gradient estimate of the next iteration and its statistics, without
-    /// stepping (what [`MetaTrainer::step`] ascends along).
+    /// stepping (what [`MetaTrainer::step`] ascends along). The same three pieces, run on
+    /// one machine: [`MetaTrainer::run_tasks`], [`MetaTrainer::estimates`] and
+    /// [`MetaTrainer::combine`]; `distributed` runs them across MPI ranks.
     pub fn meta_gradient(&self) -> Result<(Vec<f32>, IterationStats), TrainError> {
         let start = Instant::now();
-        let cfg = &self.config;
-        let b = cfg.tasks;
+        let runs = self.run_tasks(0..self.config.tasks)?;
+        let summaries: Vec<TaskSummary> = runs.iter().map(TaskSummary::of).collect();
+        let baselines = self.config.control_variate.baselines_of(&summaries);
+        let estimates = self.estimates(runs, &baselines);
+        let (grad, mut stats) = self.combine(&summaries, &estimates)?;
+        stats.elapsed = start.elapsed();
+        Ok((grad, stats))
+    }
+
+    /// Adapts and draws the outer batch for the meta-batch's tasks `tasks` (indices into
+    /// `0..config.tasks`) of the next iteration, in parallel, in index order. Each task's
+    /// streams are keyed by (iteration, task index), so which process runs it is free.
+    pub fn run_tasks(&self, tasks: Range<usize>) -> Result<Vec<TaskRun>, TrainError> {
+        // Fitted from streams keyed by the iteration alone, so every rank fits the same table.
         let baseline = self.time_baseline()?;
-        let runs: Vec<TaskRun> = (0..b)
+        tasks
             .into_par_iter()
             .map(|i| self.run_task(i, baseline.as_deref()))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+    }
 
-        let jts: Vec<f32> = runs.iter().map(|r| r.outer.jt).collect();
-        let pre: Vec<Option<f32>> = runs.iter().map(|r| r.pre_adaptation_return).collect();
-        let baselines = cfg.control_variate.baselines(&jts, &pre);
-        let mut stats = IterationStats {
-            iteration: self.iteration,
-            return_before: mean(runs.iter().map(|r| f64::from(r.return_before()))),
-            return_after: mean(runs.iter().map(|r| f64::from(r.outer.mean_return))),
-            discounted_after: mean(jts.iter().map(|&j| f64::from(j))),
-            env_steps: runs.iter().map(|r| r.env_steps() as u64).sum(),
-            grad_norm: 0.0,
-            elapsed: Duration::ZERO,
-        };
-
-        let alpha_per_sample = cfg.recipe.alpha_per_sample();
-        let (algorithm, order) = (cfg.algorithm, cfg.order);
-        let estimates: Vec<Vec<f32>> = runs
-            .into_par_iter()
-            .zip(baselines)
-            .map(|(mut run, b)| {
+    /// Each task's meta-gradient estimate (`n_params` values), from its run and its control
+    /// variate `b_i` (`baselines[j]` for `runs[j]`), in parallel, in order.
+    pub fn estimates(&self, runs: Vec<TaskRun>, baselines: &[f32]) -> Vec<Vec<f32>> {
+        let alpha_per_sample = self.config.recipe.alpha_per_sample();
+        let (algorithm, order) = (self.config.algorithm, self.config.order);
+        runs.into_par_iter()
+            .zip(baselines.par_iter())
+            .map(|(mut run, &b)| {
                 let m = run.outer.jt - b;
                 algorithm.estimate(
                     order,
@@ -366,12 +409,25 @@ impl<F: TaskFamily> MetaTrainer<F> {
                     run.adaptation.steps_mut(),
                 )
             })
-            .collect();
+            .collect()
+    }
 
-        // Mean over tasks, summed in task order (f64) so the result is thread-count free.
+    /// The meta-gradient (mean of the whole meta-batch's `estimates`, in task order) and the
+    /// iteration's statistics (from every task's `summaries`); `elapsed` is left at zero.
+    /// The sum runs in task order in f64, so the result does not depend on how the tasks
+    /// were spread over threads or processes.
+    pub fn combine(
+        &self,
+        summaries: &[TaskSummary],
+        estimates: &[Vec<f32>],
+    ) -> Result<(Vec<f32>, IterationStats), TrainError> {
+        let b = self.config.tasks;
         let p = self.net.n_params();
+        if summaries.len() != b || estimates.len() != b || estimates.iter().any(|e| e.len() != p) {
+            return Err(TrainError::Shape);
+        }
         let mut acc = vec![0.0f64; p];
-        for e in &estimates {
+        for e in estimates {
             for (a, &x) in acc.iter_mut().zip(e) {
                 *a += f64::from(x);
             }
@@ -380,21 +436,38 @@ impl<F: TaskFamily> MetaTrainer<F> {
         if grad.iter().any(|g| !g.is_finite()) {
             return Err(TrainError::NonFiniteGradient);
         }
-        stats.grad_norm = grad
-            .iter()
-            .map(|&g| f64::from(g) * f64::from(g))
-            .sum::<f64>()
-            .sqrt();
-        stats.elapsed = start.elapsed();
+        let stats = IterationStats {
+            iteration: self.iteration,
+            return_before: mean(summaries.iter().map(|s| f64::from(s.return_before))),
+            return_after: mean(summaries.iter().map(|s| f64::from(s.return_after))),
+            discounted_after: mean(summaries.iter().map(|s| f64::from(s.jt))),
+            env_steps: summaries.iter().map(|s| s.env_steps).sum(),
+            grad_norm: grad
+                .iter()
+                .map(|&g| f64::from(g) * f64::from(g))
+                .sum::<f64>()
+                .sqrt(),
+            elapsed: Duration::ZERO,
+        };
         Ok((grad, stats))
+    }
+
+    /// Takes one ascent step along `grad` (from [`MetaTrainer::combine`]) and counts the
+    /// iteration.
+    pub fn ascend(&mut self, grad: &[f32]) -> Result<(), TrainError> {
+        if grad.len() != self.params.len() {
+            return Err(TrainError::Shape);
+        }
+        self.optimizer.ascend(&mut self.params, grad);
+        self.iteration += 1;
+        Ok(())
     }
 
     /// One meta-iteration: estimate the meta-gradient and take one ascent step.
     pub fn step(&mut self) -> Result<IterationStats, TrainError> {
         let start = Instant::now();
         let (grad, mut stats) = self.meta_gradient()?;
-        self.optimizer.ascend(&mut self.params, &grad);
-        self.iteration += 1;
+        self.ascend(&grad)?;
         stats.elapsed = start.elapsed();
         Ok(stats)
     }
@@ -589,6 +662,39 @@ mod tests {
         }
         let other = MetaConfig { seed: 8, ..cfg };
         assert_ne!(run_in_pool(2, other).0, p1, "the seed matters");
+    }
+
+    #[test]
+    fn tasks_computed_in_blocks_combine_to_the_same_gradient() {
+        // What `distributed` does across processes: blocks of tasks, then one reduction.
+        let cfg = MetaConfig {
+            tasks: 5,
+            control_variate: ControlVariate::PreAdaptation,
+            ..small_config(Algorithm::SgMrl, Order::Second)
+        };
+        let t = trainer(cfg);
+        let (whole, stats) = t.meta_gradient().unwrap();
+        let runs: Vec<TaskRun> = [0..2, 2..3, 3..5]
+            .into_iter()
+            .flat_map(|r| t.run_tasks(r).unwrap())
+            .collect();
+        let summaries: Vec<TaskSummary> = runs.iter().map(TaskSummary::of).collect();
+        let baselines = cfg.control_variate.baselines_of(&summaries);
+        let mut estimates = Vec::new();
+        let mut runs = runs.into_iter();
+        for (lo, hi) in [(0, 3), (3, 5)] {
+            let block: Vec<TaskRun> = runs.by_ref().take(hi - lo).collect();
+            estimates.extend(t.estimates(block, &baselines[lo..hi]));
+        }
+        let (split, split_stats) = t.combine(&summaries, &estimates).unwrap();
+        assert_eq!(whole, split);
+        assert_eq!(stats.grad_norm.to_bits(), split_stats.grad_norm.to_bits());
+        assert_eq!(stats.env_steps, split_stats.env_steps);
+        assert_eq!(
+            t.combine(&summaries[1..], &estimates[1..]).unwrap_err(),
+            TrainError::Shape,
+            "a missing task is refused"
+        );
     }
 
     #[test]
