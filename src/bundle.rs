@@ -148,6 +148,12 @@ impl TaskId {
     pub const NAV2D: Self = Self(1);
     /// 2-D point navigation with a discrete (softmax) action set.
     pub const NAV2D_DISCRETE: Self = Self(2);
+    /// MuJoCo HalfCheetah, random direction `d ∈ {−1, +1}` (the paper's Table 2).
+    pub const HALF_CHEETAH_DIR: Self = Self(3);
+    /// MuJoCo HalfCheetah, random target velocity `v* ~ U[0, 3]` (Table 2).
+    pub const HALF_CHEETAH_VEL: Self = Self(4);
+    /// MuJoCo Swimmer, random target velocity `v* ~ U[0.1, 0.2]` (Table 2).
+    pub const SWIMMER_VEL: Self = Self(5);
     /// The first id free for users.
     pub const FIRST_USER: Self = Self(0x100);
 

@@ -39,6 +39,8 @@ pub mod streams {
     pub const GOAL: u64 = 0x474F_414C;
     /// Marks the seed of a goal's adapter in a path.
     pub const ADAPT: u64 = 0x0041_4441_5054;
+    /// Marks a goal's environment stream (MuJoCo's reset noise) in a path.
+    pub const ENV: u64 = 0x0045_4E56;
 }
 
 /// A named, reproducible set of goals.
@@ -76,6 +78,11 @@ impl GoalSet {
         Nav2d::sample_goal(&mut self.rng(i, streams::GOAL))
     }
 
+    /// The stream of goal `i`'s environment (reset noise).
+    pub fn env_rng(&self, i: u64) -> Rng {
+        self.rng(i, streams::ENV)
+    }
+
     /// Seed of goal `i`'s adapter (names its sampling streams).
     pub fn adapter_seed(&self, i: u64) -> u64 {
         let mut r = self.rng(i, streams::ADAPT);
@@ -83,50 +90,125 @@ impl GoalSet {
     }
 }
 
-/// One goal's environment, for either task family.
-#[derive(Clone, Copy, Debug)]
+/// Where the goals' environments come from: the task family, built once per evaluation
+/// (a MuJoCo family compiles its model and pools its simulator states).
+#[derive(Clone, Debug)]
+pub enum EnvSource {
+    /// Continuous navigation.
+    Nav2d,
+    /// Discrete navigation.
+    Discrete,
+    /// A MuJoCo locomotion family (feature `mujoco`).
+    #[cfg(feature = "mujoco")]
+    Locomotion(crate::envs::LocomotionFamily),
+}
+
+impl EnvSource {
+    /// The source for `env`; MuJoCo tasks fail without the `mujoco` feature.
+    pub fn new(env: EnvName) -> Result<Self, EvalError> {
+        match env {
+            EnvName::Nav2d => Ok(Self::Nav2d),
+            EnvName::Nav2dDiscrete => Ok(Self::Discrete),
+            #[cfg(feature = "mujoco")]
+            EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+                crate::wiring::locomotion_family(env)
+                    .map(Self::Locomotion)
+                    .map_err(|e| EvalError::Env(e.to_string()))
+            }
+            #[cfg(not(feature = "mujoco"))]
+            EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+                Err(EvalError::Env(format!(
+                    "env {env} needs MuJoCo: run `cargo xtask setup-mujoco`, then build with `--features mujoco`"
+                )))
+            }
+        }
+    }
+
+    /// The environment of goal `goal`; `rng` drives its randomness (MuJoCo's reset noise).
+    /// A locomotion task is drawn from the goal's first coordinate, uniform on
+    /// `[−0.5, 0.5)`, by the inverse of the task distribution's CDF.
+    pub fn make(&self, goal: [f32; 2], #[allow(unused_variables)] rng: Rng) -> TaskEnv {
+        match self {
+            Self::Nav2d => TaskEnv::Nav2d(Nav2d::new(goal)),
+            Self::Discrete => TaskEnv::Discrete(Nav2dDiscrete::new(goal)),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(f) => {
+                use crate::envs::TaskFamily;
+                let task = f.kind().task_from_uniform((goal[0] + 0.5).clamp(0.0, 1.0));
+                TaskEnv::Locomotion(Box::new(f.make_env(&task, rng)))
+            }
+        }
+    }
+}
+
+/// One goal's environment, for any task family.
+#[derive(Debug)]
 pub enum TaskEnv {
     /// Continuous navigation.
     Nav2d(Nav2d),
     /// Discrete navigation.
     Discrete(Nav2dDiscrete),
+    /// A MuJoCo locomotion task.
+    #[cfg(feature = "mujoco")]
+    Locomotion(Box<crate::envs::locomotion::LocomotionEnv>),
 }
 
 impl TaskEnv {
-    /// The task of `env` with goal `goal`.
-    pub fn new(env: EnvName, goal: [f32; 2]) -> Self {
-        match env {
-            EnvName::Nav2d => Self::Nav2d(Nav2d::new(goal)),
-            EnvName::Nav2dDiscrete => Self::Discrete(Nav2dDiscrete::new(goal)),
-        }
+    /// The task of `env` with goal `goal` (the navigation tasks only; MuJoCo tasks come
+    /// from an [`EnvSource`]).
+    pub fn new(env: EnvName, goal: [f32; 2]) -> Result<Self, EvalError> {
+        Ok(EnvSource::new(env)?.make(goal, Rng::new(0)))
     }
 }
 
+/// Why a goal's environment failed (only a MuJoCo simulation can).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskEnvError {
+    /// The MuJoCo simulation failed (e.g. diverged).
+    #[cfg(feature = "mujoco")]
+    Locomotion(crate::envs::locomotion::LocomotionError),
+}
+
 impl Env for TaskEnv {
-    type Error = Infallible;
+    type Error = TaskEnvError;
     fn obs_dim(&self) -> usize {
         match self {
             Self::Nav2d(e) => e.obs_dim(),
             Self::Discrete(e) => e.obs_dim(),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(e) => e.obs_dim(),
         }
     }
     fn action_width(&self) -> usize {
         match self {
             Self::Nav2d(e) => e.action_width(),
             Self::Discrete(e) => e.action_width(),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(e) => e.action_width(),
         }
     }
-    fn reset(&mut self, obs: &mut [f32]) -> Result<(), Infallible> {
+    fn reset(&mut self, obs: &mut [f32]) -> Result<(), TaskEnvError> {
         match self {
-            Self::Nav2d(e) => e.reset(obs),
-            Self::Discrete(e) => e.reset(obs),
+            Self::Nav2d(e) => Ok(infallible(e.reset(obs))),
+            Self::Discrete(e) => Ok(infallible(e.reset(obs))),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(e) => e.reset(obs).map_err(TaskEnvError::Locomotion),
         }
     }
-    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> Result<Transition, Infallible> {
+    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> Result<Transition, TaskEnvError> {
         match self {
-            Self::Nav2d(e) => e.step(action, obs),
-            Self::Discrete(e) => e.step(action, obs),
+            Self::Nav2d(e) => Ok(infallible(e.step(action, obs))),
+            Self::Discrete(e) => Ok(infallible(e.step(action, obs))),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(e) => e.step(action, obs).map_err(TaskEnvError::Locomotion),
         }
+    }
+}
+
+fn infallible<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(t) => t,
+        Err(never) => match never {},
     }
 }
 
@@ -207,9 +289,12 @@ pub enum EvalError {
     Adapt {
         /// Goal index.
         goal: u64,
-        /// The adapter's error.
-        error: AdaptError,
+        /// The adapter's error, formatted.
+        error: String,
     },
+    /// The environment could not be built.
+    #[error("{0}")]
+    Env(String),
     /// Every goal's adaptation failed.
     #[error("adaptation produced non-finite parameters on every goal (is alpha too large?)")]
     AllFailed,
@@ -306,7 +391,7 @@ impl std::fmt::Display for EvalReport {
         if self.failed > 0 {
             writeln!(
                 f,
-                "  {} goal(s) left out: an adaptation step was non-finite",
+                "  {} goal(s) left out: an adaptation step was non-finite or the simulation diverged",
                 self.failed
             )?;
         }
@@ -337,11 +422,13 @@ pub fn run_goals(
     episodes: u16,
     record: bool,
 ) -> Result<Vec<GoalOutcome>, EvalError> {
+    let source = EnvSource::new(model.env)?;
     with_policy(
         &model.shape,
         Visitor {
             model,
             set,
+            source: &source,
             goals,
             episodes,
             record,
@@ -388,6 +475,7 @@ pub fn evaluate(
 struct Visitor<'a> {
     model: &'a Model,
     set: &'a GoalSet,
+    source: &'a EnvSource,
     goals: u32,
     episodes: u16,
     record: bool,
@@ -399,8 +487,18 @@ impl PolicyVisitor for Visitor<'_> {
         (0..u64::from(self.goals))
             .into_par_iter()
             .map(|i| {
-                adapt_goal::<P>(self.model, self.set, i, self.episodes, self.record)
-                    .map_err(|error| EvalError::Adapt { goal: i, error })
+                adapt_goal::<P>(
+                    self.model,
+                    self.set,
+                    self.source,
+                    i,
+                    self.episodes,
+                    self.record,
+                )
+                .map_err(|error| EvalError::Adapt {
+                    goal: i,
+                    error: error.to_string(),
+                })
             })
             .collect()
     }
@@ -410,10 +508,11 @@ impl PolicyVisitor for Visitor<'_> {
 fn adapt_goal<P: Policy + Default>(
     model: &Model,
     set: &GoalSet,
+    source: &EnvSource,
     i: u64,
     episodes: u16,
     record: bool,
-) -> Result<GoalOutcome, AdaptError> {
+) -> Result<GoalOutcome, String> {
     let goal = set.goal(i);
     let recipe = model.recipe;
     let mut memory = vec![0.0f32; recipe.memory(&P::SHAPE).total_floats()];
@@ -424,17 +523,20 @@ fn adapt_goal<P: Policy + Default>(
         recipe,
         &mut memory,
         set.adapter_seed(i),
-    )?;
-    let mut env = Recorder::new(TaskEnv::new(model.env, goal));
-    let returns = match adapter.run(&mut env) {
-        Ok(report) => {
-            let after = adapter.evaluate(&mut env, episodes)?;
-            let mut r = report.step_returns.to_vec();
-            r.push(after);
-            Some(r)
-        }
-        Err(AdaptError::NonFiniteStep) => None,
-        Err(e) => return Err(e),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut env = Recorder::new(source.make(goal, set.env_rng(i)));
+    let outcome = adapter.run(&mut env).and_then(|report| {
+        let after = adapter.evaluate(&mut env, episodes)?;
+        let mut r = report.step_returns.to_vec();
+        r.push(after);
+        Ok(r)
+    });
+    // A non-finite step or a diverged simulation leaves this goal out (counted).
+    let returns = match outcome {
+        Ok(r) => Some(r),
+        Err(AdaptError::NonFiniteStep | AdaptError::Env(_)) => None,
+        Err(e) => return Err(e.to_string()),
     };
     let env_steps = env
         .episodes

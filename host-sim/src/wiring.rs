@@ -24,7 +24,31 @@ fn build(c: &Config) -> anyhow::Result<EngineInit> {
     match c.env {
         EnvName::Nav2d => build_for(c, Nav2dFamily),
         EnvName::Nav2dDiscrete => build_for(c, Nav2dDiscreteFamily),
+        EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+            build_for(c, locomotion_family(c.env)?)
+        }
     }
+}
+
+/// The MuJoCo family of a Table 2 env name.
+#[cfg(feature = "mujoco")]
+pub fn locomotion_family(env: EnvName) -> anyhow::Result<crate::envs::LocomotionFamily> {
+    use crate::envs::{Locomotion, LocomotionFamily};
+    let kind = match env {
+        EnvName::HalfCheetahDir => Locomotion::HalfCheetahDirection,
+        EnvName::HalfCheetahVel => Locomotion::HalfCheetahVelocity,
+        EnvName::SwimmerVel => Locomotion::SwimmerVelocity,
+        EnvName::Nav2d | EnvName::Nav2dDiscrete => bail!("{env} is not a MuJoCo task"),
+    };
+    Ok(LocomotionFamily::new(kind)?)
+}
+
+/// Without the `mujoco` feature the MuJoCo tasks are named but cannot run.
+#[cfg(not(feature = "mujoco"))]
+pub fn locomotion_family(env: EnvName) -> anyhow::Result<Nav2dFamily> {
+    bail!(
+        "env {env} needs MuJoCo: run `cargo xtask setup-mujoco`, then build with `--features mujoco`"
+    )
 }
 
 fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<EngineInit> {
@@ -68,6 +92,13 @@ impl<F: TaskFamily> Engine for MetaEngine<F> {
             .set_state(params, iteration)
             .map_err(|e| anyhow!("{e}"))?;
         let s = self.0.step().map_err(|e| anyhow!("{e}"))?;
+        if let Some((task, e)) = s.unstable.first() {
+            eprintln!(
+                "warning: iteration {iteration}: {} of {} tasks left out, their simulation diverged (task {task}: {e})",
+                s.unstable.len(),
+                self.0.config().tasks
+            );
+        }
         params.copy_from_slice(self.0.params());
         Ok(IterationStats {
             return_before: s.return_before,

@@ -168,6 +168,8 @@ pub enum TrainError {
     Advantage(EstimatorError),
     /// The meta-gradient has a NaN or infinite entry.
     NonFiniteGradient,
+    /// Every task's simulation diverged (the first error).
+    AllUnstable(String),
 }
 
 impl core::fmt::Display for TrainError {
@@ -179,6 +181,7 @@ impl core::fmt::Display for TrainError {
             Self::Sample(e) => write!(f, "sampling: {e}"),
             Self::Advantage(e) => write!(f, "advantages: {e}"),
             Self::NonFiniteGradient => f.write_str("non-finite meta-gradient"),
+            Self::AllUnstable(e) => write!(f, "every task's simulation diverged, e.g. {e}"),
         }
     }
 }
@@ -198,7 +201,7 @@ impl From<EstimatorError> for TrainError {
 
 /// What one meta-iteration measured. Returns are means over the meta-batch's tasks of
 /// per-episode means.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IterationStats {
     /// Index of the iteration (0-based).
     pub iteration: u64,
@@ -214,6 +217,8 @@ pub struct IterationStats {
     pub grad_norm: f64,
     /// Wall time of the iteration.
     pub elapsed: Duration,
+    /// Tasks left out because their simulation diverged: `(task index, error)`.
+    pub unstable: Vec<(usize, String)>,
 }
 
 /// Meta-trains a policy on a task family.
@@ -351,11 +356,30 @@ impl<F: TaskFamily> MetaTrainer<F> {
     pub fn meta_gradient(&self) -> Result<(Vec<f32>, IterationStats), TrainError> {
         let start = Instant::now();
         let cfg = &self.config;
-        let b = cfg.tasks;
-        let runs: Vec<TaskRun> = (0..b)
+        let results: Vec<Result<TaskRun, TrainError>> = (0..cfg.tasks)
             .into_par_iter()
             .map(|i| self.run_task(i))
-            .collect::<Result<_, _>>()?;
+            .collect();
+        // A task whose simulation diverged is left out of this meta-batch (the others'
+        // mean is still an unbiased estimate); any other failure fails the iteration.
+        let mut runs = Vec::with_capacity(results.len());
+        let mut unstable = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(run) => runs.push(run),
+                Err(TrainError::Sample(SampleError::Unstable(e))) => unstable.push((i, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        if runs.is_empty() {
+            let first = unstable
+                .into_iter()
+                .next()
+                .map(|(_, e)| e)
+                .unwrap_or_default();
+            return Err(TrainError::AllUnstable(first));
+        }
+        let b = runs.len();
 
         let jts: Vec<f32> = runs.iter().map(|r| r.outer.jt).collect();
         let pre: Vec<Option<f32>> = runs.iter().map(|r| r.pre_adaptation_return).collect();
@@ -381,6 +405,7 @@ impl<F: TaskFamily> MetaTrainer<F> {
                 .sum(),
             grad_norm: 0.0,
             elapsed: Duration::ZERO,
+            unstable,
         };
 
         let c = cfg.recipe.step_scale();
