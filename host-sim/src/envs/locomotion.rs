@@ -208,9 +208,22 @@ impl core::fmt::Debug for LocomotionFamily {
 impl LocomotionFamily {
     /// Loads the family's model after checking the MuJoCo version.
     pub fn new(kind: Locomotion) -> Result<Self, LocomotionError> {
+        Self::build(kind, None)
+    }
+
+    /// The same family with another physics timestep (seconds; the models' own is 0.01).
+    /// A far too large one makes the simulation diverge for real, which the tests use.
+    pub fn with_timestep(kind: Locomotion, timestep: f64) -> Result<Self, LocomotionError> {
+        Self::build(kind, Some(timestep))
+    }
+
+    fn build(kind: Locomotion, timestep: Option<f64>) -> Result<Self, LocomotionError> {
         check_version(mujoco_rs::mujoco_version())?;
-        let model = MjModel::from_xml_string(kind.xml())
+        let mut model = MjModel::from_xml_string(kind.xml())
             .map_err(|e| LocomotionError::Model(crate::config::one_line(&format!("{e:?}"))))?;
+        if let Some(t) = timestep {
+            model.opt_mut().timestep = t;
+        }
         let dt = model.ffi().opt.timestep * kind.frame_skip() as f64;
         Ok(Self {
             kind,
