@@ -5,7 +5,8 @@
 //!   when missing, then formatting, clippy, the
 //!   workspace tests, the core's no_std builds for three Cortex-M targets (with and without
 //!   `defmt`), the panic-symbol check, the QEMU firmware and its on-target tests, and a tiny
-//!   end-to-end training run.
+//!   end-to-end training run, and the MuJoCo tasks (`setup-mujoco`, then clippy, their
+//!   tests and a few meta-iterations of each Table 2 task with host-sim's `mujoco` feature).
 //! - `cargo xtask setup` — only the installs.
 //! - `cargo xtask setup-mujoco` — MuJoCo 3.17.0 and the HalfCheetah / Swimmer model files
 //!   from PyPI into `target/mujoco/` (for host-sim's `mujoco` feature).
@@ -187,6 +188,12 @@ struct Step {
 fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     let skip_qemu = flags.iter().any(|f| f == "--skip-qemu");
     let skip_train = flags.iter().any(|f| f == "--skip-train");
+    if let Some(f) = flags
+        .iter()
+        .find(|f| !["--skip-qemu", "--skip-train", "--skip-mujoco"].contains(&f.as_str()))
+    {
+        return Err(format!("unknown flag {f}"));
+    }
     setup()?;
     let mut steps: Vec<Step> = Vec::new();
     let mut check = |name: &str, f: &mut dyn FnMut() -> Result<(), String>| {
@@ -327,6 +334,12 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             )
         });
     }
+    if !flags.iter().any(|f| f == "--skip-mujoco") {
+        check(
+            "MuJoCo tasks (setup, clippy, tests, Table 2 smoke)",
+            &mut || mujoco_checks(root),
+        );
+    }
     eprintln!();
     for s in &steps {
         eprintln!(
@@ -465,5 +478,34 @@ for m in {models:?}:
     )?;
     std::fs::write(&stamp, want).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
     eprintln!("xtask: MuJoCo {MUJOCO_VERSION} set up in {}", dir.display());
+    Ok(())
+}
+
+/// The MuJoCo part of `test`: fetch the library, then lint and test host-sim with the
+/// `mujoco` feature and run a few meta-iterations of each Table 2 task.
+fn mujoco_checks(root: &Path) -> Result<(), String> {
+    setup_mujoco(root)?;
+    let feature = ["-p", "sgmrl-host", "--release", "--features", "mujoco"];
+    let with = |cmd: &str, extra: &[&str]| -> Vec<String> {
+        let mut v = vec![cmd.to_owned()];
+        v.extend(feature.iter().map(|s| s.to_string()));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let out = root.join("target/xtask-table2-tiny");
+    let _ = std::fs::remove_dir_all(&out);
+    let out = out.to_string_lossy().into_owned();
+    for args in [
+        with("clippy", &["--all-targets", "--", "-D", "warnings"]),
+        with("test", &["--lib", "envs::locomotion"]),
+        with("test", &["--test", "locomotion"]),
+        with(
+            "run",
+            &["--", "reproduce", "table2", "--tiny", "-q", "-o", &out],
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(root, "cargo", &args, &[])?;
+    }
     Ok(())
 }

@@ -33,6 +33,7 @@
 //! velocity — fails with [`LocomotionError::Unstable`]; [`TaskFamily::is_unstable`] tells
 //! the trainer to drop that task from the meta-batch rather than stop.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mujoco_rs::mujoco_c::mjtWarning;
@@ -194,6 +195,7 @@ pub struct LocomotionFamily {
     model: Arc<MjModel>,
     pool: Arc<Mutex<Vec<Data>>>,
     dt: f64,
+    physics_ns: Arc<AtomicU64>,
 }
 
 impl core::fmt::Debug for LocomotionFamily {
@@ -230,6 +232,7 @@ impl LocomotionFamily {
             model: Arc::new(model),
             pool: Arc::new(Mutex::new(Vec::new())),
             dt,
+            physics_ns: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -241,6 +244,12 @@ impl LocomotionFamily {
     /// Seconds of simulated time per action (`timestep × frame skip`).
     pub fn dt(&self) -> f64 {
         self.dt
+    }
+
+    /// CPU seconds (thread CPU time) spent inside MuJoCo's `mj_step` by all of this
+    /// family's environments so far, summed over threads (for the speed benchmark).
+    pub fn physics_seconds(&self) -> f64 {
+        self.physics_ns.load(Ordering::Relaxed) as f64 * 1e-9
     }
 
     /// Simulator states waiting in the pool (made earlier, not in use now).
@@ -274,6 +283,7 @@ impl TaskFamily for LocomotionFamily {
             dt: self.dt,
             data: self.take_data(),
             pool: Arc::clone(&self.pool),
+            physics_ns: Arc::clone(&self.physics_ns),
             rng,
             steps: 0,
             action: vec![0.0; self.kind.action_dim()],
@@ -292,6 +302,7 @@ pub struct LocomotionEnv {
     dt: f64,
     data: Option<Data>,
     pool: Arc<Mutex<Vec<Data>>>,
+    physics_ns: Arc<AtomicU64>,
     rng: Rng,
     steps: u32,
     action: Vec<f64>,
@@ -413,11 +424,20 @@ impl Env for LocomotionEnv {
         let d = self.data.as_mut().ok_or(LocomotionError::Allocation)?;
         let x0 = d.qpos().first().copied().unwrap_or(0.0);
         d.ctrl_mut().copy_from_slice(&self.action);
+        let start = crate::bench::thread_cpu_time();
+        let mut diverged = None;
         for _ in 0..self.kind.frame_skip() {
             d.step();
-            if let Some(what) = instability(d) {
-                return Err(LocomotionError::Unstable { step, what });
+            diverged = instability(d);
+            if diverged.is_some() {
+                break;
             }
+        }
+        let spent = crate::bench::thread_cpu_time().saturating_sub(start);
+        let ns = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+        self.physics_ns.fetch_add(ns, Ordering::Relaxed);
+        if let Some(what) = diverged {
+            return Err(LocomotionError::Unstable { step, what });
         }
         let x1 = d.qpos().first().copied().unwrap_or(0.0);
         let reward = self.kind.reward(self.task, x1 - x0, self.dt, &self.action);
