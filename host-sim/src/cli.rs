@@ -1003,9 +1003,12 @@ const TABLE2_REDUCED: [&str; 9] = [
     "eval.validate_every=0",
 ];
 
+/// `(env, ζ, SG-MRL mean ± s.d., MAML mean ± s.d.)`.
+type PaperCell = (EnvName, u16, (f64, f64), (f64, f64));
+
 /// The paper's Table 2 (`experiments.md`): `(env, ζ, SG-MRL, MAML)`, mean ± s.d. over 4
 /// seeds. The Swimmer numbers come from the companion code's `+|v − v*|` reward.
-const PAPER_TABLE2: [(EnvName, u16, (f64, f64), (f64, f64)); 9] = [
+const PAPER_TABLE2: [PaperCell; 9] = [
     (
         EnvName::HalfCheetahDir,
         1,
@@ -1143,7 +1146,7 @@ fn cmd_reproduce_table2(
                         best.push(v);
                     }
                     failed += report.failed;
-                    curve_specs.push(format!("{alg} ζ={zeta}={}", dir.display()));
+                    curve_specs.push(format!("{alg} z{zeta}={}", dir.display()));
                 }
                 rows.push(Table2Row {
                     env: env.name().into(),

@@ -189,8 +189,14 @@ impl Env for TaskEnv {
     }
     fn reset(&mut self, obs: &mut [f32]) -> Result<(), TaskEnvError> {
         match self {
-            Self::Nav2d(e) => Ok(infallible(e.reset(obs))),
-            Self::Discrete(e) => Ok(infallible(e.reset(obs))),
+            Self::Nav2d(e) => {
+                infallible(e.reset(obs));
+                Ok(())
+            }
+            Self::Discrete(e) => {
+                infallible(e.reset(obs));
+                Ok(())
+            }
             #[cfg(feature = "mujoco")]
             Self::Locomotion(e) => e.reset(obs).map_err(TaskEnvError::Locomotion),
         }

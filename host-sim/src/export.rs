@@ -463,9 +463,9 @@ mod tests {
     }
 
     /// The paper's Table 2 policies (17→100→100→6 HalfCheetah, 8→100→100→2 Swimmer) are
-    /// valid bundles: the core parses them and states their adapter RAM. The numbers are
-    /// the ones docs/results.md quotes (ζ = 1 needs the accumulator and the batch; ζ = 3 a
-    /// second parameter copy too).
+    /// valid bundles: the core parses them and states their adapter RAM (bytes; the
+    /// numbers docs/locomotion.md quotes). The batch of 20 episodes × 200 steps the GAE rule
+    /// buffers dominates; ζ > 1 adds a second parameter copy.
     #[test]
     fn locomotion_bundles_parse_and_state_their_device_ram() {
         let mut seen = Vec::new();
@@ -488,10 +488,10 @@ mod tests {
         assert_eq!(
             seen,
             [
-                ("half-cheetah-dir", 1, 12_512, 50_132, 0),
-                ("half-cheetah-vel", 3, 12_512, 50_132, 0),
-                ("swimmer-vel", 1, 11_104, 44_500, 0),
-                ("swimmer-vel", 3, 11_104, 44_500, 0),
+                ("half-cheetah-dir", 1, 12_512, 50_128, 441_960),
+                ("half-cheetah-vel", 3, 12_512, 50_128, 492_008),
+                ("swimmer-vel", 1, 11_204, 44_896, 224_336),
+                ("swimmer-vel", 3, 11_204, 44_896, 269_152),
             ]
         );
     }

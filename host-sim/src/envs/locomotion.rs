@@ -379,7 +379,7 @@ fn instability(d: &Data) -> Option<&'static str> {
             return Some(what);
         }
     }
-    let bad = |x: &f64| !(x.abs() <= MAX_STATE);
+    let bad = |x: &f64| !x.is_finite() || x.abs() > MAX_STATE;
     if d.qpos().iter().any(bad) || d.qvel().iter().any(bad) {
         return Some("non-finite or huge position or velocity");
     }
