@@ -2,7 +2,7 @@
 //!
 //! [`Adapter`] starts from the meta-parameters (read in place, e.g. from a bundle in flash;
 //! never written) and turns the episodes it experiences into ζ gradient-ascent steps
-//! `θ_k = θ_{k−1} + c·Σ_τ Σ_h A_h ∇log π(a_h|s_h; θ_{k−1})`, with `c = recipe.step_scale()`
+//! `θ_k = θ_{k−1} + (α/n)·Σ_τ Σ_h A_h ∇log π(a_h|s_h; θ_{k−1})`, with `α/n = recipe.alpha_per_sample()`
 //! and the recipe's advantage rule. After the last step it keeps acting with the adapted
 //! policy. It can be driven two ways:
 //! - **tick by tick**, from a robot's control loop or an async task: [`Adapter::act`] with an
@@ -11,8 +11,8 @@
 //! - **blocking**, [`Adapter::run`] on an [`Env`], which does exactly those calls.
 //!
 //! # Memory
-//! Everything lives in one caller-provided `&mut [f32]` of `recipe.memory(&P::SHAPE)
-//! .total_floats()` scalars: the gradient accumulator (`P`), the adapted parameters (`P`,
+//! Everything lives in one caller-provided `&mut [f32]` of
+//! [`Memory::for_recipe`]`(&recipe, &P::SHAPE).total_floats()` scalars: the gradient accumulator (`P`), the adapted parameters (`P`,
 //! only when ζ > 1: with ζ = 1 they are formed inside the accumulator), the episode
 //! buffer (one episode for streaming advantage rules, the whole batch otherwise), and the
 //! policy's hidden-layer activations and deltas (so that the stack the adapter takes does
@@ -33,12 +33,17 @@
 //! before returning an error; a caller driving [`Adapter::act`] tick by tick sends it when
 //! any call returns an error. `crate::faults` injects the failures these paths handle.
 
+use crate::advantage::Advantages;
 use crate::bundle::{Bundle, BundleError};
 use crate::env::Env;
-use crate::estimator::{self, Advantages, Episode, EstimatorError};
+use crate::episode::Episode;
+use crate::estimator::{self, EstimatorError};
 use crate::policy::{LeF32s, ParamSource, Policy, PolicyError, dense};
-use crate::recipe::{Advantage, Memory, Recipe, RecipeError};
+use crate::recipe::{Advantage, Recipe, RecipeError};
 use crate::rng::Rng;
+
+mod memory;
+pub use memory::Memory;
 
 /// Largest observation or action length the adapter handles (stack buffers).
 pub const MAX_IO: usize = 32;
@@ -269,7 +274,7 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
 
     /// Memory this adapter uses, by purpose.
     pub fn memory(&self) -> Memory {
-        self.recipe.memory(&P::SHAPE)
+        Memory::for_recipe(&self.recipe, &P::SHAPE)
     }
 
     /// Calls `f` with the current parameters, wherever they live.
@@ -288,7 +293,7 @@ impl<'m, P: Policy, M: ParamSource<f32>> Adapter<'m, P, M> {
 
 impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// An adapter for `policy` starting at `meta`, following `recipe`, using `memory` (at
-    /// least `recipe.memory(&P::SHAPE).total_floats()` scalars). `baseline` is the
+    /// least `Memory::for_recipe(&recipe, &P::SHAPE).total_floats()` scalars). `baseline` is the
     /// per-time-step table, required exactly when the recipe's rule is
     /// [`Advantage::TimeBaseline`]. `seed` names the random streams.
     pub fn new(
@@ -313,7 +318,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         if P::OBS_DIM > MAX_IO || P::ACTION_WIDTH > MAX_IO {
             return Err(AdaptError::TooWide);
         }
-        let need = recipe.memory(&shape);
+        let need = Memory::for_recipe(&recipe, &shape);
         let got = memory.len();
         let err = AdaptError::Memory {
             needed: need.total_floats(),
@@ -712,7 +717,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         Ok(())
     }
 
-    /// `θ ← θ + c·g`, only if the result is usable (see [`Adapter::step_is_usable`]).
+    /// `θ ← θ + (α/n)·g`, only if the result is usable (see [`Adapter::step_is_usable`]).
     ///
     /// The stepped parameters are formed in the accumulator (its gradient is not needed
     /// afterwards), tried there, and only then made current: with ζ = 1 the accumulator
@@ -722,16 +727,16 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// frame (the trial's) is not on the stack while the gradient is computed.
     #[inline(never)]
     fn apply_step(&mut self) -> Result<(), AdaptError> {
-        let c = self.recipe.step_scale();
+        let alpha_per_sample = self.recipe.alpha_per_sample();
         match self.current {
             Current::Meta => {
                 for (g, p) in self.grad.iter_mut().zip(self.meta.values()) {
-                    *g = p + c * *g;
+                    *g = p + alpha_per_sample * *g;
                 }
             }
             Current::InParams => {
                 for (g, &p) in self.grad.iter_mut().zip(self.params.iter()) {
-                    *g = p + c * *g;
+                    *g = p + alpha_per_sample * *g;
                 }
             }
             Current::InGrad => return Err(AdaptError::NonFiniteStep),
@@ -1161,7 +1166,7 @@ mod tests {
     }
 
     fn memory_for<P: Policy>(r: &Recipe) -> Vec<f32> {
-        vec![0.0; r.memory(&P::SHAPE).total_floats()]
+        vec![0.0; Memory::for_recipe(r, &P::SHAPE).total_floats()]
     }
 
     /// One recorded step: observation, raw action, reward.
@@ -1194,7 +1199,7 @@ mod tests {
     fn memory_is_split_exactly_and_short_memory_is_refused() {
         let meta = meta_params::<Pol>(1);
         let r = recipe();
-        let need = r.memory(&Pol::SHAPE).total_floats();
+        let need = Memory::for_recipe(&r, &Pol::SHAPE).total_floats();
         // ζ = 1, streaming: P + one episode (the lower bound), and the hidden layer's
         // activations and deltas (8 + 8).
         assert_eq!(
@@ -1293,7 +1298,7 @@ mod tests {
         assert!(ad.with_params(|p| matches!(p, ParamsRef::Meta(_))));
     }
 
-    /// The adapter's step equals `θ₀ + c·batch_gradient(θ₀, episodes)` computed independently
+    /// The adapter's step equals `θ₀ + (α/n)·batch_gradient(θ₀, episodes)` computed independently
     /// by the estimator on the same episodes, for a streaming and for batch rules.
     #[test]
     fn step_equals_estimator_on_recorded_episodes() {
@@ -1363,9 +1368,9 @@ mod tests {
                 &mut scratch,
             )
             .unwrap();
-            let c = r.step_scale();
+            let alpha_per_sample = r.alpha_per_sample();
             for ((&m, &gi), &a) in meta.iter().zip(&g).zip(&adapted) {
-                let want = m + c * gi;
+                let want = m + alpha_per_sample * gi;
                 // Raw actions were recovered through a/0.1, which rounds: allow float noise.
                 assert!(
                     (want - a).abs() <= 1e-4 * (1.0 + want.abs()),

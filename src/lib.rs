@@ -6,29 +6,42 @@
 //! function goes through `libm`, except `f32` tanh: a rational function in plain `f32`
 //! arithmetic, [`math::tanh_f32`], just as reproducible and four times cheaper).
 //!
-//! # The layers, bottom up
+//! # The layers
 //! ```text
 //!  bundle bytes (flash) ──parse once──► Bundle ──► policy shape, recipe, meta-params (LeF32s)
 //!                                                         │
-//!  Env (sim/ or a robot) ── obs ──► Adapter ── action ──► Env
-//!                          ◄─ reward ─┘  │ episodes (data)
+//!  Env (sim/ or a robot) ── obs ──► Adapter ── action ──► Env        (its RAM: adapt::Memory)
+//!                          ◄─ reward ─┘  │ episodes, as data (episode)
 //!                                        ▼
-//!                         estimator: advantages + Σ w·∇log π   ──► θ ← θ + c·g  (ζ times)
+//!                  advantage: the recipe's rule, rewards → per-step weights w_h (never θ)
+//!                                        ▼
+//!                  estimator: g = Σ w·∇log π   ──► θ ← θ + alpha_per_sample·g  (ζ times)
 //!                                        │
 //!                              policy: log π, ∇log π over a flat [f32]  (math: Real, libm)
 //! ```
+//! Bottom up — each module imports only modules listed before it (no import cycle;
+//! `scripts/check-import-cycles.py`, run by `cargo xtask test`, fails on one):
 //! - [`math`], [`dual`]: the scalar trait every computation is generic over (`f32` on the
 //!   device; `f64` and dual numbers for exact tests and Hessian-vector products on the host).
 //! - [`rng`]: seeded xoshiro streams; uniform, Gaussian and categorical draws.
+//! - [`name`]: the typed error of an unknown name; each enum (`Distribution`, `Advantage`,
+//!   `LossScale`) defines its names once, in its `name()`, and parses them back.
 //! - [`policy`]: the flat parameter layout and the policies (`SoftmaxLinear`, `SoftmaxMlp`,
 //!   `GaussianMlp`), reading parameters from RAM or straight from flash bytes.
 //! - [`recipe`]: the adaptation rule meta-training optimised for (α, ζ, batch, horizon, γ,
-//!   advantage rule, loss scaling, action mapping) and the RAM it needs.
-//! - [`estimator`]: the policy gradient of a batch of episodes given as data.
+//!   advantage rule, loss scaling, action mapping), as plain data with its validation and
+//!   `alpha_per_sample = α/n` (`n` = `N` or `N·H`, the loss scaling's count).
+//! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families
+//!   (`Nav2d`, which uses the recipe's action map).
+//! - [`estimator_error`]: the one typed error of everything that reads episodes;
+//!   [`episode`]: one episode as data (observations, actions on the wire, rewards).
+//! - [`advantage`]: the advantage rules that turn a batch's rewards into per-step weights
+//!   `w_h`, with their scratch sizes and the linear baseline's features.
+//! - [`estimator`]: the estimator proper, `Σ w·∇log π` over a batch of episodes.
 //! - [`bundle`]: the checked binary format that carries shape, recipe and parameters (its
 //!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
-//! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families (`Nav2d`).
-//! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps.
+//! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps, and
+//!   the RAM it needs ([`adapt::Memory`]).
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
 //!
 //! # Features
@@ -62,13 +75,17 @@
 extern crate std;
 
 pub mod adapt;
+pub mod advantage;
 pub mod bundle;
 mod crc32;
 pub mod dual;
 pub mod env;
+pub mod episode;
 pub mod estimator;
+pub mod estimator_error;
 pub mod faults;
 pub mod math;
+pub mod name;
 pub mod policy;
 pub mod recipe;
 pub mod rng;

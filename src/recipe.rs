@@ -5,7 +5,8 @@
 //! advantage rule, loss scaling, action mapping). It travels inside the bundle so that the
 //! objective trained on the laptop is the one realised on the robot.
 
-use crate::policy::{Distribution, PolicyShape};
+use crate::name::{self, UnknownName};
+use crate::policy::Distribution;
 
 /// How the per-step weight of `∇ log π(a_h|s_h)` is formed from rewards.
 ///
@@ -27,21 +28,94 @@ pub enum Advantage {
     /// discounted returns (features `obs, obs², t/H', (t/H')², (t/H')³, 1` with `H' = 100`
     /// and `obs` clipped to ±10, as in the paper's code; ridge with retries). Discounts
     /// relative to each step (`γ^{t'−t}`), unlike the other rules: see
-    /// [`crate::estimator`]. Needs the whole batch in RAM.
+    /// [`crate::advantage`]. Needs the whole batch in RAM.
     LinearFeatureGae {
         /// GAE's λ in `[0, 1]`.
         lambda: f32,
     },
 }
 
+impl Advantage {
+    /// One value of each rule, in declaration order (GAE with λ = 0).
+    pub const RULES: [Self; 4] = [
+        Self::RewardToGo,
+        Self::TimeBaseline,
+        Self::BatchMeanBaseline,
+        Self::LinearFeatureGae { lambda: 0.0 },
+    ];
+    /// [`Advantage::name`] of each of [`Advantage::RULES`].
+    pub const NAMES: [&'static str; 4] = [
+        Self::RULES[0].name(),
+        Self::RULES[1].name(),
+        Self::RULES[2].name(),
+        Self::RULES[3].name(),
+    ];
+
+    /// The rule's name as users see it in flags, configuration files and JSON.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::RewardToGo => "reward-to-go",
+            Self::TimeBaseline => "time-baseline",
+            Self::BatchMeanBaseline => "batch-mean",
+            Self::LinearFeatureGae { .. } => "gae",
+        }
+    }
+
+    /// The rule named `name`; `lambda` is GAE's λ (ignored by the other rules). Not
+    /// validated: [`Recipe::validate`] checks λ.
+    pub fn from_name(name: &str, lambda: f32) -> Result<Self, UnknownName> {
+        let rule = name::find(
+            &Self::RULES,
+            Self::name,
+            name,
+            "advantage rule",
+            &Self::NAMES,
+        )?;
+        Ok(match rule {
+            Self::LinearFeatureGae { .. } => Self::LinearFeatureGae { lambda },
+            other => other,
+        })
+    }
+
+    /// GAE's λ, for `LinearFeatureGae`.
+    pub const fn lambda(&self) -> Option<f32> {
+        match self {
+            Self::LinearFeatureGae { lambda } => Some(*lambda),
+            _ => None,
+        }
+    }
+}
+
 /// What a batch's summed score terms are divided by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum LossScale {
     /// Divide by the number of episodes `N` (the paper's eq. 5).
     PerEpisode,
     /// Divide by `N·H`, the mean over all time steps as in the paper's released code.
     PerStep,
+}
+
+impl LossScale {
+    /// Every loss scaling, in declaration order.
+    pub const ALL: [Self; 2] = [Self::PerEpisode, Self::PerStep];
+    /// [`LossScale::name`] of each of [`LossScale::ALL`].
+    pub const NAMES: [&'static str; 2] = [Self::ALL[0].name(), Self::ALL[1].name()];
+
+    /// The name users see (`per-episode`, `per-step`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::PerEpisode => "per-episode",
+            Self::PerStep => "per-step",
+        }
+    }
+}
+
+impl core::str::FromStr for LossScale {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        name::find(&Self::ALL, |l| l.name(), s, "loss scaling", &Self::NAMES)
+    }
 }
 
 /// Maps a Gaussian policy's raw sample `u` to the action the environment receives:
@@ -201,96 +275,15 @@ impl Recipe {
             )
     }
 
-    /// The factor a summed batch gradient is multiplied by before the step: `α/N` or
-    /// `α/(N·H)`.
-    pub fn step_scale(&self) -> f32 {
+    /// `alpha_per_sample = α/n`: the factor a summed batch gradient is multiplied by before
+    /// the step, α divided by the loss scaling's count of samples `n` (`N` episodes for
+    /// [`LossScale::PerEpisode`], `N·H` steps for [`LossScale::PerStep`]).
+    pub fn alpha_per_sample(&self) -> f32 {
         let n = f32::from(self.episodes);
         match self.loss {
             LossScale::PerEpisode => self.alpha / n,
             LossScale::PerStep => self.alpha / (n * f32::from(self.horizon)),
         }
-    }
-
-    /// RAM the adapter needs for `shape` under this recipe, split by purpose.
-    ///
-    /// The arithmetic saturates at `usize::MAX`: on a 32-bit target a recipe can ask for
-    /// more scalars than `usize` counts (e.g. `N = H = 65535` with normalisation), and an
-    /// adapter must then refuse it rather than size its buffers from a wrapped number.
-    pub const fn memory(&self, shape: &PolicyShape) -> Memory {
-        let p = shape.n_params();
-        let h = self.horizon as usize;
-        let obs = shape.obs_dim as usize;
-        // One step record: observation, action on the wire, reward (later its weight).
-        let per_step = obs.saturating_add(shape.action_width()).saturating_add(1);
-        let episodes_held = if self.needs_batch() {
-            self.episodes as usize
-        } else {
-            1
-        };
-        // Batch rules also keep each episode's length.
-        let mut episode_floats = episodes_held.saturating_mul(h).saturating_mul(per_step);
-        if self.needs_batch() {
-            episode_floats = episode_floats.saturating_add(self.episodes as usize);
-        }
-        // The rule's own statistics (per-step sums, or the baseline's normal equations);
-        // weights overwrite the rewards in place, so no per-step weight buffer.
-        episode_floats = episode_floats.saturating_add(crate::estimator::advantage_scratch_len(
-            self.advantage,
-            h,
-            obs,
-        ));
-        Memory {
-            // ζ = 1 forms θ₁ = θ₀ + c·g inside the accumulator (θ₀ is read from flash).
-            params_floats: if self.steps > 1 { p } else { 0 },
-            grad_floats: p,
-            episode_floats,
-            scratch_floats: shape.hidden_scratch_len(),
-        }
-    }
-}
-
-/// Number of features of the linear baseline for an observation of length `obs`.
-pub const fn linear_feature_count(obs: usize) -> usize {
-    2 * obs + 4
-}
-
-/// RAM requirement of an adapter, in `f32` scalars.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Memory {
-    /// Adapted parameters (0 when ζ = 1: they are formed in the accumulator).
-    pub params_floats: usize,
-    /// Gradient accumulator (`P`).
-    pub grad_floats: usize,
-    /// Episode or batch buffer, with whatever the advantage rule needs.
-    pub episode_floats: usize,
-    /// The policy's hidden-layer activations and deltas while it acts or takes a gradient
-    /// ([`PolicyShape::hidden_scratch_len`]: `2·(hidden[0] + hidden[1])`), here rather
-    /// than on the stack, so that the adapter's stack does not grow with the network's
-    /// width.
-    pub scratch_floats: usize,
-}
-
-impl Memory {
-    /// Total scalars: the length of the buffer to hand to the adapter (saturating).
-    pub const fn total_floats(&self) -> usize {
-        self.params_floats
-            .saturating_add(self.grad_floats)
-            .saturating_add(self.episode_floats)
-            .saturating_add(self.scratch_floats)
-    }
-    /// Total bytes (saturating).
-    pub const fn total_bytes(&self) -> usize {
-        self.total_floats().saturating_mul(4)
-    }
-    /// The yardstick of DESIGN.md: `P` floats plus one episode buffer (saturating).
-    pub const fn lower_bound_floats(shape: &PolicyShape, horizon: u16) -> usize {
-        let per_step = (shape.obs_dim as usize)
-            .saturating_add(shape.action_width())
-            .saturating_add(1);
-        shape
-            .n_params()
-            .saturating_add((horizon as usize).saturating_mul(per_step))
     }
 }
 
@@ -394,40 +387,30 @@ mod tests {
     }
 
     #[test]
-    fn memory_streams_for_one_step_and_buffers_batches() {
-        let shape = PolicyShape {
-            distribution: Distribution::Gaussian,
-            obs_dim: 2,
-            hidden: [16, 0],
-            act_dim: 2,
-        };
-        let m = base().memory(&shape);
-        let p = shape.n_params();
-        assert_eq!(m.params_floats, 0);
-        assert_eq!(m.grad_floats, p);
-        assert_eq!(m.episode_floats, 100 * (2 + 2 + 1));
-        assert_eq!(m.scratch_floats, 2 * 16);
-        // The streaming rule needs the lower bound and the hidden layers' scratch.
+    fn names_parse_back_to_their_variant_and_unknown_names_are_typed_errors() {
+        for rule in Advantage::RULES {
+            let lambda = rule.lambda().map_or(0.0, |_| 0.5);
+            let back = Advantage::from_name(rule.name(), lambda).unwrap();
+            assert_eq!(back.name(), rule.name());
+            assert_eq!(back.lambda(), rule.lambda().map(|_| 0.5));
+        }
         assert_eq!(
-            m.total_floats(),
-            Memory::lower_bound_floats(&shape, 100) + 2 * 16
+            Advantage::NAMES,
+            ["reward-to-go", "time-baseline", "batch-mean", "gae"]
         );
-        let two = Recipe { steps: 2, ..base() }.memory(&shape);
-        assert_eq!(two.total_floats(), m.total_floats() + p);
-        let batch = Recipe {
-            advantage: Advantage::BatchMeanBaseline,
-            ..base()
+        let e = Advantage::from_name("gea", 0.9).unwrap_err();
+        assert_eq!(e.what, "advantage rule");
+        assert_eq!(e.expected, &Advantage::NAMES[..]);
+        for loss in LossScale::ALL {
+            assert_eq!(loss.name().parse::<LossScale>(), Ok(loss));
         }
-        .memory(&shape);
-        // Batch, episode lengths, and one running sum per step for the batch mean.
-        assert_eq!(batch.episode_floats, 20 * 100 * 5 + 20 + 100);
-        let gae = Recipe {
-            advantage: Advantage::LinearFeatureGae { lambda: 0.97 },
-            ..base()
+        assert_eq!(LossScale::NAMES, ["per-episode", "per-step"]);
+        assert!("per_step".parse::<LossScale>().is_err());
+        for d in Distribution::ALL {
+            assert_eq!(d.name().parse::<Distribution>(), Ok(d));
         }
-        .memory(&shape);
-        // f = 2·2 + 4 = 8 features: f×f factor/Gram block + diagonal + rhs + coefficients.
-        assert_eq!(gae.episode_floats, 20 * 100 * 5 + 20 + 8 * 8 + 3 * 8);
+        assert_eq!(Distribution::NAMES, ["softmax", "gaussian"]);
+        assert!("Gaussian".parse::<Distribution>().is_err());
     }
 
     #[test]
@@ -466,12 +449,12 @@ mod tests {
     }
 
     #[test]
-    fn step_scale_per_step_divides_by_horizon() {
+    fn alpha_per_sample_per_step_divides_by_horizon() {
         let r = Recipe {
             loss: LossScale::PerStep,
             ..base()
         };
-        assert!((r.step_scale() - 0.1 / 2000.0).abs() < 1e-12);
-        assert!((base().step_scale() - 0.1 / 20.0).abs() < 1e-9);
+        assert!((r.alpha_per_sample() - 0.1 / 2000.0).abs() < 1e-12);
+        assert!((base().alpha_per_sample() - 0.1 / 20.0).abs() < 1e-9);
     }
 }

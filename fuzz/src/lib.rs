@@ -239,7 +239,7 @@ pub fn check_recipe(input: &RecipeInput) {
     let valid = r.validate();
     assert_eq!(valid, reference_validate(&r), "{r:?}");
     let _ = r.needs_batch();
-    let _ = r.step_scale();
+    let _ = r.alpha_per_sample();
 
     // Memory, against a 128-bit reference written from the adapter's docs.
     let m = r.memory(&shape);
@@ -270,7 +270,7 @@ pub fn check_recipe(input: &RecipeInput) {
     assert_eq!(m.scratch_floats, sat(hidden));
     assert_eq!(m.total_floats(), sat(params + p + episode + hidden));
     assert_eq!(m.total_bytes(), sat(4 * (params + p + episode + hidden)));
-    let lower = sgmrl::recipe::Memory::lower_bound_floats(&shape, r.horizon);
+    let lower = sgmrl::adapt::Memory::lower_bound_floats(&shape, r.horizon);
     assert_eq!(lower, sat(p + h * per_step));
     if valid.is_ok() {
         // A valid recipe needs at least the yardstick, exactly it and the hidden layers'

@@ -47,16 +47,16 @@ fn main() {
         ("CPU medians ", Timing::cpu_median),
     ] {
         println!(
-            "ratios of {what}: sgmrl-2nd / maml-2nd = {:.3}   sgmrl-1st / maml-1st = {:.3}   \
-             maml-2nd / maml-1st = {:.3}   sgmrl-2nd-pre / maml-2nd = {:.3}",
-            get("sgmrl-2nd", f) / get("maml-2nd", f),
-            get("sgmrl-1st", f) / get("maml-1st", f),
-            get("maml-2nd", f) / get("maml-1st", f),
-            get("sgmrl-2nd-pre", f) / get("maml-2nd", f),
+            "ratios of {what}: sgmrl / maml = {:.3}   sgmrl-fo / fomaml = {:.3}   \
+             maml / fomaml = {:.3}   sgmrl-pre / maml = {:.3}",
+            get("sgmrl", f) / get("maml", f),
+            get("sgmrl-fo", f) / get("fomaml", f),
+            get("maml", f) / get("fomaml", f),
+            get("sgmrl-pre", f) / get("maml", f),
         );
     }
     println!(
-        "floor of sgmrl-1st / maml-1st (target ≤ 1.02): 1 + (extra time of the score's weight-gradient \
+        "floor of sgmrl-fo / fomaml (target ≤ 1.02): 1 + (extra time of the score's weight-gradient \
          product over the 20 inner batches D0) / (FO-MAML iteration), the extra product run after the \
          gradient's (grad+score − grad) or stacked with it (stacked − grad):"
     );
@@ -64,15 +64,15 @@ fn main() {
         ("wall medians", Timing::median as fn(&Timing) -> _),
         ("CPU medians ", Timing::cpu_median),
     ] {
-        let fo = get("maml-1st", f);
+        let fo = get("fomaml", f);
         let grad = get(Products::Gradient.name(), f);
         let after = 1.0 + (get(Products::GradientThenScore.name(), f) - grad) / fo;
         let stacked = 1.0 + (get(Products::Stacked.name(), f) - grad) / fo;
         println!(
             "  {what}: after {after:.3}   stacked {stacked:.3}   → floor {:.3}   \
-             measured sgmrl-1st / maml-1st {:.3}",
+             measured sgmrl-fo / fomaml {:.3}",
             after.min(stacked),
-            get("sgmrl-1st", f) / fo,
+            get("sgmrl-fo", f) / fo,
         );
     }
 }

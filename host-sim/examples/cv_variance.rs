@@ -7,6 +7,7 @@
 //! that); only the noise differs.
 
 use sgmrl::rng::Rng;
+use sgmrl_host::bench::table1_config;
 use sgmrl_host::envs::Nav2dFamily;
 use sgmrl_host::kernels::Net;
 use sgmrl_host::meta::{Algorithm, ControlVariate, MetaConfig, MetaTrainer, Order};
@@ -34,7 +35,7 @@ fn main() {
         for seed in 0..repeats {
             let config = MetaConfig {
                 control_variate: cv,
-                ..MetaConfig::table1(Algorithm::SgMrl, Order::Second, 1000 + seed)
+                ..table1_config(Algorithm::SgMrl, Order::Second, 1000 + seed)
             };
             let trainer = MetaTrainer::new(config, Nav2dFamily, net.clone(), theta.clone())
                 .expect("valid trainer");

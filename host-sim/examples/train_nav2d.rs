@@ -1,8 +1,10 @@
 //! Meta-trains on nav2d with the Table 1 setting and prints the returns every 10
 //! iterations: `cargo run --release -p sgmrl-host --example train_nav2d -- [sgmrl|maml|emaml]
-//! [1|2] [ITERATIONS] [SEED] [cv|nocv|pre]` (defaults: sgmrl, 2nd order, 60, seed 1, cv = leave-one-out).
+//! [1|2] [ITERATIONS] [SEED] [pre|loo|nocv]` (defaults: sgmrl, 2nd order, 60, seed 1, the
+//! Table 1 control variate `pre`).
 
 use sgmrl::rng::Rng;
+use sgmrl_host::bench::{table1_config, table1_shape};
 use sgmrl_host::envs::Nav2dFamily;
 use sgmrl_host::kernels::Net;
 use sgmrl_host::meta::{Algorithm, ControlVariate, MetaConfig, MetaTrainer, Order};
@@ -24,12 +26,12 @@ fn main() {
     let config = MetaConfig {
         control_variate: match arg(4) {
             Some("nocv") => ControlVariate::None,
-            Some("pre") => ControlVariate::PreAdaptation,
-            _ => ControlVariate::LeaveOneOut,
+            Some("loo") => ControlVariate::LeaveOneOut,
+            _ => ControlVariate::PreAdaptation,
         },
-        ..MetaConfig::table1(algorithm, order, seed)
+        ..table1_config(algorithm, order, seed)
     };
-    let net = Net::new(sgmrl_host::bench::table1_shape()).expect("shape");
+    let net = Net::new(table1_shape()).expect("shape");
     let params = net.glorot_init(&mut Rng::new(seed));
     let mut trainer = MetaTrainer::new(config, Nav2dFamily, net, params).expect("config");
     println!("{config:?}");

@@ -16,34 +16,40 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::advantage;
+use crate::config::Preset;
 use crate::envs::{Nav2dFamily, TaskFamily};
 use crate::gemm::at_b;
 use crate::kernels::{Batch, Net};
 use crate::meta::trainer::streams;
 use crate::meta::{Algorithm, ControlVariate, MetaConfig, MetaTrainer, Order, TrainError};
 use crate::sampler::{self, SampleSpec};
-use sgmrl::policy::{Distribution, PolicyShape};
+use crate::wiring;
+use sgmrl::policy::PolicyShape;
 use sgmrl::rng::Rng;
 
-/// The paper's Table 1 setting ([`MetaConfig::table1`]).
+/// The paper's Table 1 setting for `algorithm` at `order`, derived from the one definition
+/// of the paper's settings, the `paper-table1` preset ([`Preset::PaperTable1`], which
+/// `sgmrl reproduce table1` trains), so the benchmark times what the CLI runs — including
+/// its control variate `pre` (see the README's "default control variate").
 pub fn table1_config(algorithm: Algorithm, order: Order, seed: u64) -> MetaConfig {
-    MetaConfig::table1(algorithm, order, seed)
+    MetaConfig {
+        algorithm,
+        order,
+        seed,
+        ..wiring::meta_config(&Preset::PaperTable1.config())
+    }
 }
 
-/// The paper's policy: 2 → 100 → 100 → 2 tanh MLP, Gaussian head (10,604 parameters).
+/// The paper's policy, from the same preset: 2 → 100 → 100 → 2 tanh MLP, Gaussian head
+/// (10,604 parameters).
 pub fn table1_shape() -> PolicyShape {
-    PolicyShape {
-        distribution: Distribution::Gaussian,
-        obs_dim: 2,
-        hidden: [100, 100],
-        act_dim: 2,
-    }
+    Preset::PaperTable1.config().shape()
 }
 
 /// One timed variant.
 #[derive(Clone, Debug)]
 pub struct Timing {
-    /// Label, e.g. `sgmrl-2nd`.
+    /// Label, e.g. `sgmrl` ([`label`]).
     pub name: String,
     /// Wall time of every timed meta-iteration.
     pub samples: Vec<Duration>,
@@ -111,19 +117,20 @@ pub fn thread_cpu_time() -> Duration {
     Duration::ZERO
 }
 
-/// Label of a variant, e.g. `sgmrl-2nd`; SG-MRL with the pre-adaptation control variate
-/// is `sgmrl-2nd-pre` (the other variants use the leave-one-out default of
-/// [`MetaConfig::table1`]).
+/// Label of a variant: its `--algorithm` name (`sgmrl`, `sgmrl-fo`, `maml`, `fomaml`), and
+/// `-pre` or `-none` after it for the pre-adaptation or no control variate
+/// (`sgmrl-pre`); leave-one-out, the free one, gets no suffix.
 pub fn label(c: &MetaConfig) -> String {
-    let o = match c.order {
-        Order::First => "1st",
-        Order::Second => "2nd",
-    };
+    let name = wiring::algorithm_name(c.algorithm, c.order).map_or_else(
+        || format!("{}-{:?}", c.algorithm.name(), c.order),
+        |a| a.name().to_string(),
+    );
     let cv = match c.control_variate {
         ControlVariate::PreAdaptation => "-pre",
-        _ => "",
+        ControlVariate::None => "-none",
+        ControlVariate::LeaveOneOut => "",
     };
-    format!("{}-{o}{cv}", c.algorithm.name())
+    format!("{name}{cv}")
 }
 
 /// One thing timed once per round: a meta-iteration of a trainer, or a set of products.
@@ -344,7 +351,10 @@ impl InnerProducts {
     }
 }
 
-/// The Table 1 comparison: full SG-MRL, MAML, first-order SG-MRL and FO-MAML.
+/// The Table 1 comparison: full SG-MRL, MAML, first-order SG-MRL and FO-MAML on equal
+/// rollouts — with the leave-one-out control variate, which costs nothing, so that the
+/// ratios compare the estimators alone — then full SG-MRL exactly as [`table1_config`]
+/// (and `sgmrl train`) runs it, with the pre-adaptation batch.
 pub fn table1_variants(seed: u64) -> Vec<MetaConfig> {
     let mut v: Vec<MetaConfig> = [
         (Algorithm::SgMrl, Order::Second),
@@ -353,13 +363,12 @@ pub fn table1_variants(seed: u64) -> Vec<MetaConfig> {
         (Algorithm::Maml, Order::First),
     ]
     .into_iter()
-    .map(|(a, o)| table1_config(a, o, seed))
+    .map(|(a, o)| MetaConfig {
+        control_variate: ControlVariate::LeaveOneOut,
+        ..table1_config(a, o, seed)
+    })
     .collect();
-    // What `sgmrl train` runs by default: one more batch of rollouts per task.
-    v.push(MetaConfig {
-        control_variate: ControlVariate::PreAdaptation,
-        ..table1_config(Algorithm::SgMrl, Order::Second, seed)
-    });
+    v.push(table1_config(Algorithm::SgMrl, Order::Second, seed));
     v
 }
 
@@ -392,6 +401,23 @@ pub fn table1(warmup: usize, rounds: usize) -> Result<Vec<Timing>, TrainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AlgorithmName, ControlVariateName};
+
+    #[test]
+    fn table1_is_the_paper_preset_and_variants_carry_the_cli_names() {
+        let c = Preset::PaperTable1.config();
+        let t = table1_config(Algorithm::SgMrl, Order::Second, c.seed);
+        assert_eq!(t.recipe, c.recipe());
+        assert_eq!(t.control_variate, ControlVariateName::Pre.engine());
+        assert_eq!((t.tasks, t.outer_episodes), (20, 20));
+        assert_eq!(table1_shape().n_params(), 10_604);
+        let labels: Vec<String> = table1_variants(0).iter().map(label).collect();
+        assert_eq!(labels, ["sgmrl", "maml", "sgmrl-fo", "fomaml", "sgmrl-pre"]);
+        for a in AlgorithmName::ALL {
+            let (algorithm, order) = wiring::algorithm_order(a);
+            assert_eq!(wiring::algorithm_name(algorithm, order), Some(a));
+        }
+    }
 
     /// The timed product sets compute the weight parts of what the inner step's
     /// [`Net::accumulate`] computes, on the batches the trainer draws.

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sgmrl::bundle::{TaskId, Trainer};
+use sgmrl::name::UnknownName;
 use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::recipe::{ActionMap, Advantage, LossScale, Recipe, RecipeError};
 
@@ -205,9 +206,11 @@ impl fmt::Display for AlgorithmName {
     }
 }
 
-/// Advantage rule of the recipe (see [`Advantage`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
+/// Advantage rule of the recipe: the core's [`Advantage`] rules a configuration can express
+/// (every one but the time-baseline, whose table a configuration cannot give). Its names
+/// are the core's ([`Advantage::name`]) in flags and files alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum AdvantageName {
     /// `A_h = R^h` (streams: RAM for one episode).
     RewardToGo,
@@ -217,14 +220,105 @@ pub enum AdvantageName {
     Gae,
 }
 
-/// Inner-loss scaling (see [`LossScale`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossName {
-    /// Divide by the number of episodes `N` (the paper's eq. 5).
-    PerEpisode,
-    /// Divide by `N·H` (the paper's code).
-    PerStep,
+impl AdvantageName {
+    /// Every rule a configuration can name.
+    pub const ALL: [Self; 3] = [Self::RewardToGo, Self::BatchMean, Self::Gae];
+    const NAMES: [&'static str; 3] = [
+        Self::ALL[0].name(),
+        Self::ALL[1].name(),
+        Self::ALL[2].name(),
+    ];
+
+    /// The core's rule, with GAE's λ `lambda` (ignored by the other rules).
+    pub const fn rule(self, lambda: f32) -> Advantage {
+        match self {
+            Self::RewardToGo => Advantage::RewardToGo,
+            Self::BatchMean => Advantage::BatchMeanBaseline,
+            Self::Gae => Advantage::LinearFeatureGae { lambda },
+        }
+    }
+
+    /// The configuration's name of a core rule; `None` for the time-baseline.
+    pub const fn of_rule(rule: Advantage) -> Option<Self> {
+        match rule {
+            Advantage::RewardToGo => Some(Self::RewardToGo),
+            Advantage::BatchMeanBaseline => Some(Self::BatchMean),
+            Advantage::LinearFeatureGae { .. } => Some(Self::Gae),
+            Advantage::TimeBaseline => None,
+        }
+    }
+
+    /// The core's name of the rule.
+    pub const fn name(self) -> &'static str {
+        self.rule(0.0).name()
+    }
+}
+
+impl TryFrom<String> for AdvantageName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == Advantage::TimeBaseline.name() {
+            return Err(format!(
+                "{s} needs a per-step baseline table, which a configuration cannot give"
+            ));
+        }
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                UnknownName {
+                    what: "advantage rule",
+                    expected: &Self::NAMES,
+                }
+                .to_string()
+            })
+    }
+}
+
+impl From<AdvantageName> for &'static str {
+    fn from(a: AdvantageName) -> Self {
+        a.name()
+    }
+}
+
+impl clap::ValueEnum for AdvantageName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+/// Inner-loss scaling: the core's [`LossScale`], named as the core names it
+/// ([`LossScale::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub struct LossName(pub LossScale);
+
+impl TryFrom<String> for LossName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(Self).map_err(|e: UnknownName| e.to_string())
+    }
+}
+
+impl From<LossName> for &'static str {
+    fn from(l: LossName) -> Self {
+        l.0.name()
+    }
+}
+
+impl clap::ValueEnum for LossName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            LossName(LossScale::PerEpisode),
+            LossName(LossScale::PerStep),
+        ]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()))
+    }
 }
 
 /// Outer optimiser.
@@ -276,18 +370,9 @@ impl RecipeConfig {
             episodes: self.episodes,
             horizon: self.horizon,
             gamma: self.gamma,
-            advantage: match self.advantage {
-                AdvantageName::RewardToGo => Advantage::RewardToGo,
-                AdvantageName::BatchMean => Advantage::BatchMeanBaseline,
-                AdvantageName::Gae => Advantage::LinearFeatureGae {
-                    lambda: self.gae_lambda,
-                },
-            },
+            advantage: self.advantage.rule(self.gae_lambda),
             normalize: self.normalize,
-            loss: match self.loss {
-                LossName::PerEpisode => LossScale::PerEpisode,
-                LossName::PerStep => LossScale::PerStep,
-            },
+            loss: self.loss.0,
             action: ActionMap {
                 scale: self.action_scale,
                 clip: (self.action_clip != 0.0).then_some(self.action_clip),
@@ -298,12 +383,8 @@ impl RecipeConfig {
     /// The configuration form of a core recipe; `None` for a rule configurations cannot
     /// express (the time-baseline table).
     pub fn from_recipe(r: &Recipe) -> Option<Self> {
-        let (advantage, gae_lambda) = match r.advantage {
-            Advantage::RewardToGo => (AdvantageName::RewardToGo, 0.0),
-            Advantage::BatchMeanBaseline => (AdvantageName::BatchMean, 0.0),
-            Advantage::LinearFeatureGae { lambda } => (AdvantageName::Gae, lambda),
-            Advantage::TimeBaseline => return None,
-        };
+        let advantage = AdvantageName::of_rule(r.advantage)?;
+        let gae_lambda = r.advantage.lambda().unwrap_or(0.0);
         Some(Self {
             alpha: r.alpha,
             steps: r.steps,
@@ -313,10 +394,7 @@ impl RecipeConfig {
             advantage,
             gae_lambda,
             normalize: r.normalize,
-            loss: match r.loss {
-                LossScale::PerEpisode => LossName::PerEpisode,
-                LossScale::PerStep => LossName::PerStep,
-            },
+            loss: LossName(r.loss),
             action_scale: r.action.scale,
             action_clip: r.action.clip.unwrap_or(0.0),
         })
@@ -443,7 +521,7 @@ impl Preset {
                     advantage: AdvantageName::BatchMean,
                     gae_lambda: 0.0,
                     normalize: true,
-                    loss: LossName::PerEpisode,
+                    loss: LossName(LossScale::PerEpisode),
                     action_scale: 0.1,
                     action_clip: 0.1,
                 },
@@ -466,7 +544,7 @@ impl Preset {
                     advantage: AdvantageName::RewardToGo,
                     gae_lambda: 0.0,
                     normalize: false,
-                    loss: LossName::PerEpisode,
+                    loss: LossName(LossScale::PerEpisode),
                     action_scale: 0.1,
                     action_clip: 0.1,
                 },
@@ -525,7 +603,7 @@ impl Preset {
                     advantage: AdvantageName::Gae,
                     gae_lambda: 0.997,
                     normalize: true,
-                    loss: LossName::PerStep,
+                    loss: LossName(LossScale::PerStep),
                     action_scale: 0.01,
                     action_clip: 0.1,
                 },
@@ -915,7 +993,7 @@ fn set_dotted(root: &mut toml::Value, key: &str, value: toml::Value) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sgmrl::recipe::Memory;
+    use sgmrl::adapt::Memory;
 
     #[test]
     fn presets_are_valid_and_round_trip_through_toml() {
@@ -953,6 +1031,10 @@ mod tests {
         assert_eq!(r.action, sgmrl::sim::Nav2d::PAPER_ACTION_MAP);
         assert_eq!((c.meta_batch, c.iterations), (20, 500));
         assert_eq!((c.outer.optimizer, c.outer.lr), (OptimizerName::Adam, 1e-3));
+        assert_eq!(c.outer.episodes, 20);
+        // Not the paper's (it specifies leave-one-out): with it SG-MRL did not learn on
+        // nav2d (docs/results.md §2), so Table 1 runs with the CLI's default.
+        assert_eq!(c.control_variate, ControlVariateName::Pre);
     }
 
     /// The embedded presets' adapter RAM (what `Recipe::memory` says the device needs)
@@ -1020,6 +1102,21 @@ mod tests {
                 "env = \"mujoco\"\n",
                 "c.toml: env",
                 "unknown variant `mujoco`",
+            ),
+            (
+                "[recipe]\nadvantage = \"gea\"\n",
+                "c.toml: recipe.advantage",
+                "unknown advantage rule (expected reward-to-go, batch-mean or gae)",
+            ),
+            (
+                "[recipe]\nadvantage = \"time-baseline\"\n",
+                "c.toml: recipe.advantage",
+                "time-baseline needs a per-step baseline table",
+            ),
+            (
+                "[recipe]\nloss = \"per_step\"\n",
+                "c.toml: recipe.loss",
+                "unknown loss scaling (expected per-episode or per-step)",
             ),
             ("[recipe]\nalpha = -1.0\n", "recipe.alpha", "alpha"),
             ("[recipe]\ngamma = 2.0\n", "recipe.gamma", "gamma"),

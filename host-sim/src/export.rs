@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
+use sgmrl::adapt::Memory;
 use sgmrl::bundle::{Bundle, BundleSpec};
 use sgmrl::policy::{Distribution, PolicyShape};
-use sgmrl::recipe::{Advantage, LossScale, Memory, Recipe};
+use sgmrl::recipe::Recipe;
 
 use crate::config::{Config, shape_name};
 use crate::model::Model;
@@ -137,25 +138,16 @@ pub struct RecipeJson {
 
 impl From<&Recipe> for RecipeJson {
     fn from(r: &Recipe) -> Self {
-        let (advantage, gae_lambda) = match r.advantage {
-            Advantage::RewardToGo => ("reward-to-go", None),
-            Advantage::TimeBaseline => ("time-baseline", None),
-            Advantage::BatchMeanBaseline => ("batch-mean", None),
-            Advantage::LinearFeatureGae { lambda } => ("gae", Some(lambda)),
-        };
         Self {
             alpha: r.alpha,
             steps: r.steps,
             episodes: r.episodes,
             horizon: r.horizon,
             gamma: r.gamma,
-            advantage,
-            gae_lambda,
+            advantage: r.advantage.name(),
+            gae_lambda: r.advantage.lambda(),
             normalize: r.normalize,
-            loss: match r.loss {
-                LossScale::PerEpisode => "per-episode",
-                LossScale::PerStep => "per-step",
-            },
+            loss: r.loss.name(),
             action_scale: r.action.scale,
             action_clip: r.action.clip,
         }
@@ -182,10 +174,7 @@ pub struct ShapeJson {
 impl From<&PolicyShape> for ShapeJson {
     fn from(s: &PolicyShape) -> Self {
         Self {
-            distribution: match s.distribution {
-                Distribution::Gaussian => "gaussian",
-                Distribution::Softmax => "softmax",
-            },
+            distribution: s.distribution.name(),
             obs_dim: s.obs_dim,
             hidden: s.hidden.iter().copied().filter(|&h| h > 0).collect(),
             act_dim: s.act_dim,

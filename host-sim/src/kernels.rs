@@ -31,9 +31,9 @@
 //! HVP          R{∇_{W_l}} = R{δ_l}ᵀ A_{l-1} + δ_lᵀ R{A_{l-1}},  R{∇_{b_l}} = Σ_rows R{δ_l}
 //! ```
 //! (all deltas weighted by `w` row-wise). No matrix of size `P×P` is ever formed.
-//! [`Net::hvp_with_score`] also adds `m · Σ_rows ∇log π` by putting `h·R{δ_l} + m·δ_l`
-//! into the first HVP product of each layer — one SG-MRL recursion step for the price of
-//! MAML's.
+//! [`Net::hvp_with_score`] also adds `m · Σ_rows ∇log π` by putting
+//! `alpha_per_sample·R{δ_l} + m·δ_l` into the first HVP product of each layer — one SG-MRL
+//! recursion step for the price of MAML's.
 //!
 //! While sampling, [`Net::forward_rows`] runs one time step of every episode at a time
 //! straight into an episode-major batch, with the weights pre-transposed ([`ForwardPlan`]).
@@ -557,10 +557,11 @@ impl Net {
         self.hvp_with_score(params, batch, weights, dir, T::ONE, T::ZERO, out);
     }
 
-    /// Adds `h · Σ_rows w_r ∇²log π · dir + m · Σ_rows ∇log π` to `out` in one pass: the
-    /// score's rows enter the HVP's last product of each layer (`(h·R{δ_l} + m·δ_l)ᵀ A_{l-1}`),
+    /// Adds `alpha_per_sample · Σ_rows w_r ∇²log π · dir + m · Σ_rows ∇log π` to `out` in
+    /// one pass: the score's rows enter the HVP's last product of each layer
+    /// (`(alpha_per_sample·R{δ_l} + m·δ_l)ᵀ A_{l-1}`),
     /// so the score costs no extra matrix product. This is one SG-MRL step
-    /// `a ← a + c·H a + (Ĵ − b)·s` with `h = c`, `m = Ĵ − b`.
+    /// `a ← a + (α/n)·H a + (Ĵ − b)·s` with `alpha_per_sample = α/n`, `m = Ĵ − b`.
     #[allow(clippy::too_many_arguments)]
     pub fn hvp_with_score<T: Scalar>(
         &self,
@@ -568,7 +569,7 @@ impl Net {
         batch: &mut Batch<T>,
         weights: &[T],
         dir: &[T],
-        h: T,
+        alpha_per_sample: T,
         m: T,
         out: &mut [T],
     ) {
@@ -663,8 +664,8 @@ impl Net {
                 for j in 0..k {
                     let t = ryr[j] + diff[j] * vl[j];
                     rdr[j] = -(w * iv[j] * (ryr[j] + two * diff[j] * vl[j]));
-                    // h·R{∂/∂ℓ} + m·∂/∂ℓ, per row.
-                    gl[j] += h * (-(w * two * diff[j] * iv[j] * t))
+                    // alpha_per_sample·R{∂/∂ℓ} + m·∂/∂ℓ, per row.
+                    gl[j] += alpha_per_sample * (-(w * two * diff[j] * iv[j] * t))
                         + m * (diff[j] * diff[j] * iv[j] - T::ONE);
                 }
             }
@@ -673,7 +674,7 @@ impl Net {
 
         // R-backprop, top down; `d` and `rd` hold w ⊙ δ_l and w ⊙ R{δ_l}. At each layer the
         // propagation to the layer below uses them first; then `rd` is overwritten by
-        // u = h·(w ⊙ R{δ_l}) + m·δ_l for this layer's products.
+        // u = alpha_per_sample·(w ⊙ R{δ_l}) + m·δ_l for this layer's products.
         let with_score = m != T::ZERO;
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
@@ -702,11 +703,11 @@ impl Net {
                     hd
                 };
                 for (u, &dl) in rd.iter_mut().zip(delta) {
-                    *u = h * *u + m * dl;
+                    *u = alpha_per_sample * *u + m * dl;
                 }
-            } else if h != T::ONE {
+            } else if alpha_per_sample != T::ONE {
                 for u in rd.iter_mut() {
-                    *u *= h;
+                    *u *= alpha_per_sample;
                 }
             }
             let input: &[T] = if l == 0 {
@@ -724,7 +725,14 @@ impl Net {
             };
             gemm(&g, T::ONE, rd, input, T::ONE, layer.w_mut(out));
             if l > 0 {
-                gemm(&g, h, d, &ra[l - 1], T::ONE, layer.w_mut(out));
+                gemm(
+                    &g,
+                    alpha_per_sample,
+                    d,
+                    &ra[l - 1],
+                    T::ONE,
+                    layer.w_mut(out),
+                );
             }
             let ob = layer.b_mut(out);
             for r in rd.chunks_exact(layer.output) {
@@ -1298,19 +1306,27 @@ pub(crate) mod tests {
             let (mut g, mut s, mut hv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             net.accumulate(&params, &mut batch, &w, &mut g, Some(&mut s));
             net.hvp(&params, &mut batch, &w, &v, &mut hv);
-            let (h, m) = (0.3, -2.5);
+            let (alpha_per_sample, m) = (0.3, -2.5);
             let mut fused = vec![1.0; n];
-            net.hvp_with_score(&params, &mut batch, &w, &v, h, m, &mut fused);
+            net.hvp_with_score(&params, &mut batch, &w, &v, alpha_per_sample, m, &mut fused);
             let want: Vec<f64> = hv
                 .iter()
                 .zip(&s)
-                .map(|(a, b)| 1.0 + h * a + m * b)
+                .map(|(a, b)| 1.0 + alpha_per_sample * a + m * b)
                 .collect();
             let e = rel_err(&fused, &want);
             assert!(e < 1e-13, "{shape:?}: fused rel. error {e}");
             let mut scaled = vec![0.0; n];
-            net.hvp_with_score(&params, &mut batch, &w, &v, h, 0.0, &mut scaled);
-            let want: Vec<f64> = hv.iter().map(|a| h * a).collect();
+            net.hvp_with_score(
+                &params,
+                &mut batch,
+                &w,
+                &v,
+                alpha_per_sample,
+                0.0,
+                &mut scaled,
+            );
+            let want: Vec<f64> = hv.iter().map(|a| alpha_per_sample * a).collect();
             assert!(rel_err(&scaled, &want) < 1e-13);
         }
     }

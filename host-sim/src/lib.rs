@@ -18,7 +18,7 @@
 //! [`plot`], [`model`] and [`shapes`] (runtime shape → compile-time policy type), [`cli`].
 //!
 //! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
-//! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`meta::MetaConfig::table1`])
+//! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`bench::table1_config`])
 //! and a task family, then call [`meta::MetaTrainer::step`] once per meta-iteration.
 
 pub mod advantage;

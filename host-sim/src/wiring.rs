@@ -51,16 +51,31 @@ pub fn locomotion_family(env: EnvName) -> anyhow::Result<Nav2dFamily> {
     )
 }
 
-fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<EngineInit> {
-    let (algorithm, order) = match c.algorithm {
+/// The engine's estimator and its order for a configured algorithm.
+pub const fn algorithm_order(a: AlgorithmName) -> (Algorithm, Order) {
+    match a {
         AlgorithmName::Sgmrl => (Algorithm::SgMrl, Order::Second),
         AlgorithmName::SgmrlFo => (Algorithm::SgMrl, Order::First),
         AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
         AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
         AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
-    };
+    }
+}
+
+/// The configured algorithm that runs `algorithm` at `order` (the inverse of
+/// [`algorithm_order`]; `None` for E-MAML at first order, which has no name).
+pub fn algorithm_name(algorithm: Algorithm, order: Order) -> Option<AlgorithmName> {
+    AlgorithmName::ALL
+        .into_iter()
+        .find(|&a| algorithm_order(a) == (algorithm, order))
+}
+
+/// The meta-trainer's configuration for a run configuration: the one conversion, used by
+/// `sgmrl train` and by the benchmark's Table 1 setting ([`crate::bench::table1_config`]).
+pub fn meta_config(c: &Config) -> MetaConfig {
+    let (algorithm, order) = algorithm_order(c.algorithm);
     let recipe = c.recipe();
-    let meta = MetaConfig {
+    MetaConfig {
         algorithm,
         order,
         recipe,
@@ -73,7 +88,11 @@ fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<E
             OptimizerName::Sgd => OptimizerConfig::Sgd { lr: c.outer.lr },
         },
         seed: c.seed,
-    };
+    }
+}
+
+fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<EngineInit> {
+    let meta = meta_config(c);
     let net = Net::new(c.shape()).map_err(|e| anyhow!("invalid policy shape {:?}", e.0))?;
     let params = net.glorot_init(&mut Rng::derive(c.seed, &[INIT]));
     let trainer =

@@ -83,8 +83,8 @@ impl Case {
     fn steps(&self) -> usize {
         usize::from(self.recipe.steps)
     }
-    /// `c = α/N`, the inner step's scale (exact in f64 for these values).
-    fn c(&self) -> f64 {
+    /// `alpha_per_sample = α/N`, the inner step's factor (exact in f64 for these values).
+    fn alpha_per_sample(&self) -> f64 {
         f64::from(self.recipe.alpha) / f64::from(self.recipe.episodes)
     }
 }
@@ -134,7 +134,7 @@ fn grad_log_pi(theta: &[f64], s: usize, a: usize) -> Vec<f64> {
     g
 }
 
-/// The inner step `θ + c·Σ_τ Σ_h R^h ∇log π`, `R^h = Σ_{t≥h} γ^t r_t`, written out.
+/// The inner step `θ + (α/N)·Σ_τ Σ_h R^h ∇log π`, `R^h = Σ_{t≥h} γ^t r_t`, written out.
 fn reference_update(case: &Case, mdp: &TabularMdp, batch: &[&Path], theta: &[f64]) -> Vec<f64> {
     let g = f64::from(GAMMA);
     let mut out = theta.to_vec();
@@ -144,7 +144,7 @@ fn reference_update(case: &Case, mdp: &TabularMdp, batch: &[&Path], theta: &[f64
             let rtg: f64 = (h..r.len()).map(|t| g.powi(t as i32) * r[t]).sum();
             let gl = grad_log_pi(theta, path.states[h], path.actions[h]);
             for (o, x) in out.iter_mut().zip(gl) {
-                *o += case.c() * rtg * x;
+                *o += case.alpha_per_sample() * rtg * x;
             }
         }
     }
@@ -233,7 +233,7 @@ struct Leaf {
     sgmrl: Vec<f64>,
     sgmrl_fo: Vec<f64>,
     maml: Vec<f64>,
-    /// The paper's printed eq. 13 (ζ = 1 only): SG-MRL plus `c·Σ_τ ∇ν(τ) (s(τ)·v)`.
+    /// The paper's printed eq. 13 (ζ = 1 only): SG-MRL plus `(α/N)·Σ_τ ∇ν(τ) (s(τ)·v)`.
     eq13: Vec<f64>,
     /// ζ = 2: MAML plus only the first batch's score (as the paper's released code).
     score_first_only: Vec<f64>,
@@ -257,12 +257,12 @@ fn leaf_estimates(
     let w = advantage::weights(&case.outer, &ro).unwrap();
     let theta = adaptation.theta().to_vec();
     let outer = Outer::new(net, &theta, &mut ro, &w, f64::from(GAMMA));
-    let c = case.c();
+    let alpha_per_sample = case.alpha_per_sample();
     let m = outer.jt;
     let steps = adaptation.steps_mut();
-    let sgmrl = Algorithm::SgMrl.estimate(Order::Second, c, &outer.v, m, steps);
-    let sgmrl_fo = Algorithm::SgMrl.estimate(Order::First, c, &outer.v, m, steps);
-    let maml = Algorithm::Maml.estimate(Order::Second, c, &outer.v, 0.0, steps);
+    let sgmrl = Algorithm::SgMrl.estimate(Order::Second, alpha_per_sample, &outer.v, m, steps);
+    let sgmrl_fo = Algorithm::SgMrl.estimate(Order::First, alpha_per_sample, &outer.v, m, steps);
+    let maml = Algorithm::Maml.estimate(Order::Second, alpha_per_sample, &outer.v, 0.0, steps);
     let mut score_first_only = maml.clone();
     scale_add(&mut score_first_only, m, steps[0].score_sum());
     let mut eq13 = sgmrl.clone();
@@ -276,7 +276,7 @@ fn leaf_estimates(
             let mut s = vec![0.0; net.n_params()];
             net.accumulate(&theta0, one.batch_mut(), &w1, &mut g, Some(&mut s));
             let sv: f64 = s.iter().zip(&outer.v).map(|(a, b)| a * b).sum();
-            scale_add(&mut eq13, c * sv, &g);
+            scale_add(&mut eq13, alpha_per_sample * sv, &g);
         }
     }
     Leaf {
@@ -348,7 +348,7 @@ fn expected_estimates(case: &Case) -> Leaf {
     }
     for mdp in &case.family.tasks {
         let paths = mdp.paths(case.horizon());
-        let start = Adaptation::new(&case.net, &case.theta, case.c());
+        let start = Adaptation::new(&case.net, &case.theta, case.alpha_per_sample());
         rec(case, mdp, &paths, &start, &[], 1.0 / n_tasks, &mut acc);
     }
     acc
@@ -436,7 +436,7 @@ fn sgmrl_is_unbiased_for_two_steps_with_two_episodes() {
 #[test]
 fn control_variates_are_unbiased_and_lower_variance() {
     let case = Case::new(1, 1, 1, 1);
-    let c = case.c();
+    let alpha_per_sample = case.alpha_per_sample();
     let net = &case.net;
     // One slot's outcomes: probability, Ĵ, the pre-adaptation return Ĵ⁰ and what the
     // task's estimate needs.
@@ -452,7 +452,7 @@ fn control_variates_are_unbiased_and_lower_variance() {
     for mdp in &case.family.tasks {
         let paths = mdp.paths(1);
         for (i1, p1) in paths.iter().enumerate() {
-            let mut adaptation = Adaptation::new(net, &case.theta, c);
+            let mut adaptation = Adaptation::new(net, &case.theta, alpha_per_sample);
             let ro = rollouts(net, mdp, &[p1]);
             let w = advantage::weights(&case.recipe, &ro).unwrap();
             adaptation.step(ro, w, Algorithm::SgMrl.needs(Order::Second, 0));
@@ -498,7 +498,7 @@ fn control_variates_are_unbiased_and_lower_variance() {
                     let mut ad = o.adaptation.clone();
                     let est = Algorithm::SgMrl.estimate(
                         Order::Second,
-                        c,
+                        alpha_per_sample,
                         &o.v,
                         o.jt - base[slot],
                         ad.steps_mut(),

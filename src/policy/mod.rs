@@ -28,6 +28,7 @@
 
 use crate::dual::Dual;
 use crate::math::Real;
+use crate::name::{self, UnknownName};
 use crate::rng::Rng;
 
 pub(crate) mod dense;
@@ -46,6 +47,28 @@ pub enum Distribution {
     Softmax,
     /// Diagonal Gaussian over `act_dim` reals; the head gives the mean, log-std is learned.
     Gaussian,
+}
+
+impl Distribution {
+    /// Every distribution, in declaration order.
+    pub const ALL: [Self; 2] = [Self::Softmax, Self::Gaussian];
+    /// [`Distribution::name`] of each of [`Distribution::ALL`].
+    pub const NAMES: [&'static str; 2] = [Self::ALL[0].name(), Self::ALL[1].name()];
+
+    /// The name users see (`softmax`, `gaussian`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Softmax => "softmax",
+            Self::Gaussian => "gaussian",
+        }
+    }
+}
+
+impl core::str::FromStr for Distribution {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        name::find(&Self::ALL, |d| d.name(), s, "distribution", &Self::NAMES)
+    }
 }
 
 /// Architecture of a policy, as recorded in a bundle. Sizes are counts of scalars.

@@ -288,6 +288,23 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     check("core links no panic machinery (symbol check)", &mut || {
         run(root, "bash", &["scripts/check-panic-symbols.sh"], &[])
     });
+    check(
+        "core has no import cycle (and the checker fails on one)",
+        &mut || {
+            run(
+                root,
+                "python3",
+                &["scripts/check-import-cycles.py", "--self-test"],
+                &[],
+            )?;
+            run(
+                root,
+                "python3",
+                &["scripts/check-import-cycles.py", "src"],
+                &[],
+            )
+        },
+    );
     check("example: adapt_nav2d", &mut || {
         run(
             root,

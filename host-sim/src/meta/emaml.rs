@@ -16,7 +16,7 @@ use crate::gemm::Scalar;
 /// The task's E-MAML estimate; `steps` are `D_1..D_ζ` in order, `multiplier = Ĵ − b`.
 pub fn estimate<T: Scalar, S: StepOps<T>>(
     order: Order,
-    c: T,
+    alpha_per_sample: T,
     v: &[T],
     multiplier: T,
     steps: &mut [S],
@@ -24,8 +24,8 @@ pub fn estimate<T: Scalar, S: StepOps<T>>(
     let Some((first, later)) = steps.split_first_mut() else {
         return v.to_vec();
     };
-    let mut a = maml::estimate(order, c, v, later);
+    let mut a = maml::estimate(order, alpha_per_sample, v, later);
     let n = T::from_f64(first.episodes().max(1) as f64);
-    chain_step(order, c, first, multiplier / n, &mut a);
+    chain_step(order, alpha_per_sample, first, multiplier / n, &mut a);
     a
 }

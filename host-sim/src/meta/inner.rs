@@ -66,13 +66,20 @@ impl<T: Scalar> StepOps<T> for InnerStep<T> {
     fn episodes(&self) -> usize {
         self.episodes
     }
-    fn hvp_plus_score(&mut self, dir: &[T], h: T, m: T, out: &mut [T]) {
+    fn hvp_plus_score(&mut self, dir: &[T], alpha_per_sample: T, m: T, out: &mut [T]) {
         let ro = self
             .rollouts
             .as_mut()
             .expect("inner batch not kept: adapt with Needs { hvp: true, .. }");
-        self.net
-            .hvp_with_score(&self.params, ro.batch_mut(), &self.weights, dir, h, m, out);
+        self.net.hvp_with_score(
+            &self.params,
+            ro.batch_mut(),
+            &self.weights,
+            dir,
+            alpha_per_sample,
+            m,
+            out,
+        );
     }
 }
 
@@ -80,18 +87,19 @@ impl<T: Scalar> StepOps<T> for InnerStep<T> {
 #[derive(Clone, Debug)]
 pub struct Adaptation<T> {
     net: Net,
-    step_scale: T,
+    alpha_per_sample: T,
     theta: Vec<T>,
     steps: Vec<InnerStep<T>>,
 }
 
 impl<T: Scalar> Adaptation<T> {
-    /// Starts at `θ_0`; every step moves by `step_scale · ĝ` (`recipe.step_scale()`).
-    pub fn new(net: &Net, theta0: &[T], step_scale: T) -> Self {
+    /// Starts at `θ_0`; every step moves by `alpha_per_sample · ĝ`
+    /// (`recipe.alpha_per_sample()`, α/n).
+    pub fn new(net: &Net, theta0: &[T], alpha_per_sample: T) -> Self {
         assert_eq!(theta0.len(), net.n_params());
         Self {
             net: net.clone(),
-            step_scale,
+            alpha_per_sample,
             theta: theta0.to_vec(),
             steps: Vec::new(),
         }
@@ -102,9 +110,9 @@ impl<T: Scalar> Adaptation<T> {
         &self.theta
     }
 
-    /// The step size `c` of every inner step.
-    pub fn step_scale(&self) -> T {
-        self.step_scale
+    /// The factor `α/n` of every inner step (`recipe.alpha_per_sample()`).
+    pub fn alpha_per_sample(&self) -> T {
+        self.alpha_per_sample
     }
 
     /// The steps taken, `D_1..D_k`.
@@ -119,7 +127,7 @@ impl<T: Scalar> Adaptation<T> {
 
     /// One inner step on `rollouts` (drawn from the current `θ_k`) with per-row `weights`
     /// from the recipe's advantage rule: `ĝ = Σ w ∇log π(θ_k)` and, if `needs.score`,
-    /// `s = Σ ∇log π(θ_k)` in the same sweep; then `θ_{k+1} = θ_k + c·ĝ`.
+    /// `s = Σ ∇log π(θ_k)` in the same sweep; then `θ_{k+1} = θ_k + (α/n)·ĝ`.
     pub fn step(&mut self, mut rollouts: Rollouts<T>, weights: Vec<T>, needs: Needs) {
         let p = self.net.n_params();
         let mut grad = vec![T::ZERO; p];
@@ -136,7 +144,7 @@ impl<T: Scalar> Adaptation<T> {
             needs.score.then_some(score.as_mut_slice()),
         );
         let mut next = self.theta.clone();
-        axpy(self.step_scale, &grad, &mut next);
+        axpy(self.alpha_per_sample, &grad, &mut next);
         let params = core::mem::replace(&mut self.theta, next);
         let (episodes, mean_return, env_steps) = (
             rollouts.episodes(),
@@ -252,7 +260,7 @@ mod tests {
         )
         .unwrap();
         let w = advantage::weights(&recipe, &ro).unwrap();
-        let mut ad = Adaptation::new(&net, &theta, recipe.step_scale());
+        let mut ad = Adaptation::new(&net, &theta, recipe.alpha_per_sample());
         ad.step(
             ro.clone(),
             w,
@@ -270,7 +278,7 @@ mod tests {
             (num / den).sqrt()
         );
         for ((t1, t0), g) in ad.theta().iter().zip(&theta).zip(got) {
-            assert_eq!(*t1, t0 + recipe.step_scale() * g);
+            assert_eq!(*t1, t0 + recipe.alpha_per_sample() * g);
         }
     }
 }

@@ -10,10 +10,15 @@ use super::{Order, StepOps, chain_step};
 use crate::gemm::Scalar;
 
 /// The task's MAML estimate; `steps` are `D_1..D_ζ` in order.
-pub fn estimate<T: Scalar, S: StepOps<T>>(order: Order, c: T, v: &[T], steps: &mut [S]) -> Vec<T> {
+pub fn estimate<T: Scalar, S: StepOps<T>>(
+    order: Order,
+    alpha_per_sample: T,
+    v: &[T],
+    steps: &mut [S],
+) -> Vec<T> {
     let mut a = v.to_vec();
     for step in steps.iter_mut().rev() {
-        chain_step(order, c, step, T::ZERO, &mut a);
+        chain_step(order, alpha_per_sample, step, T::ZERO, &mut a);
     }
     a
 }

@@ -1,14 +1,14 @@
 //! Meta-gradient estimators and the meta-trainer.
 //!
 //! Every algorithm adapts each task the same way — the recipe's inner rule
-//! `θ_k = θ_{k-1} + c·ĝ_k`, `ĝ_k = Σ_{τ∈D_k} Σ_h w_h ∇log π(a_h|s_h; θ_{k-1})`, with
-//! `c = recipe.step_scale()` and fresh trajectories `D_k ~ θ_{k-1}` after every step — and
-//! draws an outer batch `D_o ~ θ_ζ` giving `v = ĝ(θ_ζ, D_o)` (mean over episodes) and the
-//! raw mean discounted return `Ĵ`. They differ only in the backward recursion that turns
-//! `v` into the task's estimate (see [`sgmrl`], [`maml`], [`emaml`]). The recursion sees
-//! an inner step only through [`StepOps`] — "Hessian-vector product and score sum of the
-//! batch `D_k` at `θ_{k-1}`" — so the same code runs on the batched f32 kernels in
-//! training and on f64 in the exact-enumeration test.
+//! `θ_k = θ_{k-1} + (α/n)·ĝ_k`, `ĝ_k = Σ_{τ∈D_k} Σ_h w_h ∇log π(a_h|s_h; θ_{k-1})`, with
+//! `α/n = recipe.alpha_per_sample()` and fresh trajectories `D_k ~ θ_{k-1}` after every
+//! step — and draws an outer batch `D_o ~ θ_ζ` giving `v = ĝ(θ_ζ, D_o)` (mean over
+//! episodes) and the raw mean discounted return `Ĵ`. They differ only in the backward
+//! recursion that turns `v` into the task's estimate (see [`sgmrl`], [`maml`], [`emaml`]).
+//! The recursion sees an inner step only through [`StepOps`] — "Hessian-vector product and
+//! score sum of the batch `D_k` at `θ_{k-1}`" — so the same code runs on the batched f32
+//! kernels in training and on f64 in the exact-enumeration test.
 
 pub mod emaml;
 pub mod inner;
@@ -26,7 +26,7 @@ use crate::gemm::Scalar;
 pub enum Order {
     /// Every `J_k = I` (FO-MAML; the paper's experiments ran SG-MRL this way).
     First,
-    /// `J_kᵀ a = a + c·Σ_τ Σ_h w_h ∇²log π(θ_{k-1})·a`, as Hessian-vector products.
+    /// `J_kᵀ a = a + (α/n)·Σ_τ Σ_h w_h ∇²log π(θ_{k-1})·a`, as Hessian-vector products.
     Second,
 }
 
@@ -64,15 +64,15 @@ impl Algorithm {
     pub fn estimate<T: Scalar, S: StepOps<T>>(
         self,
         order: Order,
-        c: T,
+        alpha_per_sample: T,
         v: &[T],
         multiplier: T,
         steps: &mut [S],
     ) -> Vec<T> {
         match self {
-            Self::SgMrl => sgmrl::estimate(order, c, v, multiplier, steps),
-            Self::Maml => maml::estimate(order, c, v, steps),
-            Self::EMaml => emaml::estimate(order, c, v, multiplier, steps),
+            Self::SgMrl => sgmrl::estimate(order, alpha_per_sample, v, multiplier, steps),
+            Self::Maml => maml::estimate(order, alpha_per_sample, v, steps),
+            Self::EMaml => emaml::estimate(order, alpha_per_sample, v, multiplier, steps),
         }
     }
 
@@ -95,15 +95,16 @@ pub trait StepOps<T> {
     fn score_sum(&self) -> &[T];
     /// `|D_k|`.
     fn episodes(&self) -> usize;
-    /// Adds `h·Σ w ∇²log π·dir + m·s_k` to `out`. The batched kernels fuse the two into
-    /// one pass; this default composes [`StepOps::hvp`] and [`StepOps::score_sum`].
-    fn hvp_plus_score(&mut self, dir: &[T], h: T, m: T, out: &mut [T])
+    /// Adds `alpha_per_sample·Σ w ∇²log π·dir + m·s_k` to `out`. The batched kernels fuse
+    /// the two into one pass; this default composes [`StepOps::hvp`] and
+    /// [`StepOps::score_sum`].
+    fn hvp_plus_score(&mut self, dir: &[T], alpha_per_sample: T, m: T, out: &mut [T])
     where
         T: Scalar,
     {
         let mut hv = vec![T::ZERO; dir.len()];
         self.hvp(dir, &mut hv);
-        axpy(h, &hv, out);
+        axpy(alpha_per_sample, &hv, out);
         if m != T::ZERO {
             axpy(m, self.score_sum(), out);
         }
@@ -111,16 +112,22 @@ pub trait StepOps<T> {
 }
 
 /// One step of every recursion, `a ← J_kᵀ a + m·s_k`:
-/// - [`Order::Second`]: `a + c·H_k a + m·s_k` (`J_k` is symmetric: `I` plus a weighted sum
+/// - [`Order::Second`]: `a + (α/n)·H_k a + m·s_k` (`J_k` is symmetric: `I` plus a weighted sum
 ///   of Hessians), in one fused pass;
 /// - [`Order::First`]: `a + m·s_k` (`J_k = I`).
 ///
 /// With `m = 0` it is MAML's `a ← J_kᵀ a` and the score is not touched.
-pub fn chain_step<T: Scalar, S: StepOps<T>>(order: Order, c: T, step: &mut S, m: T, a: &mut [T]) {
+pub fn chain_step<T: Scalar, S: StepOps<T>>(
+    order: Order,
+    alpha_per_sample: T,
+    step: &mut S,
+    m: T,
+    a: &mut [T],
+) {
     match order {
         Order::Second => {
             let mut out = a.to_vec();
-            step.hvp_plus_score(a, c, m, &mut out);
+            step.hvp_plus_score(a, alpha_per_sample, m, &mut out);
             a.copy_from_slice(&out);
         }
         Order::First => {

@@ -3,7 +3,7 @@
 //! ```text
 //! a ← v                                      v = ĝ(θ_ζ, D_o)
 //! for k = ζ down to 1:
-//!     a ← J_kᵀ a + (Ĵ − b)·s_k               J_kᵀ a = a + c·Σ_{τ∈D_k} Σ_h w_h ∇²log π(θ_{k-1})·a
+//!     a ← J_kᵀ a + (Ĵ − b)·s_k               J_kᵀ a = a + (α/n)·Σ_{τ∈D_k} Σ_h w_h ∇²log π(θ_{k-1})·a
 //!                                            s_k = Σ_{τ∈D_k} s(τ; θ_{k-1})  (a SUM)
 //! ```
 //! `Ĵ` is the raw mean discounted return on `D_o` and `b` a multiplier independent of the
@@ -27,14 +27,14 @@ use crate::gemm::Scalar;
 /// The task's SG-MRL estimate; `steps` are `D_1..D_ζ` in order, `multiplier = Ĵ − b`.
 pub fn estimate<T: Scalar, S: StepOps<T>>(
     order: Order,
-    c: T,
+    alpha_per_sample: T,
     v: &[T],
     multiplier: T,
     steps: &mut [S],
 ) -> Vec<T> {
     let mut a = v.to_vec();
     for step in steps.iter_mut().rev() {
-        chain_step(order, c, step, multiplier, &mut a);
+        chain_step(order, alpha_per_sample, step, multiplier, &mut a);
     }
     a
 }

@@ -102,35 +102,6 @@ pub struct MetaConfig {
 }
 
 impl MetaConfig {
-    /// The paper's Table 1 setting on nav2d (experiments.md): 20 tasks × 20 episodes × 100
-    /// steps, ζ = 1, α = 0.1 on the per-step mean (÷ N·H) of GAE(λ = 0.997) advantages on a
-    /// linear feature baseline, normalised per task; γ = 0.99; the action map
-    /// `clip(0.01·u, ±0.1)`; Adam 1e-3; control variate on. The outer gradient uses the
-    /// same GAE, not normalised.
-    pub fn table1(algorithm: Algorithm, order: Order, seed: u64) -> Self {
-        Self {
-            algorithm,
-            order,
-            recipe: Recipe {
-                alpha: 0.1,
-                steps: 1,
-                episodes: 20,
-                horizon: sgmrl::sim::Nav2d::PAPER_HORIZON,
-                gamma: 0.99,
-                advantage: Advantage::LinearFeatureGae { lambda: 0.997 },
-                normalize: true,
-                loss: LossScale::PerStep,
-                action: sgmrl::sim::Nav2d::PAPER_ACTION_MAP,
-            },
-            outer_advantage: Advantage::LinearFeatureGae { lambda: 0.997 },
-            outer_episodes: 20,
-            tasks: 20,
-            control_variate: ControlVariate::LeaveOneOut,
-            optimizer: OptimizerConfig::default(),
-            seed,
-        }
-    }
-
     /// The recipe the outer batch is sampled and weighted with.
     pub fn outer_recipe(&self) -> Recipe {
         Recipe {
@@ -408,14 +379,20 @@ impl<F: TaskFamily> MetaTrainer<F> {
             unstable,
         };
 
-        let c = cfg.recipe.step_scale();
+        let alpha_per_sample = cfg.recipe.alpha_per_sample();
         let (algorithm, order) = (cfg.algorithm, cfg.order);
         let estimates: Vec<Vec<f32>> = runs
             .into_par_iter()
             .zip(baselines)
             .map(|(mut run, b)| {
                 let m = run.outer.jt - b;
-                algorithm.estimate(order, c, &run.outer.v, m, run.adaptation.steps_mut())
+                algorithm.estimate(
+                    order,
+                    alpha_per_sample,
+                    &run.outer.v,
+                    m,
+                    run.adaptation.steps_mut(),
+                )
             })
             .collect();
 
@@ -488,7 +465,7 @@ pub fn adapt_task<F: TaskFamily>(
             path,
         }
     }
-    let mut adaptation = Adaptation::new(net, params, recipe.step_scale());
+    let mut adaptation = Adaptation::new(net, params, recipe.alpha_per_sample());
     for k in 0..usize::from(recipe.steps) {
         full_path[last] = k as u64;
         let ro = sampler::sample(

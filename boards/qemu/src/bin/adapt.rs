@@ -15,7 +15,7 @@
 
 use cortex_m_rt::entry;
 use sgmrl::bundle::{Bundle, BundleError};
-use sgmrl::policy::{Distribution, Policy, PolicyShape};
+use sgmrl::policy::{Policy, PolicyShape};
 use sgmrl_qemu::out::Line;
 use sgmrl_qemu::parity::{self, StepInfo};
 use sgmrl_qemu::{code, exit, icount, machine, pins, ram, stack};
@@ -148,10 +148,7 @@ fn demo(memory: &mut [f32], bundle: Bundle<'static>, parse_instr: u32) -> bool {
         })
         .print();
     Line::new("adapt: policy ")
-        .s(match s.distribution {
-            Distribution::Softmax => "softmax",
-            Distribution::Gaussian => "gaussian",
-        })
+        .s(s.distribution.name())
         .s(" ")
         .u(u32::from(s.obs_dim))
         .s("-")
@@ -271,7 +268,7 @@ fn demo(memory: &mut [f32], bundle: Bundle<'static>, parse_instr: u32) -> bool {
         .s(", scratch ")
         .u(4 * mem.scratch_floats as u32)
         .s("; lower bound ")
-        .u(4 * sgmrl::recipe::Memory::lower_bound_floats(&s, r.horizon) as u32)
+        .u(4 * sgmrl::adapt::Memory::lower_bound_floats(&s, r.horizon) as u32)
         .s(" B), statics ")
         .u(statics.total as u32)
         .s(" B (data ")

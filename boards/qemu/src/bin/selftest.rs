@@ -17,11 +17,12 @@ use core::fmt::Write as _;
 use core::hint::black_box;
 
 use cortex_m_rt::entry;
+use sgmrl::adapt::Memory;
 use sgmrl::bundle::{self, Bundle, BundleError, Section, TaskId};
 use sgmrl::dual::Dual;
 use sgmrl::math::Real;
 use sgmrl::policy::{Distribution, LeF32s, ParamSource, Policy, PolicyShape};
-use sgmrl::recipe::{ActionMap, Advantage, LossScale, Memory, Recipe, RecipeError};
+use sgmrl::recipe::{ActionMap, Advantage, LossScale, Recipe, RecipeError};
 use sgmrl::rng::Rng;
 use sgmrl::sim::Nav2d;
 use sgmrl_qemu::harness::{self, Outcome, Test, check};
