@@ -2,7 +2,7 @@
 //! `include_bytes!` in flash) is parsed once, then the adapter runs ζ policy-gradient steps
 //! on a 2-D navigation task and reports the return before and after.
 //!
-//! Run: `cargo run --release --example adapt_nav2d`
+//! Run: `cargo run --release --features std --example adapt_nav2d`
 
 use sgmrl::adapt::Adapter;
 use sgmrl::bundle::{Bundle, BundleSpec, TaskId, Trainer};

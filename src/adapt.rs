@@ -361,6 +361,39 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         self.discard_batch();
     }
 
+    /// Makes parameters adapted earlier (e.g. restored from flash by [`crate::store`]) the
+    /// current policy, as if all ζ steps had just been applied: `fill` writes the `P`
+    /// scalars into the adapter's own buffer and returns false if it could not. If it
+    /// fails or writes a non-finite scalar, the adapter is back at the meta-policy and
+    /// [`AdaptError::Shape`] or [`AdaptError::NonFiniteStep`] is returned.
+    pub fn restore(&mut self, fill: impl FnOnce(&mut [f32]) -> bool) -> Result<(), AdaptError> {
+        self.reset();
+        let (buf, current) = if self.params.is_empty() {
+            (&mut *self.grad, Current::InGrad)
+        } else {
+            (&mut *self.params, Current::InParams)
+        };
+        if !fill(buf) {
+            self.reset();
+            return Err(AdaptError::Shape);
+        }
+        if !buf.iter().all(|x| x.is_finite()) {
+            self.reset();
+            return Err(AdaptError::NonFiniteStep);
+        }
+        self.current = current;
+        self.step = self.recipe.steps;
+        self.discard_batch();
+        Ok(())
+    }
+
+    /// Forgets the episode in progress (steps applied and episodes already recorded are
+    /// kept), e.g. when the environment failed between [`Adapter::act`] and
+    /// [`Adapter::reward`] or a control loop interrupts an episode.
+    pub fn abandon_episode(&mut self) {
+        self.drop_episode();
+    }
+
     /// Length of one episode slot in the buffer.
     fn slot_len(&self) -> usize {
         usize::from(self.recipe.horizon) * (P::OBS_DIM + P::ACTION_WIDTH + 1)

@@ -148,12 +148,17 @@ impl TaskId {
     pub const NAV2D: Self = Self(1);
     /// 2-D point navigation with a discrete (softmax) action set.
     pub const NAV2D_DISCRETE: Self = Self(2);
+    /// The differential-drive robot (`sim::diffdrive`) with discrete wheel commands
+    /// (softmax policies): the default robot task.
+    pub const DIFFDRIVE: Self = Self(3);
+    /// The differential-drive robot with continuous wheel commands (Gaussian policies).
+    pub const DIFFDRIVE_CONTINUOUS: Self = Self(4);
     /// MuJoCo HalfCheetah, random direction `d ∈ {−1, +1}` (the paper's Table 2).
-    pub const HALF_CHEETAH_DIR: Self = Self(3);
+    pub const HALF_CHEETAH_DIR: Self = Self(5);
     /// MuJoCo HalfCheetah, random target velocity `v* ~ U[0, 3]` (Table 2).
-    pub const HALF_CHEETAH_VEL: Self = Self(4);
+    pub const HALF_CHEETAH_VEL: Self = Self(6);
     /// MuJoCo Swimmer, random target velocity `v* ~ U[0.1, 0.2]` (Table 2).
-    pub const SWIMMER_VEL: Self = Self(5);
+    pub const SWIMMER_VEL: Self = Self(7);
     /// The first id free for users.
     pub const FIRST_USER: Self = Self(0x100);
 
@@ -179,6 +184,8 @@ pub enum Trainer {
     FoMaml,
     /// E-MAML.
     EMaml,
+    /// Plain multi-task policy gradient, no meta-learning (a baseline to adapt from).
+    MultiTask,
 }
 
 impl Trainer {
@@ -191,6 +198,7 @@ impl Trainer {
             3 => Self::Maml,
             4 => Self::FoMaml,
             5 => Self::EMaml,
+            6 => Self::MultiTask,
             _ => return None,
         })
     }
@@ -204,6 +212,7 @@ impl Trainer {
             Self::Maml => 3,
             Self::FoMaml => 4,
             Self::EMaml => 5,
+            Self::MultiTask => 6,
         }
     }
 
@@ -216,6 +225,7 @@ impl Trainer {
             Self::Maml => "MAML",
             Self::FoMaml => "FO-MAML",
             Self::EMaml => "E-MAML",
+            Self::MultiTask => "multi-task PG",
         }
     }
 }
@@ -286,7 +296,7 @@ pub enum BundleError {
     UnknownDistribution(u8),
     /// The advantage code is not in `0..=3`.
     UnknownAdvantage(u8),
-    /// The trainer code is not in `0..=5`.
+    /// The trainer code is not in `0..=6`.
     UnknownTrainer(u8),
     /// The policy shape fails [`PolicyShape::is_valid`].
     BadShape(PolicyShape),
@@ -804,7 +814,7 @@ impl<'a> Bundle<'a> {
 }
 
 /// Everything a bundle holds, for the writer. [`BundleSpec::encode_into`] (and
-/// [`BundleSpec::to_bytes`] under the `std` feature) validates by the parser's rules.
+/// `BundleSpec::to_bytes` under the `std` feature) validates by the parser's rules.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BundleSpec<'s> {
     /// Policy architecture.
@@ -1391,8 +1401,8 @@ mod tests {
         assert_eq!(parse_err(&b), BundleError::UnknownDistribution(2));
         let b = edited(SOFTMAX, |b| b[field::ADVANTAGE] = 4);
         assert_eq!(parse_err(&b), BundleError::UnknownAdvantage(4));
-        let b = edited(SOFTMAX, |b| b[field::TRAINER] = 6);
-        assert_eq!(parse_err(&b), BundleError::UnknownTrainer(6));
+        let b = edited(SOFTMAX, |b| b[field::TRAINER] = 7);
+        assert_eq!(parse_err(&b), BundleError::UnknownTrainer(7));
     }
 
     #[test]

@@ -32,7 +32,9 @@
 //!   advantage rule, loss scaling, action mapping), as plain data with its validation and
 //!   `alpha_per_sample = α/n` (`n` = `N` or `N·H`, the loss scaling's count).
 //! - [`env`](mod@env), [`sim`]: the environment interface, and the no_std task families
-//!   (`Nav2d`, which uses the recipe's action map).
+//!   (`Nav2d`, which uses the recipe's action map; `DiffDrive`, a wheeled robot).
+//! - [`robot`]: the robot edge over embedded-hal 1.0 (motors, encoders, gyro, control
+//!   clock) and `DiffDriveRobot`, an [`env::Env`] computing what `sim::diffdrive` computes.
 //! - [`estimator_error`]: the one typed error of everything that reads episodes;
 //!   [`episode`]: one episode as data (observations, actions on the wire, rewards).
 //! - [`advantage`]: the advantage rules that turn a batch's rewards into per-step weights
@@ -42,6 +44,10 @@
 //!   CRC-32 lives in a private module shared with the adapter's parameter checksum).
 //! - [`adapt`]: the [`adapt::Adapter`] state machine that turns episodes into ζ steps, and
 //!   the RAM it needs ([`adapt::Memory`]).
+//! - [`guard`]: keeps the adapted policy only if it beats the meta-policy on the robot's task.
+//! - [`control`]: the robot's control loop over traits (timer tick, buttons, LEDs, flash).
+//! - [`simhw`]: embedded-hal drivers over the `DiffDrive` simulator (board logic in CI).
+//! - [`store`]: adapted parameters persisted in two NOR-flash slots (CRC, sequence number).
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
 //!
 //! # Features
@@ -77,6 +83,7 @@ extern crate std;
 pub mod adapt;
 pub mod advantage;
 pub mod bundle;
+pub mod control;
 mod crc32;
 pub mod dual;
 pub mod env;
@@ -84,9 +91,13 @@ pub mod episode;
 pub mod estimator;
 pub mod estimator_error;
 pub mod faults;
+pub mod guard;
 pub mod math;
 pub mod name;
 pub mod policy;
 pub mod recipe;
 pub mod rng;
+pub mod robot;
 pub mod sim;
+pub mod simhw;
+pub mod store;

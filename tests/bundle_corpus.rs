@@ -276,6 +276,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
             Trainer::EMaml,
             TaskId(0xFFFF),
         ),
+        ("valid-trainer-multitask", Trainer::MultiTask, TaskId::NAV2D),
     ] {
         let mut b = softmax.clone();
         b[52..54].copy_from_slice(&task.0.to_le_bytes());
@@ -338,7 +339,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
     // Codes.
     out.push(("err-UnknownDistribution-2", patch(g, 8, &[2])));
     out.push(("err-UnknownAdvantage-4", patch(g, 36, &[4])));
-    out.push(("err-UnknownTrainer-6", patch(g, 54, &[6])));
+    out.push(("err-UnknownTrainer-7", patch(g, 54, &[7])));
     // Shapes (param_count is checked later, so the shape error wins).
     out.push(("err-BadShape-obs-0", patch(g, 10, &0u16.to_le_bytes())));
     out.push(("err-BadShape-act-0", patch(g, 16, &0u16.to_le_bytes())));

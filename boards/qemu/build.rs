@@ -20,7 +20,7 @@ use sgmrl::bundle::{Bundle, TaskId};
 use sgmrl::policy::Distribution;
 
 /// The bundle `adapt` embeds when `SGMRL_BUNDLE` is not set.
-const DEFAULT_BUNDLE: &str = "bundles/test.sgmrl";
+const DEFAULT_BUNDLE: &str = "bundles/test.sgml";
 
 fn main() {
     let target = env::var("TARGET").expect("cargo sets TARGET");
@@ -79,7 +79,7 @@ fn main() {
             .get_mut(offset)
             .unwrap_or_else(|| panic!("SGMRL_CORRUPT={offset} is past the bundle's end"));
         *byte ^= 0xFF;
-        let path = out.join("corrupted.sgmrl");
+        let path = out.join("corrupted.sgml");
         fs::write(&path, bad).expect("write corrupted bundle");
         println!("cargo:rustc-env=SGMRL_BUNDLE_PATH={}", path.display());
     }

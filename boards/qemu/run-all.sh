@@ -8,7 +8,7 @@
 #      linked (~20 KB of flash) or if the code of the deployable firmware (`adapt`; the
 #      test binaries are exempt) exceeds the 32 KB budget (SGMRL_CODE_LIMIT bytes, default
 #      32768). Code = flash without parameters: `.vector_table + .text + .rodata` less the
-#      embedded bundle (`bundles/test.sgmrl` here; docs/device.md has the other bundles);
+#      embedded bundle (`bundles/test.sgml` here; docs/device.md has the other bundles);
 #   2. run each binary in $RUN_BINS under run.sh (QEMU with a timeout) and require exit 0;
 #   3. check the failure paths: `selftest --deliberate-fail` must exit 1, `--deliberate-panic`
 #      101, `--deliberate-fault` 102 and `--deliberate-irq` 103 (device interrupt 0 reaches
@@ -17,8 +17,10 @@
 #      timeout with 124 (microbit only; a harness that cannot fail proves nothing); and
 #      `adapt` built with a corrupted bundle (SGMRL_CORRUPT) must reject it with its typed
 #      error and exit 2 (microbit and an386).
+#   4. run `robot` (the board logic on a simulated robot, src/robot_e2e.rs) and require its
+#      outcome line to equal the one `pins/ robot` computes on the host;
 #   0. (first) recompute the parity cases and the test bundle on the host (`pins/`) and fail
-#      if `src/pins.rs` or `bundles/test.sgmrl` is stale, i.e. the core's numerics or bundle
+#      if `src/pins.rs` or `bundles/test.sgml` is stale, i.e. the core's numerics or bundle
 #      format changed on the host since they were made.
 # Logs go to target/run-all/<machine>-<binary>.log.
 set -uo pipefail
@@ -70,12 +72,28 @@ else
     fail "pins/ failed on the host (boards/qemu/$logs/pins.err)"
     tail -20 "$logs/pins.err"
 fi
-if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle "$logs/test.sgmrl" 2>"$logs/pins.err" &&
-    cmp -s bundles/test.sgmrl "$logs/test.sgmrl"; then
-    echo "ok   bundles/test.sgmrl matches the host's encoding"
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle "$logs/test.sgml" 2>"$logs/pins.err" &&
+    cmp -s bundles/test.sgml "$logs/test.sgml"; then
+    echo "ok   bundles/test.sgml matches the host's encoding"
     passed=$((passed + 1))
 else
-    fail "bundles/test.sgmrl is stale or pins/ failed; regenerate as pins/src/main.rs says"
+    fail "bundles/test.sgml is stale or pins/ failed; regenerate as pins/src/main.rs says"
+fi
+
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle-robot "$logs/robot-test.sgmrl" 2>"$logs/pins.err" &&
+    cmp -s bundles/robot-test.sgmrl "$logs/robot-test.sgmrl"; then
+    echo "ok   bundles/robot-test.sgmrl matches the host's encoding"
+    passed=$((passed + 1))
+else
+    fail "bundles/robot-test.sgmrl is stale or pins/ failed; regenerate: pins/ bundle-robot bundles/robot-test.sgmrl"
+fi
+# The board-logic scenario (src/robot_e2e.rs) on the host: the device must print this line.
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- robot bundles/robot-test.sgmrl \
+    >"$logs/robot-host.txt" 2>"$logs/pins.err"; then
+    echo "ok   robot scenario on the host: $(cat "$logs/robot-host.txt")"
+    passed=$((passed + 1))
+else
+    fail "robot scenario failed on the host (boards/qemu/$logs/pins.err)"
 fi
 
 targs=()
@@ -109,7 +127,7 @@ for t in "${TARGETS[@]}"; do
             fail "$m $b links core's float formatting (print f32 with sgmrl_qemu::num instead)"
         fi
         if [ "$b" = adapt ]; then
-            code=$((v + x + r - $(stat -c %s bundles/test.sgmrl)))
+            code=$((v + x + r - $(stat -c %s bundles/test.sgml)))
             if [ "$code" -gt "$LIMIT" ]; then
                 fail "$m $b: code without parameters $code bytes exceeds the budget of $LIMIT"
             else
@@ -154,6 +172,21 @@ for t in "${TARGETS[@]}"; do
     run "$t" selftest 103 --deliberate-irq
 done
 SGMRL_QEMU_TIMEOUT=1 run thumbv6m-none-eabi selftest 124 --deliberate-hang
+
+# The board logic end to end (src/bin/robot.rs): duty cycles → simulated robot → encoder
+# counts → adaptation → guard → flash slot → reboot, on every machine; the outcome line
+# (adapted parameters' CRC, verdict, restored CRC, …) must equal the host's bit for bit.
+for t in "${TARGETS[@]}"; do
+    m=$(machine_of "$t")
+    run "$t" robot 0
+    grep -E '^robot: \[icount\]|^robot: P ' "$logs/$m-robot.log"
+    if grep -qxF "$(cat "$logs/robot-host.txt")" "$logs/$m-robot.log"; then
+        echo "ok   $m robot outcome equals the host's (adapted parameters' CRC included)"
+        passed=$((passed + 1))
+    else
+        fail "$m robot outcome differs from the host's: $(grep '^robot: outcome' "$logs/$m-robot.log") vs $(cat "$logs/robot-host.txt")"
+    fi
+done
 
 # A corrupted bundle in flash: `adapt` built with one byte of its bundle inverted after the
 # host read it (build.rs, SGMRL_CORRUPT) must print the parser's typed error and exit 2.

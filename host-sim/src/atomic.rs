@@ -13,14 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A failed atomic write, naming the destination.
+///
+/// The cause is part of the message and not also returned as `source()`, so a chain
+/// printer (`anyhow`'s `{:#}`) shows it once.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {}: {source}", path.display())]
+#[error("cannot write {}: {cause}", path.display())]
 pub struct WriteError {
     /// The destination.
     pub path: PathBuf,
     /// The underlying failure.
-    #[source]
-    pub source: io::Error,
+    pub cause: io::Error,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -55,9 +57,9 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         f.write_all(bytes)?;
         f.sync_all()
     })
-    .map_err(|source| WriteError {
+    .map_err(|cause| WriteError {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

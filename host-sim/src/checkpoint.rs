@@ -62,7 +62,7 @@ pub struct Checkpoint {
 pub enum CheckpointErrorKind {
     /// The file could not be read.
     #[error("cannot read: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// Not a checkpoint.
     #[error("not an sgmrl checkpoint (bad magic)")]
     BadMagic,
@@ -131,9 +131,14 @@ pub enum CheckpointErrorKind {
 pub struct CheckpointError {
     /// The checkpoint file.
     pub path: PathBuf,
-    /// What is wrong.
-    #[source]
+    /// What is wrong (in the message, not also `source()`).
     pub kind: CheckpointErrorKind,
+}
+
+impl From<std::io::Error> for CheckpointErrorKind {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -15,9 +15,10 @@ use crate::config::{
     AdvantageName, AlgorithmName, Config, ConfigBuilder, ControlVariateName, EnvName,
     HELD_OUT_SEED, LossName, OptimizerName, Preset, shape_name,
 };
-use crate::eval::{EvalReport, GoalSet, Stat, evaluate, run_goals};
+use crate::eval::{EvalReport, GoalSet, Stat, evaluate, run_goals, standing_still_return};
 use crate::export::{MemoryJson, export_all};
 use crate::model::Model;
+use crate::outputs::{check_dir, check_file};
 use crate::plot::{GoalPaths, LabelledCurve, plot_curves, plot_trajectories};
 use crate::rundir::RunDir;
 use crate::runlog::read_curve;
@@ -35,7 +36,7 @@ use crate::train::{EngineFactory, ProgressMode, TrainOptions, TrainOutcome, trai
 pub struct Cli {
     /// Worker threads for rollouts and evaluation (default: all cores). Results do not
     /// depend on it.
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// No progress output.
     #[arg(long, short, global = true)]
@@ -82,34 +83,34 @@ pub struct ConfigArgs {
     #[arg(long, value_enum)]
     pub algorithm: Option<AlgorithmName>,
     /// Root seed.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Meta-iterations.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub iterations: Option<u32>,
     /// Tasks per meta-iteration.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub meta_batch: Option<u32>,
     /// Inner step size α.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f32>,
     /// Adaptation steps ζ.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub steps: Option<u16>,
     /// Episodes per adaptation step.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub episodes: Option<u16>,
     /// Horizon H.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub horizon: Option<u16>,
     /// Discount γ.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f32>,
     /// Advantage rule.
     #[arg(long, value_enum)]
     pub advantage: Option<AdvantageName>,
     /// GAE λ (advantage gae).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub gae_lambda: Option<f32>,
     /// Normalise advantages (true/false).
     #[arg(long)]
@@ -124,7 +125,7 @@ pub struct ConfigArgs {
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerName>,
     /// Outer learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Control variate of the score terms: none, loo (leave-one-out) or pre
     /// (pre-adaptation batch).
@@ -287,15 +288,19 @@ pub struct TrainArgs {
 #[derive(Debug, Clone, Args)]
 pub struct EvalFlags {
     /// Held-out goals (default: the run's eval.goals, else 400).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub goals: Option<u32>,
     /// Seed naming the held-out goal set (default: the run's eval.seed, else the fixed
     /// default set).
-    #[arg(long = "eval-seed", value_name = "SEED")]
+    #[arg(long = "eval-seed", value_name = "SEED", allow_negative_numbers = true)]
     pub eval_seed: Option<u64>,
     /// Fresh episodes per goal for the final return (default: the run's eval.episodes,
     /// else the recipe's episodes per step).
-    #[arg(long = "eval-episodes", value_name = "N")]
+    #[arg(
+        long = "eval-episodes",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub eval_episodes: Option<u16>,
 }
 
@@ -310,7 +315,7 @@ pub struct EvalArgs {
     /// Evaluation settings.
     #[command(flatten)]
     pub eval: EvalFlags,
-    /// Write the report as JSON here (default for a run directory: <run>/eval.json).
+    /// Write the report as JSON here (default for a run directory: its eval.json).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
@@ -360,10 +365,10 @@ pub enum PlotCommand {
         #[arg(long, short = 'o', value_name = "PREFIX")]
         out: PathBuf,
         /// Goals (panels).
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
         goals: u32,
         /// Seed naming the goal set.
-        #[arg(long = "eval-seed", value_name = "SEED")]
+        #[arg(long = "eval-seed", value_name = "SEED", allow_negative_numbers = true)]
         eval_seed: Option<u64>,
         /// The task (checked against the one recorded in the input).
         #[arg(long, value_enum)]
@@ -412,7 +417,7 @@ pub struct ReproduceArgs {
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Seeds per algorithm (1..=N) [default: 5 for Table 1, 4 for Table 2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seeds: Option<u32>,
     /// Algorithms, comma-separated [default: sgmrl,sgmrl-fo,maml,emaml for Table 1;
     /// sgmrl,maml for Table 2].
@@ -438,10 +443,20 @@ pub struct ReproduceArgs {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Meta-iterations to time.
-    #[arg(long = "bench-iterations", default_value_t = 3, value_name = "N")]
+    #[arg(
+        long = "bench-iterations",
+        default_value_t = 3,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub bench_iterations: u32,
     /// Held-out goals to time evaluation on.
-    #[arg(long = "bench-goals", default_value_t = 40, value_name = "N")]
+    #[arg(
+        long = "bench-goals",
+        default_value_t = 40,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub bench_goals: u32,
     /// Also write the measurements as JSON here.
     #[arg(long, value_name = "FILE")]
@@ -491,6 +506,7 @@ pub fn run_with(cli: Cli, engine: Option<EngineFactory>) -> anyhow::Result<()> {
         Command::Train(a) => {
             let run = RunDir::new(&a.run_dir);
             let config = a.config.resolve_for_run(&run)?;
+            check_dir(run.root())?;
             // Refuse a mismatched checkpoint before anything else.
             crate::train::existing_checkpoint(&run, &config)?;
             let out = train(
@@ -563,6 +579,21 @@ fn eval_settings(model: &Model, f: &EvalFlags) -> (u32, u64, u16) {
     (goals, seed, episodes)
 }
 
+/// Where the final-return episode count of [`eval_settings`] came from, for the report:
+/// a run directory or checkpoint has its run's `eval.episodes`, a bundle has no
+/// evaluation settings and falls back to its recipe's episodes per step, so the same
+/// policy is measured differently unless `--eval-episodes` is given.
+fn eval_episodes_source(model: &Model, f: &EvalFlags) -> String {
+    match (f.eval_episodes, &model.config) {
+        (Some(_), _) => "--eval-episodes".into(),
+        (None, Some(_)) => "the run's eval.episodes".into(),
+        (None, None) => format!(
+            "a bundle has no eval settings: its recipe's {} episodes per step; set --eval-episodes to compare with a run's eval",
+            model.recipe.episodes
+        ),
+    }
+}
+
 fn check_eval_flags(f: &EvalFlags) -> anyhow::Result<()> {
     if f.goals == Some(0) {
         bail!("--goals: must be at least 1");
@@ -603,17 +634,21 @@ fn describe(model: &Model) -> String {
 }
 
 fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
-    let model = Model::load(&a.input, a.env)?;
     let out = a
         .out
         .clone()
         .or_else(|| a.input.is_dir().then(|| RunDir::new(&a.input).eval()));
     if let Some(o) = &out {
-        check_writable(o)?;
+        check_file(o)?;
     }
+    let model = Model::load(&a.input, a.env)?;
     let report = run_eval(&model, &a.eval)?;
     println!("{}", describe(&model));
     println!("{report}");
+    println!(
+        "  (episodes per goal for the final return: {})",
+        eval_episodes_source(&model, &a.eval)
+    );
     if let Some(o) = out {
         write_json(&o, &report)?;
         println!("wrote {}", o.display());
@@ -621,25 +656,15 @@ fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails early, with the path, when `path`'s directory does not exist or is not a
-/// directory (so a long computation does not end in a write error).
-fn check_writable(path: &Path) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        bail!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            dir.display()
-        );
+/// Checks every file a plot to `out` writes (see [`crate::plot::outputs`]).
+fn check_plot(out: &Path) -> anyhow::Result<()> {
+    for f in crate::plot::outputs(out) {
+        check_file(&f)?;
     }
     Ok(())
 }
 
 fn cmd_export(a: ExportArgs) -> anyhow::Result<()> {
-    let model = Model::load(&a.input, a.env)?;
     let dir = match &a.out {
         Some(d) => d.clone(),
         None if a.input.is_dir() => a.input.clone(),
@@ -649,8 +674,12 @@ fn cmd_export(a: ExportArgs) -> anyhow::Result<()> {
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    check_dir(&dir)?;
+    let run = RunDir::new(&dir);
+    for f in [run.bundle(), run.safetensors(), run.summary()] {
+        check_file(&f)?;
+    }
+    let model = Model::load(&a.input, a.env)?;
     // An evaluation in the output directory goes into the summary only if it is of
     // these very parameters.
     let crc = crate::eval::params_crc32(&model.params);
@@ -661,10 +690,7 @@ fn cmd_export(a: ExportArgs) -> anyhow::Result<()> {
     let e = export_all(&model, &dir, eval)?;
     println!("{}", describe(&model));
     let mem = MemoryJson::new(&model.shape, &model.recipe);
-    println!(
-        "device RAM for adaptation: {} bytes (P + one episode: {} bytes)",
-        mem.total_bytes, mem.lower_bound_bytes
-    );
+    println!("{}", ram_line(&mem));
     println!(
         "wrote {}, {}, {}",
         e.bundle.display(),
@@ -672,6 +698,19 @@ fn cmd_export(a: ExportArgs) -> anyhow::Result<()> {
         e.summary.display()
     );
     Ok(())
+}
+
+/// The adapter's RAM by purpose, and the budget yardstick beside it (not a part of it).
+fn ram_line(mem: &MemoryJson) -> String {
+    format!(
+        "device RAM for adaptation: {} bytes = gradient {} + parameter copy {} + episode buffer {} + hidden-layer scratch {} (yardstick: P floats plus one episode = {} bytes)",
+        mem.total_bytes,
+        4 * mem.grad_floats,
+        4 * mem.params_floats,
+        4 * mem.episode_floats,
+        4 * mem.scratch_floats,
+        mem.lower_bound_bytes
+    )
 }
 
 /// Reads the label of a run directory: its configured algorithm, else its name.
@@ -687,8 +726,21 @@ fn run_label(dir: &Path) -> String {
         })
 }
 
-fn curves_of(runs: &[String]) -> anyhow::Result<Vec<LabelledCurve>> {
-    runs.iter()
+/// The standing-still return of a run directory's task and horizon, if it has a config.
+fn run_standing_still(dir: &Path) -> Option<f64> {
+    let c = ConfigBuilder::new()
+        .file(&RunDir::new(dir).config())
+        .and_then(|b| b.build())
+        .ok()?;
+    standing_still_return(c.env, c.recipe.horizon)
+}
+
+/// The curves of `runs` (`[LABEL=]DIR` each), and the standing-still return when every run
+/// has the same one (same task and horizon).
+fn curves_of(runs: &[String]) -> anyhow::Result<(Vec<LabelledCurve>, Option<f64>)> {
+    let mut still: Vec<Option<f64>> = Vec::new();
+    let curves = runs
+        .iter()
         .map(|spec| {
             let (label, dir) = match spec.split_once('=') {
                 Some((l, d)) if !l.is_empty() => (l.to_string(), PathBuf::from(d)),
@@ -698,12 +750,16 @@ fn curves_of(runs: &[String]) -> anyhow::Result<Vec<LabelledCurve>> {
             if !log.exists() {
                 bail!("{}: no log.csv (is it a run directory?)", dir.display());
             }
+            still.push(run_standing_still(&dir));
             Ok(LabelledCurve {
                 label,
                 curve: read_curve(&log)?,
             })
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first = still.first().copied().flatten();
+    let common = first.filter(|v| still.iter().all(|s| *s == Some(*v)));
+    Ok((curves, common))
 }
 
 fn trajectories(model: &Model, goals: u32, seed: u64) -> anyhow::Result<Vec<GoalPaths>> {
@@ -729,10 +785,10 @@ fn trajectory_title(model: &Model) -> String {
 fn cmd_plot(a: PlotArgs) -> anyhow::Result<()> {
     let files = match a.what {
         PlotCommand::Curves { runs, out, title } => {
-            check_writable(&out)?;
-            let curves = curves_of(&runs)?;
+            check_plot(&out)?;
+            let (curves, still) = curves_of(&runs)?;
             let title = title.unwrap_or_else(|| "Return before and after adaptation".into());
-            plot_curves(&curves, &title, &out)?
+            plot_curves(&curves, &title, still, &out)?
         }
         PlotCommand::Trajectories {
             input,
@@ -744,7 +800,7 @@ fn cmd_plot(a: PlotArgs) -> anyhow::Result<()> {
             if goals == 0 || goals > 16 {
                 bail!("--goals: must be in 1..=16 (one panel each)");
             }
-            check_writable(&out)?;
+            check_plot(&out)?;
             let model = Model::load(&input, env)?;
             let seed = eval_seed
                 .or(model.config.as_ref().map(|c| c.eval.seed))
@@ -777,6 +833,12 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
         with_default_preset(a.config, Preset::Embedded)
     };
     let config = args.resolve_for_run(&run)?;
+    check_dir(run.root())?;
+    for f in [run.eval(), run.bundle(), run.safetensors(), run.summary()] {
+        check_file(&f)?;
+    }
+    check_plot(&run.curves())?;
+    check_plot(&run.trajectories())?;
     let shape = config.shape();
     let mem = MemoryJson::new(&shape, &config.recipe());
     println!(
@@ -802,9 +864,11 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
     let json = serde_json::to_value(&report).context("cannot encode the evaluation")?;
     write_json(&run.eval(), &json)?;
     let e = export_all(&out.model, run.root(), Some(json))?;
+    let (curves, still) = curves_of(&[run.root().display().to_string()])?;
     let mut files = plot_curves(
-        &curves_of(&[run.root().display().to_string()])?,
+        &curves,
         &format!("{} on {}: meta-training", config.algorithm, config.env),
+        still,
         &run.curves(),
     )?;
     files.extend(plot_trajectories(
@@ -829,14 +893,16 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
 struct TableRow {
     algorithm: String,
     seeds: usize,
-    /// Final meta-policy, fixed held-out goals: mean ± s.d. over seeds of the per-run mean.
+    /// Final meta-policy, fixed held-out goals: mean ± standard error over seeds of the
+    /// per-run mean.
     honest_after: Stat,
+    /// The same before adaptation.
     honest_before: Stat,
-    /// Best validation score during training (the paper's protocol): mean ± s.d. over seeds.
+    /// Best validation score during training (the paper's protocol): mean ± standard
+    /// error over seeds.
     best_validation: Option<Stat>,
 }
 
-/// Mean ± standard deviation (not error) across seeds, as the paper reports.
 /// Mean and standard error across seeds of each run's mean return.
 fn across_seeds(xs: &[f64]) -> Stat {
     Stat::of(xs)
@@ -896,7 +962,11 @@ fn cmd_reproduce(
         ]
     });
     let args = with_default_preset(a.config.clone(), Preset::PaperTable1);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    check_dir(&out)?;
+    for f in [out.join("table1.md"), out.join("table1.json")] {
+        check_file(&f)?;
+    }
+    check_plot(&out.join("curves"))?;
     let mut rows = Vec::new();
     let mut curve_specs = Vec::new();
     for alg in &algorithms {
@@ -965,9 +1035,11 @@ fn cmd_reproduce(
     md.push_str("\n± is the standard error across seeds of each run's mean return.\n");
     crate::atomic::write(&out.join("table1.md"), md.as_bytes())?;
     write_json(&out.join("table1.json"), &rows)?;
+    let (curves, still) = curves_of(&curve_specs)?;
     let files = plot_curves(
-        &curves_of(&curve_specs)?,
+        &curves,
         "nav2d: return before and after adaptation",
+        still,
         &out.join("curves"),
     )?;
     print!("{md}");
@@ -1097,7 +1169,13 @@ fn cmd_reproduce_table2(
         .clone()
         .unwrap_or_else(|| vec![AlgorithmName::Sgmrl, AlgorithmName::Maml]);
     let base = with_default_preset(a.config.clone(), Preset::PaperTable2);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    check_dir(&out)?;
+    for f in [out.join("table2.md"), out.join("table2.json")] {
+        check_file(&f)?;
+    }
+    for env in &a.envs {
+        check_plot(&out.join(format!("curves-{}", env.name())))?;
+    }
     let mut rows: Vec<Table2Row> = Vec::new();
     for env in &a.envs {
         let mut curve_specs = Vec::new();
@@ -1160,9 +1238,11 @@ fn cmd_reproduce_table2(
                 });
             }
         }
+        let (curves, still) = curves_of(&curve_specs)?;
         let files = plot_curves(
-            &curves_of(&curve_specs)?,
+            &curves,
             &format!("{env}: return before and after adaptation"),
+            still,
             &out.join(format!("curves-{}", env.name())),
         )?;
         for f in files {
@@ -1237,7 +1317,7 @@ fn cmd_bench(a: BenchArgs, engine: EngineFactory) -> anyhow::Result<()> {
         bail!("--bench-iterations and --bench-goals must be at least 1");
     }
     if let Some(j) = &a.json {
-        check_writable(j)?;
+        check_file(j)?;
     }
     let config = with_default_preset(a.config, Preset::Embedded).resolve()?;
     let crate::train::EngineInit {
@@ -1441,6 +1521,26 @@ mod tests {
         assert!(d.join("sgmrl-seed2").join("eval.json").is_file());
         assert!(d.join("curves.png").is_file());
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The presets' help (shown by `demo --help`, `train --help`) states the adapter RAM
+    /// the code computes; it once said 736 bytes (the yardstick) for 864.
+    #[test]
+    fn preset_help_states_the_adapter_ram() {
+        use clap::ValueEnum;
+        for p in [Preset::Embedded, Preset::EmbeddedBatch] {
+            let c = p.config();
+            let bytes = MemoryJson::new(&c.shape(), &c.recipe()).total_bytes;
+            let help = p
+                .to_possible_value()
+                .and_then(|v| v.get_help().map(ToString::to_string))
+                .unwrap_or_default();
+            assert!(
+                help.contains(&format!("{bytes} bytes")),
+                "{}: help does not say {bytes} bytes: {help}",
+                p.name()
+            );
+        }
     }
 
     #[test]

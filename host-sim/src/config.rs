@@ -56,6 +56,11 @@ pub enum EnvName {
     HalfCheetahVel,
     /// MuJoCo Swimmer, random target velocity in [0.1, 0.2] (Table 2; `mujoco` feature).
     SwimmerVel,
+    /// The differential-drive robot (`sgmrl::sim::diffdrive`), 6 discrete wheel commands
+    /// (softmax policy): the robot boards' task.
+    Diffdrive,
+    /// The differential-drive robot with continuous wheel commands (Gaussian policy).
+    DiffdriveContinuous,
 }
 
 impl EnvName {
@@ -67,6 +72,8 @@ impl EnvName {
             Self::HalfCheetahDir => TaskId::HALF_CHEETAH_DIR,
             Self::HalfCheetahVel => TaskId::HALF_CHEETAH_VEL,
             Self::SwimmerVel => TaskId::SWIMMER_VEL,
+            Self::Diffdrive => TaskId::DIFFDRIVE,
+            Self::DiffdriveContinuous => TaskId::DIFFDRIVE_CONTINUOUS,
         }
     }
 
@@ -78,6 +85,8 @@ impl EnvName {
             TaskId::HALF_CHEETAH_DIR => Some(Self::HalfCheetahDir),
             TaskId::HALF_CHEETAH_VEL => Some(Self::HalfCheetahVel),
             TaskId::SWIMMER_VEL => Some(Self::SwimmerVel),
+            TaskId::DIFFDRIVE => Some(Self::Diffdrive),
+            TaskId::DIFFDRIVE_CONTINUOUS => Some(Self::DiffdriveContinuous),
             _ => None,
         }
     }
@@ -90,6 +99,8 @@ impl EnvName {
             Self::HalfCheetahDir => "half-cheetah-dir",
             Self::HalfCheetahVel => "half-cheetah-vel",
             Self::SwimmerVel => "swimmer-vel",
+            Self::Diffdrive => "diffdrive",
+            Self::DiffdriveContinuous => "diffdrive-continuous",
         }
     }
 
@@ -107,6 +118,7 @@ impl EnvName {
             Self::Nav2d | Self::Nav2dDiscrete => 2,
             Self::HalfCheetahDir | Self::HalfCheetahVel => 17,
             Self::SwimmerVel => 8,
+            Self::Diffdrive | Self::DiffdriveContinuous => sgmrl::sim::diffdrive::OBS_DIM as u16,
         }
     }
 
@@ -117,6 +129,11 @@ impl EnvName {
             Self::Nav2dDiscrete => (Distribution::Softmax, 9),
             Self::HalfCheetahDir | Self::HalfCheetahVel => (Distribution::Gaussian, 6),
             Self::SwimmerVel => (Distribution::Gaussian, 2),
+            Self::Diffdrive => (
+                Distribution::Softmax,
+                sgmrl::sim::diffdrive::DISCRETE_COMMANDS.len() as u16,
+            ),
+            Self::DiffdriveContinuous => (Distribution::Gaussian, 2),
         }
     }
 }
@@ -165,6 +182,9 @@ pub enum AlgorithmName {
     Fomaml,
     /// E-MAML.
     Emaml,
+    /// Plain multi-task policy gradient, no meta-learning ("pretrain, then fine-tune"):
+    /// the baseline that shows what meta-training adds.
+    Multitask,
 }
 
 impl AlgorithmName {
@@ -176,6 +196,7 @@ impl AlgorithmName {
             Self::Maml => Trainer::Maml,
             Self::Fomaml => Trainer::FoMaml,
             Self::Emaml => Trainer::EMaml,
+            Self::Multitask => Trainer::MultiTask,
         }
     }
 
@@ -187,16 +208,18 @@ impl AlgorithmName {
             Self::Maml => "maml",
             Self::Fomaml => "fomaml",
             Self::Emaml => "emaml",
+            Self::Multitask => "multitask",
         }
     }
 
-    /// Every algorithm, in the order of the paper's tables.
-    pub const ALL: [Self; 5] = [
+    /// Every algorithm, in the order of the paper's tables, then the multi-task baseline.
+    pub const ALL: [Self; 6] = [
         Self::Sgmrl,
         Self::SgmrlFo,
         Self::Maml,
         Self::Fomaml,
         Self::Emaml,
+        Self::Multitask,
     ];
 }
 
@@ -471,12 +494,12 @@ pub struct Config {
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// The default embedded task: nav2d with a 2→16→2 Gaussian policy, one adaptation step
-    /// from 40 episodes of 20 steps with a streaming rule (reward-to-go): the adapter's RAM
-    /// is the `P` + one-episode minimum (736 bytes), so it fits a 16 KB Cortex-M0 with room
-    /// for the application.
+    /// from 40 episodes of 20 steps with a streaming rule (reward-to-go): the adapter needs
+    /// 864 bytes of RAM (the `P` + one-episode yardstick of 736 bytes plus 128 bytes of
+    /// hidden-layer scratch), so it fits a 16 KB Cortex-M0 with room for the application.
     Embedded,
     /// The same task with batch-mean baselined, normalised advantages from 10 episodes:
-    /// about 4.5 KB of RAM (the batch is buffered) for a clearly stronger adaptation.
+    /// 4584 bytes of adapter RAM (the batch is buffered) for a clearly stronger adaptation.
     EmbeddedBatch,
     /// Exactly the paper's Table 1 settings (experiments.md).
     PaperTable1,
@@ -484,6 +507,11 @@ pub enum Preset {
     /// other two tasks, `recipe.steps` for ζ): 40 tasks × 20 episodes of 200 steps, 400
     /// meta-iterations, action `clip(u/10, −1, 1)`, otherwise as Table 1.
     PaperTable2,
+    /// The differential-drive robot: a 6→16→6 softmax policy over wheel commands, one
+    /// adaptation step from 20 episodes of 4 s (40 ticks of 0.1 s) with a streaming rule
+    /// (reward-to-go), so the adapter's RAM is the `P` + one-episode minimum and fits the
+    /// Cortex-M0+ boards.
+    Diffdrive,
 }
 
 impl Preset {
@@ -494,6 +522,7 @@ impl Preset {
             Self::EmbeddedBatch => "embedded-batch",
             Self::PaperTable1 => "paper-table1",
             Self::PaperTable2 => "paper-table2",
+            Self::Diffdrive => "diffdrive",
         }
     }
 
@@ -503,6 +532,7 @@ impl Preset {
             Self::EmbeddedBatch,
             Self::PaperTable1,
             Self::PaperTable2,
+            Self::Diffdrive,
         ]
         .into_iter()
         .find(|p| p.name() == s)
@@ -511,6 +541,31 @@ impl Preset {
     /// The preset's configuration.
     pub fn config(self) -> Config {
         match self {
+            Self::Diffdrive => Config {
+                env: EnvName::Diffdrive,
+                iterations: 300,
+                meta_batch: 40,
+                recipe: RecipeConfig {
+                    alpha: 10.0,
+                    steps: 1,
+                    episodes: 20,
+                    horizon: 40,
+                    gamma: 0.99,
+                    advantage: AdvantageName::RewardToGo,
+                    gae_lambda: 0.0,
+                    normalize: false,
+                    loss: LossName(LossScale::PerEpisode),
+                    action_scale: 1.0,
+                    action_clip: 1.0,
+                },
+                policy: PolicyConfig { hidden: vec![16] },
+                outer: OuterConfig {
+                    optimizer: OptimizerName::Adam,
+                    lr: 1e-2,
+                    episodes: 20,
+                },
+                ..Self::Embedded.config()
+            },
             Self::EmbeddedBatch => Config {
                 recipe: RecipeConfig {
                     alpha: 0.1,

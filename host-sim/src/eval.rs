@@ -23,9 +23,11 @@ use sgmrl::adapt::{AdaptError, Adapter};
 use sgmrl::env::{Env, Transition};
 use sgmrl::policy::Policy;
 use sgmrl::rng::Rng;
-use sgmrl::sim::{Nav2d, Nav2dDiscrete};
+use sgmrl::sim::diffdrive::{CommandSet, DiffDriveTask};
+use sgmrl::sim::{DiffDrive, Nav2d, Nav2dDiscrete};
 
 use crate::config::EnvName;
+use crate::envs::DiffDriveFamily;
 use crate::model::Model;
 use crate::shapes::{PolicyVisitor, UnsupportedShape, with_policy};
 
@@ -48,6 +50,25 @@ pub mod streams {
 pub struct GoalSet {
     seed: u64,
     path: Vec<u64>,
+}
+
+/// Mean return of a policy that never moves, over goals drawn like [`GoalSet`]'s, for
+/// episodes of `horizon` steps: the reference a learned policy must beat (learning-curve
+/// plots draw it). On both nav2d tasks the point stays at the origin and every step scores
+/// −‖g‖, and E‖g‖ for g uniform on `[−0.5, 0.5]²` is (√2 + ln(1 + √2))/6 ≈ 0.3826. (Goals
+/// within the 0.01 tolerance of the origin, which would end the episode, have probability
+/// 4e-4 and change the mean by less than 1e-5 per step.) `None` for the robot families,
+/// whose standing-still return depends on the drawn robot and has no closed form, and for
+/// the locomotion families (not a navigation task).
+pub fn standing_still_return(env: EnvName, horizon: u16) -> Option<f64> {
+    match env {
+        EnvName::Nav2d | EnvName::Nav2dDiscrete => {
+            let sqrt2 = std::f64::consts::SQRT_2;
+            Some(-f64::from(horizon) * (sqrt2 + libm::log(1.0 + sqrt2)) / 6.0)
+        }
+        EnvName::Diffdrive | EnvName::DiffdriveContinuous => None,
+        EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => None,
+    }
 }
 
 impl GoalSet {
@@ -83,6 +104,19 @@ impl GoalSet {
         self.rng(i, streams::ENV)
     }
 
+    /// Task `i` of the set from `source`: for the navigation and locomotion families the
+    /// task of goal [`Self::goal`]; for the robot families a goal and a robot from the same
+    /// stream.
+    pub fn task_env(&self, source: &EnvSource, i: u64) -> TaskEnv {
+        match source {
+            EnvSource::DiffDrive(commands) => {
+                let task = DiffDriveTask::sample(&mut self.rng(i, streams::GOAL));
+                TaskEnv::DiffDrive(DiffDriveFamily::env(*commands, &task))
+            }
+            _ => source.make(self.goal(i), self.env_rng(i)),
+        }
+    }
+
     /// Seed of goal `i`'s adapter (names its sampling streams).
     pub fn adapter_seed(&self, i: u64) -> u64 {
         let mut r = self.rng(i, streams::ADAPT);
@@ -98,6 +132,8 @@ pub enum EnvSource {
     Nav2d,
     /// Discrete navigation.
     Discrete,
+    /// The differential-drive robot with this command set.
+    DiffDrive(CommandSet),
     /// A MuJoCo locomotion family (feature `mujoco`).
     #[cfg(feature = "mujoco")]
     Locomotion(crate::envs::LocomotionFamily),
@@ -109,6 +145,8 @@ impl EnvSource {
         match env {
             EnvName::Nav2d => Ok(Self::Nav2d),
             EnvName::Nav2dDiscrete => Ok(Self::Discrete),
+            EnvName::Diffdrive => Ok(Self::DiffDrive(CommandSet::Discrete)),
+            EnvName::DiffdriveContinuous => Ok(Self::DiffDrive(CommandSet::Continuous)),
             #[cfg(feature = "mujoco")]
             EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
                 crate::wiring::locomotion_family(env)
@@ -125,12 +163,20 @@ impl EnvSource {
     }
 
     /// The environment of goal `goal`; `rng` drives its randomness (MuJoCo's reset noise).
+    /// A robot family gets its nominal robot with that goal.
     /// A locomotion task is drawn from the goal's first coordinate, uniform on
     /// `[−0.5, 0.5)`, by the inverse of the task distribution's CDF.
     pub fn make(&self, goal: [f32; 2], #[allow(unused_variables)] rng: Rng) -> TaskEnv {
         match self {
             Self::Nav2d => TaskEnv::Nav2d(Nav2d::new(goal)),
             Self::Discrete => TaskEnv::Discrete(Nav2dDiscrete::new(goal)),
+            Self::DiffDrive(commands) => {
+                let task = DiffDriveTask {
+                    goal,
+                    robot: sgmrl::sim::diffdrive::RobotVariation::NOMINAL,
+                };
+                TaskEnv::DiffDrive(DiffDriveFamily::env(*commands, &task))
+            }
             #[cfg(feature = "mujoco")]
             Self::Locomotion(f) => {
                 use crate::envs::TaskFamily;
@@ -148,16 +194,29 @@ pub enum TaskEnv {
     Nav2d(Nav2d),
     /// Discrete navigation.
     Discrete(Nav2dDiscrete),
+    /// A simulated differential-drive robot.
+    DiffDrive(DiffDrive),
     /// A MuJoCo locomotion task.
     #[cfg(feature = "mujoco")]
     Locomotion(Box<crate::envs::locomotion::LocomotionEnv>),
 }
 
 impl TaskEnv {
-    /// The task of `env` with goal `goal` (the navigation tasks only; MuJoCo tasks come
-    /// from an [`EnvSource`]).
+    /// The task of `env` with goal `goal`; a robot family gets its nominal robot with that
+    /// goal, a MuJoCo family the task [`EnvSource::make`] draws from it.
     pub fn new(env: EnvName, goal: [f32; 2]) -> Result<Self, EvalError> {
         Ok(EnvSource::new(env)?.make(goal, Rng::new(0)))
+    }
+
+    /// The task's goal position; `None` for a locomotion task, which has none.
+    pub fn goal(&self) -> Option<[f32; 2]> {
+        match self {
+            Self::Nav2d(e) => Some(e.goal()),
+            Self::Discrete(e) => Some(e.goal()),
+            Self::DiffDrive(e) => Some(e.task().goal),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(_) => None,
+        }
     }
 }
 
@@ -175,6 +234,7 @@ impl Env for TaskEnv {
         match self {
             Self::Nav2d(e) => e.obs_dim(),
             Self::Discrete(e) => e.obs_dim(),
+            Self::DiffDrive(e) => e.obs_dim(),
             #[cfg(feature = "mujoco")]
             Self::Locomotion(e) => e.obs_dim(),
         }
@@ -183,6 +243,7 @@ impl Env for TaskEnv {
         match self {
             Self::Nav2d(e) => e.action_width(),
             Self::Discrete(e) => e.action_width(),
+            Self::DiffDrive(e) => e.action_width(),
             #[cfg(feature = "mujoco")]
             Self::Locomotion(e) => e.action_width(),
         }
@@ -197,6 +258,10 @@ impl Env for TaskEnv {
                 infallible(e.reset(obs));
                 Ok(())
             }
+            Self::DiffDrive(e) => {
+                infallible(e.reset(obs));
+                Ok(())
+            }
             #[cfg(feature = "mujoco")]
             Self::Locomotion(e) => e.reset(obs).map_err(TaskEnvError::Locomotion),
         }
@@ -205,6 +270,7 @@ impl Env for TaskEnv {
         match self {
             Self::Nav2d(e) => Ok(infallible(e.step(action, obs))),
             Self::Discrete(e) => Ok(infallible(e.step(action, obs))),
+            Self::DiffDrive(e) => Ok(infallible(e.step(action, obs))),
             #[cfg(feature = "mujoco")]
             Self::Locomotion(e) => e.step(action, obs).map_err(TaskEnvError::Locomotion),
         }
@@ -295,8 +361,8 @@ pub enum EvalError {
     Adapt {
         /// Goal index.
         goal: u64,
-        /// The adapter's error, formatted.
-        error: String,
+        /// The adapter's error.
+        error: AdaptError<TaskEnvError>,
     },
     /// The environment could not be built.
     #[error("{0}")]
@@ -501,10 +567,7 @@ impl PolicyVisitor for Visitor<'_> {
                     self.episodes,
                     self.record,
                 )
-                .map_err(|error| EvalError::Adapt {
-                    goal: i,
-                    error: error.to_string(),
-                })
+                .map_err(|error| EvalError::Adapt { goal: i, error })
             })
             .collect()
     }
@@ -518,8 +581,11 @@ fn adapt_goal<P: Policy + Default>(
     i: u64,
     episodes: u16,
     record: bool,
-) -> Result<GoalOutcome, String> {
-    let goal = set.goal(i);
+) -> Result<GoalOutcome, AdaptError<TaskEnvError>> {
+    let task = set.task_env(source, i);
+    // A locomotion task has no goal position: its outcome records the goal draw it was
+    // made from.
+    let goal = task.goal().unwrap_or_else(|| set.goal(i));
     let recipe = model.recipe;
     let mut memory = vec![0.0f32; recipe.memory(&P::SHAPE).total_floats()];
     let mut adapter = Adapter::new(
@@ -530,8 +596,8 @@ fn adapt_goal<P: Policy + Default>(
         &mut memory,
         set.adapter_seed(i),
     )
-    .map_err(|e| e.to_string())?;
-    let mut env = Recorder::new(source.make(goal, set.env_rng(i)));
+    .map_err(AdaptError::with_env)?;
+    let mut env = Recorder::new(task);
     let outcome = adapter.run(&mut env).and_then(|report| {
         let after = adapter.evaluate(&mut env, episodes)?;
         let mut r = report.step_returns.to_vec();
@@ -542,7 +608,7 @@ fn adapt_goal<P: Policy + Default>(
     let returns = match outcome {
         Ok(r) => Some(r),
         Err(AdaptError::NonFiniteStep | AdaptError::Env(_)) => None,
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e),
     };
     let env_steps = env
         .episodes
@@ -625,6 +691,44 @@ mod tests {
         assert!(out[2].env_steps > steps, "{} vs {steps}", out[2].env_steps);
     }
 
+    /// Held-out robots differ from task to task, repeat for the same index, and the
+    /// evaluation of a diffdrive model is the core adapter's on that simulated robot.
+    #[test]
+    fn diffdrive_tasks_are_stable_and_evaluated_by_the_core_adapter() {
+        let task =
+            |set: &GoalSet, i| match set.task_env(&EnvSource::DiffDrive(CommandSet::Discrete), i) {
+                TaskEnv::DiffDrive(e) => *e.task(),
+                other => panic!("{other:?}"),
+            };
+        let h = GoalSet::held_out(1);
+        assert_eq!(task(&h, 3), task(&GoalSet::held_out(1), 3));
+        assert_ne!(task(&h, 3).robot, task(&h, 4).robot);
+        assert_ne!(task(&h, 3), task(&GoalSet::validation(1, 0), 3));
+
+        type P = sgmrl::policy::SoftmaxMlp<6, 16, 0, 6>;
+        let mut c = Preset::Diffdrive.config();
+        c.recipe.episodes = 4;
+        let n = c.shape().n_params();
+        let mut rng = Rng::new(9);
+        let m = Model::from_config(&c, (0..n).map(|_| 0.3 * rng.normal()).collect(), 0);
+        let out = run_goals(&m, &h, 2, 3, false).unwrap();
+        let mut mem = vec![0.0; m.recipe.memory(&P::SHAPE).total_floats()];
+        let mut ad = Adapter::new(
+            P::default(),
+            &m.params[..],
+            None,
+            m.recipe,
+            &mut mem,
+            h.adapter_seed(1),
+        )
+        .unwrap();
+        let mut env = h.task_env(&EnvSource::DiffDrive(CommandSet::Discrete), 1);
+        let rep = ad.run(&mut env).unwrap();
+        let after = ad.evaluate(&mut env, 3).unwrap();
+        assert_eq!(out[1].goal, task(&h, 1).goal);
+        assert_eq!(out[1].returns, Some(vec![rep.step_returns[0], after]));
+    }
+
     #[test]
     fn goal_sets_are_disjoint_and_stable() {
         let h = GoalSet::held_out(1);
@@ -687,6 +791,49 @@ mod tests {
         let r = evaluate(&m, &GoalSet::held_out(1), 2, 1).unwrap();
         let core = sgmrl::adapt::ParamsRef::<&[f32]>::Meta(&m.params[..]).checksum();
         assert_eq!(r.params_crc32, format!("{core:#010x}"));
+    }
+
+    /// Return of one 20-step episode holding `action` (standing still).
+    fn still<E: Env<Error = Infallible>>(mut e: E, action: &[f32]) -> f64 {
+        let mut obs = [0.0f32; 2];
+        let Ok(()) = e.reset(&mut obs);
+        let mut ret = 0.0f64;
+        for _ in 0..20 {
+            let Ok(t) = e.step(action, &mut obs);
+            ret += f64::from(t.reward);
+            if t.done {
+                break;
+            }
+        }
+        ret
+    }
+
+    /// The closed form against the real simulators, standing still on held-out goals.
+    #[test]
+    fn standing_still_matches_the_simulators() {
+        let goals = GoalSet::held_out(5);
+        let n = 4000u64;
+        for env in [EnvName::Nav2d, EnvName::Nav2dDiscrete] {
+            let returns: Vec<f64> = (0..n)
+                .map(|i| {
+                    let g = goals.goal(i);
+                    match env {
+                        EnvName::Nav2d => still(Nav2d::new(g), &[0.0, 0.0]),
+                        EnvName::Nav2dDiscrete => still(Nav2dDiscrete::new(g), &[0.0]),
+                        _ => unreachable!("only the navigation families are iterated"),
+                    }
+                })
+                .collect();
+            let s = Stat::of(&returns);
+            let want = standing_still_return(env, 20).unwrap();
+            assert!((want - -7.652).abs() < 1e-3, "{want}");
+            assert!(
+                (s.mean - want).abs() < 4.0 * s.stderr,
+                "{env:?}: simulated {} ± {}, closed form {want}",
+                s.mean,
+                s.stderr
+            );
+        }
     }
 
     #[test]

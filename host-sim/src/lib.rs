@@ -15,7 +15,7 @@
 //! TOML, flags), [`rundir`], [`runlog`], [`checkpoint`] and [`atomic`] (crash-safe files),
 //! [`train`] (the loop, resume), [`wiring`] (the engine behind `train`), [`eval`] (held-out
 //! goals adapted by the core's own `Adapter`), [`export`] (bundle, safetensors, JSON),
-//! [`plot`], [`model`] and [`shapes`] (runtime shape → compile-time policy type), [`cli`].
+//! [`plot`], [`outputs`] (output paths checked before the work), [`model`] and [`shapes`] (runtime shape → compile-time policy type), [`cli`].
 //!
 //! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
 //! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`bench::table1_config`])
@@ -38,6 +38,7 @@ pub mod config;
 pub mod eval;
 pub mod export;
 pub mod model;
+pub mod outputs;
 pub mod plot;
 pub mod rundir;
 pub mod runlog;

@@ -39,24 +39,31 @@ pub struct Model {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Unreadable file.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not also `source()`).
+        cause: std::io::Error,
     },
     /// Not a valid bundle.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Bundle {
         /// The file.
         path: PathBuf,
-        /// The parser's error.
-        source: sgmrl::bundle::BundleError,
+        /// The parser's error (in the message, not also `source()`).
+        cause: sgmrl::bundle::BundleError,
     },
     /// Not a valid checkpoint.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A file with neither a bundle's nor a checkpoint's magic, and a name that says
+    /// neither.
+    #[error("{}: neither a bundle (.sgml) nor a checkpoint (.sgck): unknown file type", path.display())]
+    Unrecognized {
+        /// The file.
+        path: PathBuf,
+    },
     /// A directory with neither a checkpoint nor a bundle.
     #[error("{}: no checkpoint.sgck or bundle.sgml in this directory", path.display())]
     EmptyRunDir {
@@ -119,9 +126,9 @@ impl Model {
     /// Parses a bundle; `env` overrides (or, for a bundle with no recorded task,
     /// supplies) the task.
     pub fn from_bundle(bytes: &[u8], path: &Path, env: Option<EnvName>) -> Result<Self, LoadError> {
-        let b = Bundle::parse(bytes).map_err(|source| LoadError::Bundle {
+        let b = Bundle::parse(bytes).map_err(|cause| LoadError::Bundle {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let recorded = EnvName::from_task_id(b.task());
         let env = match (recorded, env) {
@@ -193,11 +200,18 @@ impl Model {
         } else {
             path.to_path_buf()
         };
-        let bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
+        let bytes = std::fs::read(&file).map_err(|cause| LoadError::Io {
             path: file.clone(),
-            source,
+            cause,
         })?;
-        if Checkpoint::sniff(&bytes) {
+        // The expected kind comes from the content, else from the name, so a damaged
+        // `.sgck` is reported as a bad checkpoint, not as "not a bundle".
+        let named = |ext: &str| file.extension().is_some_and(|e| e == ext);
+        let is_bundle = bytes.starts_with(&sgmrl::bundle::MAGIC);
+        if !Checkpoint::sniff(&bytes) && !is_bundle && !named("sgck") && !named("sgml") {
+            return Err(LoadError::Unrecognized { path: file });
+        }
+        if Checkpoint::sniff(&bytes) || (!is_bundle && named("sgck")) {
             let c = Checkpoint::from_bytes(&bytes).map_err(|kind| {
                 LoadError::Checkpoint(crate::checkpoint::CheckpointError {
                     path: file.clone(),

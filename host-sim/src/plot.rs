@@ -10,7 +10,10 @@ use std::sync::Once;
 
 use anyhow::{Context, anyhow};
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters_backend::DrawingErrorKind;
+use plotters_bitmap::BitMapBackendError;
 
 use crate::runlog::Curve;
 
@@ -26,6 +29,33 @@ fn register_font() -> anyhow::Result<()> {
             .map_err(|_| anyhow!("the bundled font could not be loaded"));
     });
     result
+}
+
+/// Text sizes, px. All even: plotters' `ab_glyph` text places each glyph at
+/// `(size / 2 + top) as i32`, which truncates toward zero, so at an odd size glyphs whose
+/// top is above the middle line (digits) land one pixel lower than those below it (the
+/// period), and "0.13" reads "0·13". At an even size the offset is a whole number.
+mod sizes {
+    pub const CHART_TITLE: u32 = 24;
+    pub const CHART_TICK: u32 = 16;
+    pub const CHART_AXIS: u32 = 18;
+    pub const LEGEND: u32 = 16;
+    pub const FIGURE_TITLE: u32 = 22;
+    pub const PANEL_CAPTION: u32 = 16;
+    pub const PANEL_AXIS: u32 = 14;
+    pub const PANEL_TICK: u32 = 12;
+    /// Every size above (for the test that the period sits on the baseline).
+    #[cfg(test)]
+    pub const ALL: [u32; 8] = [
+        CHART_TITLE,
+        CHART_TICK,
+        CHART_AXIS,
+        LEGEND,
+        FIGURE_TITLE,
+        PANEL_CAPTION,
+        PANEL_AXIS,
+        PANEL_TICK,
+    ];
 }
 
 /// Okabe–Ito colours (distinguishable with colour-vision deficiencies).
@@ -61,6 +91,32 @@ pub fn outputs(out: &Path) -> Vec<PathBuf> {
     }
 }
 
+/// A plotters error as one readable line. Plotters' own text wraps the cause in
+/// "backend error: Drawing backend error: …" and prints the bitmap backend's error with
+/// `{:?}` (`ImageError(IoError(Os { code: 13, … }))`).
+fn drawing_error<E: std::error::Error + Send + Sync + 'static>(
+    e: DrawingAreaErrorKind<E>,
+) -> anyhow::Error {
+    match &e {
+        DrawingAreaErrorKind::BackendError(DrawingErrorKind::DrawingError(inner)) => {
+            let any: &dyn std::any::Any = inner;
+            match any.downcast_ref::<BitMapBackendError>() {
+                Some(BitMapBackendError::IOError(io)) => anyhow!("{io}"),
+                // image's own text is the io error's for an io failure.
+                Some(BitMapBackendError::ImageError(img)) => anyhow!("{img}"),
+                Some(_) => anyhow!("cannot encode the image"),
+                None => anyhow!("{inner}"),
+            }
+        }
+        DrawingAreaErrorKind::BackendError(DrawingErrorKind::FontError(f)) => {
+            anyhow!("cannot draw text: {f}")
+        }
+        DrawingAreaErrorKind::SharingError | DrawingAreaErrorKind::LayoutError => {
+            anyhow!("cannot lay out the plot ({e})")
+        }
+    }
+}
+
 /// Writes one plot, drawn by `draw` on any backend, to every file of [`outputs`].
 macro_rules! write_plot {
     ($out:expr, $size:expr, $draw:ident($($arg:expr),*)) => {{
@@ -73,14 +129,14 @@ macro_rules! write_plot {
                 {
                     let root = SVGBackend::with_string(&mut svg, $size).into_drawing_area();
                     $draw(&root, $($arg),*)?;
-                    root.present().map_err(|e| anyhow!("{e}"))?;
+                    root.present().map_err(drawing_error)?;
                 }
                 crate::atomic::write(&path, svg.as_bytes())?;
             } else {
                 crate::atomic::write_with(&path, |tmp| -> anyhow::Result<()> {
                     let root = BitMapBackend::new(tmp, $size).into_drawing_area();
                     $draw(&root, $($arg),*)?;
-                    root.present().map_err(|e| anyhow!("{e}"))?;
+                    root.present().map_err(drawing_error)?;
                     Ok(())
                 })
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -197,10 +253,14 @@ fn range_of<'a>(values: impl Iterator<Item = &'a f64>) -> (f64, f64) {
 }
 
 /// Learning curves: return after adaptation (solid, with a ± s.d. band across runs of
-/// the same label) and before adaptation (dashed), against meta-iteration.
+/// the same label) and before adaptation (dashed, its own colour), against
+/// meta-iteration. `standing_still` (mean return of a policy that never moves, e.g. from
+/// [`crate::eval::standing_still_return`]) is drawn as a grey reference line: the level
+/// a policy must beat to have learned anything.
 pub fn plot_curves(
     curves: &[LabelledCurve],
     title: &str,
+    standing_still: Option<f64>,
     out: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
     // Per-iteration returns are noisy; a centred moving average over ~2 % of the run
@@ -246,11 +306,12 @@ pub fn plot_curves(
                 .flat_map(|(a, s)| [a - s, a + s]),
         );
     }
+    ys.extend(standing_still);
     let (y_lo, y_hi) = range_of(ys.iter());
     write_plot!(
         out,
         (1000, 640),
-        draw_curves(&bands, title, x_max, (y_lo, y_hi))
+        draw_curves(&bands, title, standing_still, x_max, (y_lo, y_hi))
     )
 }
 
@@ -258,16 +319,17 @@ fn draw_curves<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     bands: &[Band],
     title: &str,
+    standing_still: Option<f64>,
     x_max: f64,
     (y_lo, y_hi): (f64, f64),
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
+    let e = drawing_error::<DB::ErrorType>;
     root.fill(&WHITE).map_err(e)?;
     let mut chart = ChartBuilder::on(root)
-        .caption(title, (FAMILY, 24))
+        .caption(title, (FAMILY, sizes::CHART_TITLE))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(70)
@@ -278,13 +340,29 @@ where
         .x_desc("meta-iteration")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("mean return")
-        .label_style((FAMILY, 16))
-        .axis_desc_style((FAMILY, 18))
+        .label_style((FAMILY, sizes::CHART_TICK))
+        .axis_desc_style((FAMILY, sizes::CHART_AXIS))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(e)?;
+    if let Some(y) = standing_still.filter(|y| y.is_finite()) {
+        let grey = RGBColor(90, 90, 90);
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, y), (x_max, y)],
+                grey.stroke_width(1),
+            )))
+            .map_err(e)?
+            .label(format!("standing still ({y:.2})"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1))
+            });
+    }
     for (i, b) in bands.iter().enumerate() {
-        let c = color(i);
+        // After and before in different colours (and before dashed), so they read apart
+        // in print and with colour-vision deficiencies.
+        let c = color(2 * i);
+        let c_before = color(2 * i + 1);
         if b.runs > 1 {
             let upper =
                 b.x.iter()
@@ -328,15 +406,22 @@ where
                 .filter(|(_, y)| y.is_finite())
                 .collect();
         chart
-            .draw_series(DashedLineSeries::new(before, 6, 4, c.stroke_width(1)))
+            .draw_series(DashedLineSeries::new(
+                before,
+                6,
+                4,
+                c_before.stroke_width(2),
+            ))
             .map_err(e)?
             .label(format!("{}: before adaptation", b.label))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], c.stroke_width(1)));
+            .legend(move |(x, y)| {
+                DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, 4, c_before.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
-        .label_font((FAMILY, 15))
+        .label_font((FAMILY, sizes::LEGEND))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(180, 180, 180))
         .draw()
@@ -389,9 +474,11 @@ fn draw_trajectories<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
+    let e = drawing_error::<DB::ErrorType>;
     root.fill(&WHITE).map_err(e)?;
-    let root = root.titled(title, (FAMILY, 22)).map_err(e)?;
+    let root = root
+        .titled(title, (FAMILY, sizes::FIGURE_TITLE))
+        .map_err(e)?;
     let (body, legend) = root.split_vertically(root.dim_in_pixel().1 - 40);
     let steps = goals
         .iter()
@@ -424,10 +511,10 @@ where
             _ => format!("goal ({:.2}, {:.2})", g.goal[0], g.goal[1]),
         };
         let mut chart = ChartBuilder::on(panel)
-            .caption(caption, (FAMILY, 15))
+            .caption(caption, (FAMILY, sizes::PANEL_CAPTION))
             .margin(10)
-            .x_label_area_size(24)
-            .y_label_area_size(36)
+            .x_label_area_size(38)
+            .y_label_area_size(48)
             .build_cartesian_2d(-0.55f32..0.55f32, -0.55f32..0.55f32)
             .map_err(e)?;
         chart
@@ -436,7 +523,10 @@ where
             .y_labels(5)
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| tick(*v))
-            .label_style((FAMILY, 12))
+            .x_desc("x position")
+            .y_desc("y position")
+            .axis_desc_style((FAMILY, sizes::PANEL_AXIS))
+            .label_style((FAMILY, sizes::PANEL_TICK))
             .light_line_style(RGBColor(238, 238, 238))
             .draw()
             .map_err(e)?;
@@ -496,14 +586,30 @@ where
     let mut x = 20i32;
     for k in 0..=steps {
         let label = name(k);
+        // The legend draws each policy as its paths are drawn: before adaptation dashed.
+        if k == 0 {
+            legend
+                .draw(&DashedPathElement::new(
+                    vec![(x, 18), (x + 24, 18)],
+                    5,
+                    3,
+                    style(k).stroke_width(3),
+                ))
+                .map_err(e)?;
+        } else {
+            legend
+                .draw(&PathElement::new(
+                    vec![(x, 18), (x + 24, 18)],
+                    style(k).stroke_width(3),
+                ))
+                .map_err(e)?;
+        }
         legend
-            .draw(&PathElement::new(
-                vec![(x, 18), (x + 24, 18)],
-                style(k).stroke_width(3),
+            .draw(&Text::new(
+                label.clone(),
+                (x + 30, 10),
+                (FAMILY, sizes::LEGEND),
             ))
-            .map_err(e)?;
-        legend
-            .draw(&Text::new(label.clone(), (x + 30, 10), (FAMILY, 15)))
             .map_err(e)?;
         x += 40 + 8 * label.chars().count() as i32;
     }
@@ -515,13 +621,13 @@ where
         ))
         .map_err(e)?;
     legend
-        .draw(&Text::new("goal", (x + 18, 10), (FAMILY, 15)))
+        .draw(&Text::new("goal", (x + 18, 10), (FAMILY, sizes::LEGEND)))
         .map_err(e)?;
     legend
         .draw(&Circle::new((x + 70, 18), 4, BLACK.filled()))
         .map_err(e)?;
     legend
-        .draw(&Text::new("start", (x + 80, 10), (FAMILY, 15)))
+        .draw(&Text::new("start", (x + 80, 10), (FAMILY, sizes::LEGEND)))
         .map_err(e)?;
     Ok(())
 }
@@ -590,12 +696,16 @@ mod tests {
                 curve: curve(-2.0, 50),
             },
         ];
-        let files = plot_curves(&cs, "nav2d", &d.join("curves")).unwrap();
+        let files = plot_curves(&cs, "nav2d", Some(-37.5), &d.join("curves")).unwrap();
         assert_eq!(files.len(), 2);
         let png = std::fs::read(&files[0]).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("meta-iteration"));
+        // The reference line, and before/after of one label in two colours.
+        assert!(svg.contains("standing still (-37.50)"), "no reference line");
+        let hex = |c: RGBColor| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
+        assert!(svg.contains(&hex(color(0))) && svg.contains(&hex(color(1))));
         let g = GoalPaths {
             goal: [0.3, -0.2],
             paths: vec![
@@ -607,6 +717,42 @@ mod tests {
         let files = plot_trajectories(&[g.clone(), g], "t", &d.join("traj.png")).unwrap();
         assert_eq!(files, vec![d.join("traj.png")]);
         assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A failed PNG write reads like every other error: the path and the OS's reason, no
+    /// plotters debug text (`ImageError(IoError(Os { … }))`).
+    #[test]
+    fn a_failed_png_write_is_one_plain_line() {
+        let d = scratch("unwritable");
+        std::fs::write(d.join("file"), b"x").unwrap();
+        let g = GoalPaths {
+            goal: [0.3, -0.2],
+            paths: vec![vec![[0.0, 0.0], [0.1, 0.0]]],
+            returns: vec![-30.0],
+        };
+        let out = d.join("file/traj.png");
+        let e = plot_trajectories(&[g], "t", &out).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "cannot write {}: Not a directory (os error 20)",
+                out.display()
+            )
+        );
+        let cs = vec![LabelledCurve {
+            label: "sgmrl".into(),
+            curve: curve(0.0, 5),
+        }];
+        let out = d.join("file/curves.svg");
+        let e = plot_curves(&cs, "t", None, &out).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "cannot write {}: Not a directory (os error 20)",
+                out.display()
+            )
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -644,6 +790,40 @@ mod tests {
             })
             .count();
         assert_eq!(stray, 0, "the path was drawn where it never went");
+    }
+
+    /// Lowest inked pixel row of `text` drawn at `size` into a white bitmap.
+    fn bottom_row(text: &str, size: u32) -> Option<u32> {
+        let (w, h) = (60u32, 60u32);
+        let mut buf = vec![255u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            root.draw(&Text::new(text, (5, 10), (FAMILY, size)))
+                .unwrap();
+            root.present().unwrap();
+        }
+        (0..h).rev().find(|&y| {
+            (0..w).any(|x| {
+                let i = ((y * w + x) * 3) as usize;
+                buf[i] < 128
+            })
+        })
+    }
+
+    /// The decimal point rendered as a mid-dot at odd sizes (issue #9): a period and a
+    /// digit must end on the same pixel row (the baseline) at every size the plots use.
+    #[test]
+    fn the_period_sits_on_the_baseline_at_every_size() {
+        register_font().unwrap();
+        for size in sizes::ALL {
+            assert_eq!(
+                bottom_row(".", size),
+                bottom_row("1", size),
+                "size {size}: period and digit end on different rows"
+            );
+        }
+        // The test can fail: the odd size the panels used did misplace it.
+        assert_ne!(bottom_row(".", 15), bottom_row("1", 15));
     }
 
     #[test]

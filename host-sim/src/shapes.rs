@@ -4,7 +4,7 @@
 //! sizes are const generics, exactly as firmware instantiates it. The host evaluates a
 //! bundle or checkpoint with that same code, so it needs one instantiation per shape it
 //! supports; [`with_policy`] picks it, and returns [`UnsupportedShape`] (listing the
-//! supported ones) otherwise. Add a line to [`supported!`] to support another shape.
+//! supported ones) otherwise. Add a line to the `supported!` macro below to support another shape.
 
 use sgmrl::policy::{GaussianMlp, Policy, PolicyShape, SoftmaxLinear, SoftmaxMlp};
 
@@ -77,6 +77,14 @@ supported!(
     GaussianMlp<8, 32, 32, 2>,
     GaussianMlp<8, 64, 64, 2>,
     GaussianMlp<8, 100, 100, 2>,
+    // diffdrive: softmax over 6 wheel commands (linear fits an M0), and the continuous
+    // variant's Gaussian over 2 commands.
+    SoftmaxLinear<6, 6>,
+    SoftmaxMlp<6, 16, 0, 6>,
+    SoftmaxMlp<6, 32, 0, 6>,
+    GaussianMlp<6, 0, 0, 2>,
+    GaussianMlp<6, 16, 0, 2>,
+    GaussianMlp<6, 32, 0, 2>,
 );
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use sgmrl::rng::Rng;
 
 use crate::checkpoint::OptimizerState;
 use crate::config::{AlgorithmName, Config, EnvName, OptimizerName};
-use crate::envs::{Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
+use crate::envs::{DiffDriveFamily, Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
 use crate::kernels::Net;
 use crate::meta::{Algorithm, MetaConfig, MetaTrainer, Order};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::train::{Engine, EngineFactory, EngineInit, IterationStats};
+use sgmrl::sim::diffdrive::CommandSet;
 
 /// Stream naming θ₀: `(seed, [INIT])`, apart from training's `[TRAIN = 1, …]`.
 const INIT: u64 = 0x494E_4954;
@@ -27,6 +28,18 @@ fn build(c: &Config) -> anyhow::Result<EngineInit> {
         EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
             build_for(c, locomotion_family(c.env)?)
         }
+        EnvName::Diffdrive => build_for(
+            c,
+            DiffDriveFamily {
+                commands: CommandSet::Discrete,
+            },
+        ),
+        EnvName::DiffdriveContinuous => build_for(
+            c,
+            DiffDriveFamily {
+                commands: CommandSet::Continuous,
+            },
+        ),
     }
 }
 
@@ -38,7 +51,10 @@ pub fn locomotion_family(env: EnvName) -> anyhow::Result<crate::envs::Locomotion
         EnvName::HalfCheetahDir => Locomotion::HalfCheetahDirection,
         EnvName::HalfCheetahVel => Locomotion::HalfCheetahVelocity,
         EnvName::SwimmerVel => Locomotion::SwimmerVelocity,
-        EnvName::Nav2d | EnvName::Nav2dDiscrete => bail!("{env} is not a MuJoCo task"),
+        EnvName::Nav2d
+        | EnvName::Nav2dDiscrete
+        | EnvName::Diffdrive
+        | EnvName::DiffdriveContinuous => bail!("{env} is not a MuJoCo task"),
     };
     Ok(LocomotionFamily::new(kind)?)
 }
@@ -59,6 +75,8 @@ pub const fn algorithm_order(a: AlgorithmName) -> (Algorithm, Order) {
         AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
         AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
         AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
+        // The order is moot: there is no inner step to differentiate through.
+        AlgorithmName::Multitask => (Algorithm::MultiTask, Order::First),
     }
 }
 

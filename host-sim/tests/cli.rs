@@ -60,6 +60,14 @@ fn fails(args: &[&str], needles: &[&str]) {
     }
 }
 
+/// Runs `args`, expects failure with stderr exactly `line` (and a newline): no cause
+/// printed twice, no debug text.
+fn fails_exactly(args: &[&str], line: &str) {
+    let o = run(args);
+    assert!(!o.status.success(), "{args:?} succeeded: {}", stdout(&o));
+    assert_eq!(stderr(&o), format!("{line}\n"), "{args:?}");
+}
+
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -285,6 +293,23 @@ fn bad_flags_and_configs_are_one_line_errors() {
         &["--hidden", "`abc`"],
     );
     fails(&["eval", "x", "--threads", "0"], &["--threads"]);
+    // Negative values parse as values (not as unknown flags) and get the range check.
+    fails_exactly(
+        &["train", "-o", r, "--alpha", "-1"],
+        "error: recipe.alpha: step size alpha must be finite and > 0 (got -1)",
+    );
+    fails_exactly(
+        &["train", "-o", r, "--gamma", "-0.5"],
+        "error: recipe.gamma: discount gamma must be in [0, 1] (got -0.5)",
+    );
+    fails(
+        &["eval", "x", "--goals", "-3"],
+        &["invalid value '-3' for '--goals"],
+    );
+    fails(
+        &["train", "-o", r, "--seed", "-1"],
+        &["invalid value '-1' for '--seed"],
+    );
     fails(&["config", "--set", "nonsense"], &["--set", "KEY=VALUE"]);
 }
 
@@ -295,9 +320,41 @@ fn bad_input_files_are_one_line_errors() {
     let good = bundle_bytes(&model(&c)).unwrap();
     let b = write_bundle(&d, "b.sgml", &c);
 
-    fails(
+    // Exact lines: each cause once (it was printed twice, once from the message and
+    // once from `source()`).
+    fails_exactly(
         &["eval", &d.s("missing.sgml")],
-        &["missing.sgml", "cannot read"],
+        &format!(
+            "error: {}: cannot read: No such file or directory (os error 2)",
+            d.s("missing.sgml")
+        ),
+    );
+    std::fs::write(d.path("trunc.sgml"), &good[..200]).unwrap();
+    fails_exactly(
+        &["eval", &d.s("trunc.sgml")],
+        &format!(
+            "error: {}: bundle truncated: needs {} bytes, got 200",
+            d.s("trunc.sgml"),
+            good.len()
+        ),
+    );
+    // A damaged checkpoint is named as one, not as "not a bundle"; a file that is
+    // neither says so.
+    std::fs::write(d.path("garbage.sgck"), b"hello, world, not a checkpoint").unwrap();
+    fails_exactly(
+        &["eval", &d.s("garbage.sgck")],
+        &format!(
+            "error: {}: not an sgmrl checkpoint (bad magic)",
+            d.s("garbage.sgck")
+        ),
+    );
+    std::fs::write(d.path("garbage.bin"), b"hello, world").unwrap();
+    fails_exactly(
+        &["export", &d.s("garbage.bin")],
+        &format!(
+            "error: {}: neither a bundle (.sgml) nor a checkpoint (.sgck): unknown file type",
+            d.s("garbage.bin")
+        ),
     );
     let mut v2 = good.clone();
     v2[4] = 2;
@@ -351,19 +408,88 @@ fn bad_input_files_are_one_line_errors() {
 fn unwritable_outputs_are_one_line_errors() {
     let d = Scratch::new("unwritable");
     let b = write_bundle(&d, "b.sgml", &config());
-    fails(
+    fails_exactly(
         &["eval", &b, "--out", "/nonexistent-dir/e.json"],
-        &["/nonexistent-dir", "does not exist"],
+        "error: cannot write /nonexistent-dir/e.json: directory /nonexistent-dir does not exist",
     );
     std::fs::write(d.path("file"), b"x").unwrap();
-    fails(
+    let file = d.s("file");
+    let not_dir = |out: &str| format!("error: cannot write {out}: {file} is not a directory");
+    fails_exactly(
         &["export", &b, "-o", &d.s("file/sub")],
-        &["cannot create output directory"],
+        &not_dir(&d.s("file/sub")),
     );
-    fails(
+    fails_exactly(
         &["plot", "trajectories", &b, "-o", "/nonexistent-dir/t"],
-        &["/nonexistent-dir"],
+        "error: cannot write /nonexistent-dir/t.png: directory /nonexistent-dir does not exist",
     );
+    // Every command that writes checks its outputs before the work (a directory where
+    // a file goes, a file where a directory goes), so nothing is computed and lost.
+    std::fs::create_dir_all(d.path("dir.json")).unwrap();
+    let is_dir = format!("error: cannot write {}: it is a directory", d.s("dir.json"));
+    fails_exactly(&["eval", &b, "--out", &d.s("dir.json")], &is_dir);
+    fails_exactly(&["bench", "--json", &d.s("dir.json")], &is_dir);
+    fails_exactly(
+        &["train", "-o", &d.s("file/run")],
+        &not_dir(&d.s("file/run")),
+    );
+    fails_exactly(&["demo", "-o", &file], &not_dir(&file));
+    fails_exactly(
+        &["reproduce", "--tiny", "-o", &d.s("file/t")],
+        &not_dir(&d.s("file/t")),
+    );
+    fails_exactly(
+        &["plot", "curves", &d.s("r"), "-o", &d.s("file/c")],
+        &not_dir(&d.s("file/c.png")),
+    );
+    // A run directory's eval.json that is a directory: refused before evaluating.
+    write_run(&d.path("run"), &config(), 3);
+    std::fs::create_dir_all(d.path("run/eval.json")).unwrap();
+    fails_exactly(
+        &["eval", &d.s("run")],
+        &format!(
+            "error: cannot write {}: it is a directory",
+            d.s("run/eval.json")
+        ),
+    );
+}
+
+/// A run directory and its exported bundle are the same policy, but a bundle carries no
+/// evaluation settings: the report says which episode count it used and where from.
+#[test]
+fn eval_says_where_its_episode_count_came_from() {
+    let d = Scratch::new("evalsrc");
+    let c = config();
+    write_run(&d.path("run"), &c, 3);
+    ok(&["export", &d.s("run")]);
+    let from_run = ok(&["eval", &d.s("run"), "--goals", "4"]);
+    assert!(
+        from_run.contains("final return on 3 fresh episodes per goal")
+            && from_run
+                .contains("(episodes per goal for the final return: the run's eval.episodes)"),
+        "{from_run}"
+    );
+    let bundle = d.s("run/bundle.sgml");
+    let from_bundle = ok(&["eval", &bundle, "--goals", "4"]);
+    let n = c.recipe.episodes;
+    assert!(
+        from_bundle.contains(&format!("final return on {n} fresh episodes per goal"))
+            && from_bundle.contains(&format!(
+                "a bundle has no eval settings: its recipe's {n} episodes per step; set --eval-episodes"
+            )),
+        "{from_bundle}"
+    );
+    // With the count given, both measure the same thing and print the same numbers.
+    let a = ok(&["eval", &d.s("run"), "--goals", "4", "--eval-episodes", "3"]);
+    let b = ok(&["eval", &bundle, "--goals", "4", "--eval-episodes", "3"]);
+    let numbers = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.trim_start().starts_with("before") || l.trim_start().starts_with("after"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(!numbers(&a).is_empty());
+    assert_eq!(numbers(&a), numbers(&b));
 }
 
 #[test]
@@ -416,6 +542,81 @@ fn training_is_thread_count_free_and_resumes_exactly() {
         rows.lines().count(),
         41,
         "one row per iteration after the resume"
+    );
+}
+
+/// The multi-task baseline trains, exports and evaluates like every algorithm: its bundle
+/// records trainer code 6 and the device's adapter runs it with the same recipe.
+#[test]
+fn multitask_trains_exports_and_evaluates() {
+    let d = Scratch::new("multitask");
+    ok(&[
+        "train",
+        "-q",
+        "-o",
+        &d.s("mt"),
+        "--algorithm",
+        "multitask",
+        "--iterations",
+        "3",
+        "--threads",
+        "1",
+        "--set",
+        "meta_batch=4",
+    ]);
+    let bundle = std::fs::read(d.path("mt").join("bundle.sgml")).unwrap();
+    let parsed = sgmrl::bundle::Bundle::parse(&bundle).unwrap();
+    assert_eq!(parsed.trainer(), sgmrl::bundle::Trainer::MultiTask);
+    let out = ok(&["eval", &d.s("mt"), "--goals", "8"]);
+    assert!(out.contains("multi-task"), "{out}");
+    assert!(out.contains("after"), "{out}");
+}
+
+/// The robot task end to end: `train --env diffdrive` with SG-MRL and MAML, a bundle
+/// tagged with the diffdrive task id, and `eval` adapting it with the core's adapter.
+#[test]
+fn diffdrive_trains_exports_and_evaluates() {
+    let d = Scratch::new("diffdrive");
+    for algorithm in ["sgmrl", "maml"] {
+        ok(&[
+            "train",
+            "-q",
+            "-o",
+            &d.s(algorithm),
+            "--preset",
+            "diffdrive",
+            "--env",
+            "diffdrive",
+            "--algorithm",
+            algorithm,
+            "--iterations",
+            "2",
+            "--threads",
+            "1",
+            "--set",
+            "meta_batch=4",
+        ]);
+        let bundle = std::fs::read(d.path(algorithm).join("bundle.sgml")).unwrap();
+        let parsed = sgmrl::bundle::Bundle::parse(&bundle).unwrap();
+        assert_eq!(parsed.task(), sgmrl::bundle::TaskId::DIFFDRIVE);
+        let shape = parsed.shape();
+        assert_eq!((shape.obs_dim, shape.act_dim), (6, 6));
+        let out = ok(&[
+            "eval",
+            &d.s(algorithm),
+            "--goals",
+            "8",
+            "--env",
+            "diffdrive",
+        ]);
+        assert!(
+            out.contains("diffdrive") && out.contains("after 1 step"),
+            "{out}"
+        );
+    }
+    fails(
+        &["eval", &d.s("sgmrl"), "--goals", "8", "--env", "nav2d"],
+        &["diffdrive"],
     );
 }
 

@@ -11,13 +11,16 @@
 //! |---|---|---|---|---|
 //! | [`Nav2d`] (the paper's 2D navigation) | goal `g ~ U([−0.5, 0.5]²)` | position (2) | displacement (2), clamped to ±0.1 | `−‖g − s'‖₂` |
 //! | [`Nav2dDiscrete`] | same goals | position (2) | index of 9 moves (1 scalar) | `−‖g − s'‖₂` |
+//! | [`DiffDrive`] (a wheeled robot, [`diffdrive`]) | goal at 0.2–0.6 m and a robot (motor gains, dead-band, sag, geometry, encoder scale) | odometry pose and wheel speeds (6) | index of 6 wheel commands, or 2 commands | progress towards `g` of the odometry position |
 //!
-//! Both start at the origin, stay inside `[−0.5, 0.5]²`, and end an episode early when the
+//! The two Nav2d families start at the origin, stay inside `[−0.5, 0.5]²`, and end an episode early when the
 //! position is within 0.01 of the goal in both coordinates. The horizon (100 in the paper)
 //! and the action scaling are the recipe's, not the simulator's.
 
+pub mod diffdrive;
 pub mod nav2d;
 pub mod nav2d_discrete;
 
+pub use diffdrive::DiffDrive;
 pub use nav2d::Nav2d;
 pub use nav2d_discrete::Nav2dDiscrete;

@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask test` — everything CI checks, on a fresh machine: installs the rustup
 //!   targets, llvm-tools, Debian's `qemu-system-arm` and Python's `safetensors` + `numpy`
-//!   when missing, then formatting, clippy, the
+//!   when missing, then formatting, clippy, the docs (rustdoc warnings denied), the
 //!   workspace tests, the core's no_std builds for three Cortex-M targets (with and without
 //!   `defmt`), the panic-symbol check, the QEMU firmware and its on-target tests, and a tiny
 //!   end-to-end training run, and the MuJoCo tasks (`setup-mujoco`, then clippy, their
@@ -10,9 +10,13 @@
 //! - `cargo xtask setup` — only the installs.
 //! - `cargo xtask setup-mujoco` — MuJoCo 3.17.0 and the HalfCheetah / Swimmer model files
 //!   from PyPI into `target/mujoco/` (for host-sim's `mujoco` feature).
+//! - `cargo xtask apt-install [--dry-run] PKG…` — installs Debian packages the safe way
+//!   ([`apt::apt_install`]: never removes or downgrades; one line per package).
 //! - `cargo xtask bench-device` — device budgets under QEMU, written to `docs/device.md`.
 //!
 //! Kept dependency-free so it compiles in seconds.
+
+mod apt;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,12 +34,21 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
-        Some("setup") => setup(),
+        Some("setup") => setup(&root),
         Some("bench-device") => bench_device(&root),
+        Some("apt-install") => {
+            let dry_run = args.iter().any(|a| a == "--dry-run");
+            let packages: Vec<&str> = args[1..]
+                .iter()
+                .map(String::as_str)
+                .filter(|a| *a != "--dry-run")
+                .collect();
+            apt::apt_install(&packages, &apt_log(&root), dry_run)
+        }
         Some("setup-mujoco") => setup_mujoco(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [--skip-qemu] [--skip-train] [--skip-mujoco] | setup | setup-mujoco | bench-device>"
+                "usage: cargo xtask <test [--skip-qemu] [--skip-train] [--skip-mujoco] | setup | setup-mujoco | bench-device | apt-install [--dry-run] PKG...>"
             );
             return ExitCode::from(2);
         }
@@ -85,8 +98,13 @@ fn installed_targets() -> String {
         .unwrap_or_default()
 }
 
+/// Where [`apt::apt_install`] keeps apt's output (shown only when apt fails).
+fn apt_log(root: &Path) -> PathBuf {
+    root.join("target/xtask-apt.log")
+}
+
 /// Installs what the tests need on a fresh machine; quick no-ops when already present.
-fn setup() -> Result<(), String> {
+fn setup(root: &Path) -> Result<(), String> {
     let installed = installed_targets();
     let missing: Vec<&str> = THUMB_TARGETS
         .iter()
@@ -124,19 +142,7 @@ fn setup() -> Result<(), String> {
         )?;
     }
     if !have("qemu-system-arm") {
-        // Debian's package; `sudo` only when not already root.
-        let sudo = if is_root() { "" } else { "sudo " };
-        run(
-            Path::new("."),
-            "sh",
-            &[
-                "-c",
-                &format!(
-                    "{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -qq --no-install-recommends qemu-system-arm"
-                ),
-            ],
-            &[],
-        )?;
+        apt::apt_install(&["qemu-system-arm"], &apt_log(root), false)?;
     }
     Ok(())
 }
@@ -146,13 +152,6 @@ fn python_has(module: &str) -> bool {
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Directory holding `llvm-size`, `llvm-nm` (rustup's llvm-tools component).
@@ -194,7 +193,7 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     {
         return Err(format!("unknown flag {f}"));
     }
-    setup()?;
+    setup(root)?;
     let mut steps: Vec<Step> = Vec::new();
     let mut check = |name: &str, f: &mut dyn FnMut() -> Result<(), String>| {
         let t = Instant::now();
@@ -246,6 +245,12 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             ],
             &[],
         )
+    });
+    check("docs (no rustdoc warnings)", &mut || {
+        let deny = [("RUSTDOCFLAGS", "-D warnings")];
+        run(root, "cargo", &["doc", "--workspace", "--no-deps"], &deny)?;
+        // The core alone, without `std`: links to std-only items break only here.
+        run(root, "cargo", &["doc", "-p", "sgmrl", "--no-deps"], &deny)
     });
     check("workspace tests", &mut || {
         run(root, "cargo", &["test", "--workspace", "--release"], &[])?;
@@ -326,6 +331,10 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             run(&root.join("boards/qemu"), "bash", &["run-all.sh"], &[])
         });
     }
+    check(
+        "robot board firmware builds (RP2040, nRF52833)",
+        &mut || build_boards(root),
+    );
     if !skip_train && root.join("host-sim/src/main.rs").exists() {
         check("tiny end-to-end training run", &mut || {
             // A fresh directory each time, so the runs train rather than resume.
@@ -376,8 +385,28 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     }
 }
 
+/// The real-robot firmware crates (each its own workspace, its target set in its
+/// `.cargo/config.toml`): formatted, clippy-clean and built in release with their committed
+/// Cargo.lock. They cannot run here (no robot); their logic runs in the QEMU step.
+const BOARD_CRATES: [&str; 2] = ["boards/pololu-3pi-2040", "boards/microbit-v2"];
+
+fn build_boards(root: &Path) -> Result<(), String> {
+    for board in BOARD_CRATES {
+        let dir = root.join(board);
+        run(&dir, "cargo", &["fmt", "--", "--check"], &[])?;
+        run(
+            &dir,
+            "cargo",
+            &["clippy", "--release", "--locked", "--", "-D", "warnings"],
+            &[],
+        )?;
+        run(&dir, "cargo", &["build", "--release", "--locked"], &[])?;
+    }
+    Ok(())
+}
+
 fn bench_device(root: &Path) -> Result<(), String> {
-    setup()?;
+    setup(root)?;
     let script = root.join("boards/qemu/bench.sh");
     if !script.exists() {
         return Err("boards/qemu/bench.sh is missing".into());

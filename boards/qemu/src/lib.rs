@@ -26,6 +26,7 @@ pub mod out;
 pub mod parity;
 pub mod pins;
 pub mod ram;
+pub mod robot_e2e;
 pub mod stack;
 pub mod vectors;
 

@@ -131,7 +131,7 @@ pub mod policies {
     pub type Gauss2 = GaussianMlp<2, 16, 16, 2>;
 }
 
-/// The policy of the committed test bundle `bundles/test.sgmrl`.
+/// The policy of the committed test bundle `bundles/test.sgml`.
 pub type TestBundlePolicy = policies::Gauss1;
 
 /// Parameter count of [`TestBundlePolicy`].
@@ -169,7 +169,7 @@ pub const TEST_BUNDLE_MEMORY_FLOATS: usize = TEST_BUNDLE_RECIPE
     .memory(&<TestBundlePolicy as Policy>::SHAPE)
     .total_floats();
 
-/// Everything `bundles/test.sgmrl` holds besides its parameters: task nav2d and
+/// Everything `bundles/test.sgml` holds besides its parameters: task nav2d and
 /// [`TEST_BUNDLE_RECIPE`].
 pub fn test_bundle_spec(params: &[f32]) -> sgmrl::bundle::BundleSpec<'_> {
     sgmrl::bundle::BundleSpec {

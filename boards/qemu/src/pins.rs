@@ -35,7 +35,7 @@ pub const GAUSS2: PolicyCase = PolicyCase {
     grad_first: 0x3f097ac3,
 };
 
-/// CRC-32 of `bundles/test.sgmrl` as the host encodes it.
+/// CRC-32 of `bundles/test.sgml` as the host encodes it.
 pub const TEST_BUNDLE_CRC: u32 = 0x35b2d2d6;
 
 /// `adapt_demo` of the test bundle on nav2d (goal `DEMO_GOAL`, seed `DEMO_SEED`) on the

@@ -4,17 +4,20 @@
 //! one environment per episode for a drawn task. Environments are the core's
 //! [`sgmrl::env::Env`] — the same trait a robot board implements — so what the host
 //! simulates is what the device runs. Nothing here assumes a particular observation or
-//! action size; the MuJoCo tasks ([`locomotion`], feature `mujoco`) plug in the same way (with their reset noise drawn from the
-//! per-episode stream handed to [`TaskFamily::make_env`]).
+//! action size; the MuJoCo tasks (module `locomotion`, feature `mujoco`) plug in the same
+//! way (with their reset noise drawn from the per-episode stream handed to
+//! [`TaskFamily::make_env`]).
 
 use sgmrl::env::Env;
 use sgmrl::rng::Rng;
 
+pub mod diffdrive;
 #[cfg(feature = "mujoco")]
 pub mod locomotion;
 pub mod nav2d;
 pub mod tabular;
 
+pub use diffdrive::DiffDriveFamily;
 #[cfg(feature = "mujoco")]
 pub use locomotion::{Locomotion, LocomotionFamily};
 pub use nav2d::{Nav2dDiscreteFamily, Nav2dFamily};

@@ -41,6 +41,11 @@ pub enum Algorithm {
     /// E-MAML: MAML plus `(Ĵ − b)` times the first inner batch's score averaged over its
     /// episodes.
     EMaml,
+    /// Plain multi-task policy gradient ("pretrain, then fine-tune"): no inner adaptation
+    /// during training; the estimate is `v = ĝ(θ, D_o)`, the outer batch drawn at `θ`
+    /// itself, which is unbiased for `∇ mean_i J_i(θ)`. The baseline that tells what
+    /// meta-learning adds; the device adapts the result with the same recipe.
+    MultiTask,
 }
 
 impl Algorithm {
@@ -52,10 +57,20 @@ impl Algorithm {
             Self::SgMrl => true,
             Self::Maml => false,
             Self::EMaml => step == 0,
+            Self::MultiTask => false,
         };
         Needs {
             hvp: order == Order::Second,
             score: score_term && order == Order::First,
+        }
+    }
+
+    /// Inner steps taken per task during training: none for [`Algorithm::MultiTask`] (its
+    /// outer batch is drawn at `θ`), else the recipe's ζ.
+    pub fn inner_steps(self, recipe_steps: u16) -> u16 {
+        match self {
+            Self::MultiTask => 0,
+            Self::SgMrl | Self::Maml | Self::EMaml => recipe_steps,
         }
     }
 
@@ -73,15 +88,18 @@ impl Algorithm {
             Self::SgMrl => sgmrl::estimate(order, alpha_per_sample, v, multiplier, steps),
             Self::Maml => maml::estimate(order, alpha_per_sample, v, steps),
             Self::EMaml => emaml::estimate(order, alpha_per_sample, v, multiplier, steps),
+            // No inner steps were taken (`inner_steps`): `v` is the task's gradient.
+            Self::MultiTask => maml::estimate(order, alpha_per_sample, v, steps),
         }
     }
 
-    /// Short lowercase name (`sgmrl`, `maml`, `emaml`).
+    /// Short lowercase name (`sgmrl`, `maml`, `emaml`, `multitask`).
     pub fn name(self) -> &'static str {
         match self {
             Self::SgMrl => "sgmrl",
             Self::Maml => "maml",
             Self::EMaml => "emaml",
+            Self::MultiTask => "multitask",
         }
     }
 }

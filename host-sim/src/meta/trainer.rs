@@ -217,12 +217,13 @@ pub struct TaskRun {
 }
 
 impl TaskRun {
-    /// Mean undiscounted return of the first inner batch (before adaptation).
+    /// Mean undiscounted return of the first inner batch (before adaptation); with no
+    /// inner step ([`Algorithm::MultiTask`]), of the outer batch, which is then at `θ`.
     pub fn return_before(&self) -> f32 {
         self.adaptation
             .steps()
             .first()
-            .map_or(0.0, |s| s.mean_return())
+            .map_or(self.outer.mean_return, |s| s.mean_return())
     }
     /// Mean undiscounted return of the outer batch (after ζ steps).
     pub fn return_after(&self) -> f32 {
@@ -357,14 +358,7 @@ impl<F: TaskFamily> MetaTrainer<F> {
         let baselines = cfg.control_variate.baselines(&jts, &pre);
         let mut stats = IterationStats {
             iteration: self.iteration,
-            return_before: mean(runs.iter().map(|r| {
-                f64::from(
-                    r.adaptation
-                        .steps()
-                        .first()
-                        .map_or(0.0, |s| s.mean_return()),
-                )
-            })),
+            return_before: mean(runs.iter().map(|r| f64::from(r.return_before()))),
             return_after: mean(runs.iter().map(|r| f64::from(r.outer.mean_return))),
             discounted_after: mean(jts.iter().map(|&j| f64::from(j))),
             env_steps: runs
@@ -465,8 +459,9 @@ pub fn adapt_task<F: TaskFamily>(
             path,
         }
     }
+    let inner_steps = config.algorithm.inner_steps(recipe.steps);
     let mut adaptation = Adaptation::new(net, params, recipe.alpha_per_sample());
-    for k in 0..usize::from(recipe.steps) {
+    for k in 0..usize::from(inner_steps) {
         full_path[last] = k as u64;
         let ro = sampler::sample(
             family,
@@ -478,7 +473,7 @@ pub fn adapt_task<F: TaskFamily>(
         let w = advantage::weights(recipe, &ro)?;
         adaptation.step(ro, w, config.algorithm.needs(config.order, k));
     }
-    full_path[last] = u64::from(recipe.steps);
+    full_path[last] = u64::from(inner_steps);
     let mut ro = sampler::sample(
         family,
         task,
@@ -488,9 +483,11 @@ pub fn adapt_task<F: TaskFamily>(
     )?;
     let w = advantage::weights(&config.outer_recipe(), &ro)?;
     let outer = Outer::new(net, adaptation.theta(), &mut ro, &w, recipe.gamma);
-    let pre_adaptation_return = if config.control_variate == ControlVariate::PreAdaptation {
+    let pre_adaptation_return = if config.control_variate == ControlVariate::PreAdaptation
+        && config.algorithm != Algorithm::MultiTask
+    {
         // Its own streams (`path ++ [ζ + 1]`): independent of every batch the estimate uses.
-        full_path[last] = u64::from(recipe.steps) + 1;
+        full_path[last] = u64::from(inner_steps) + 1;
         let ro = sampler::sample(
             family,
             task,
@@ -647,6 +644,95 @@ mod tests {
             .meta_gradient()
             .unwrap();
         assert_eq!(m.1.return_after, a.1.return_after);
+    }
+
+    /// The multi-task estimate of a one-task meta-batch is the core's plain batch policy
+    /// gradient (the device's rule) of the outer batch drawn at `θ` itself, averaged over its
+    /// episodes: no inner step, whatever the recipe's ζ and the control variate.
+    #[test]
+    fn multitask_estimate_is_the_plain_batch_policy_gradient() {
+        use sgmrl::estimator::{Episode, batch_gradient, batch_gradient_scratch_len};
+        type P = sgmrl::policy::GaussianMlp<2, 8, 8, 2>;
+        for control_variate in [ControlVariate::None, ControlVariate::PreAdaptation] {
+            let mut cfg = small_config(Algorithm::MultiTask, Order::Second);
+            cfg.tasks = 1;
+            cfg.control_variate = control_variate;
+            cfg.recipe.steps = 2;
+            let t = trainer(cfg);
+            let (grad, stats) = t.meta_gradient().unwrap();
+            assert_eq!(stats.return_before, stats.return_after, "one batch, at θ");
+            assert_eq!(stats.env_steps, 4 * 15, "only the outer batch is drawn");
+
+            let task = Nav2dFamily.sample_task(&mut Rng::derive(
+                cfg.seed,
+                &[streams::TRAIN, 0, 0, streams::TASK],
+            ));
+            let path = [streams::TRAIN, 0, 0, 0];
+            let spec = SampleSpec {
+                episodes: usize::from(cfg.outer_episodes),
+                horizon: usize::from(cfg.recipe.horizon),
+                action_map: cfg.recipe.action,
+                seed: cfg.seed,
+                path: &path,
+            };
+            let ro = sampler::sample(&Nav2dFamily, &task, t.net(), t.params(), &spec).unwrap();
+            let episodes: Vec<Episode<'_, f32>> = (0..ro.episodes())
+                .map(|e| {
+                    let (o, a, r) = ro.episode(e);
+                    Episode::new(o, a, r, 2, 2).unwrap()
+                })
+                .collect();
+            let outer = cfg.outer_recipe();
+            let mut want = vec![0.0f32; t.net().n_params()];
+            let mut scratch = vec![0.0f32; batch_gradient_scratch_len(&outer, 2)];
+            batch_gradient(
+                &P::default(),
+                t.params(),
+                &outer,
+                None::<&[f32]>,
+                &episodes,
+                &mut want,
+                &mut scratch,
+            )
+            .unwrap();
+            let n = f32::from(cfg.outer_episodes);
+            let num: f32 = grad
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w / n) * (g - w / n))
+                .sum();
+            let den: f32 = want.iter().map(|w| (w / n) * (w / n)).sum();
+            assert!(den > 0.0);
+            assert!(
+                (num / den).sqrt() < 1e-4,
+                "rel. error {}",
+                (num / den).sqrt()
+            );
+        }
+    }
+
+    /// A few multi-task iterations raise the unadapted return, measured on the same tasks
+    /// and streams (iteration 0's) before and after.
+    #[test]
+    fn multitask_improves_the_unadapted_return() {
+        let mut cfg = small_config(Algorithm::MultiTask, Order::First);
+        cfg.tasks = 20;
+        cfg.outer_episodes = 20;
+        // The embedded task's actions and horizon, where moving matters.
+        cfg.recipe.action = sgmrl::recipe::ActionMap {
+            scale: 0.1,
+            clip: Some(0.1),
+        };
+        cfg.recipe.horizon = 20;
+        let mut t = trainer(cfg);
+        let before = t.meta_gradient().unwrap().1.return_before;
+        for _ in 0..30 {
+            t.step().unwrap();
+        }
+        let params = t.params().to_vec();
+        t.set_state(&params, 0).unwrap();
+        let after = t.meta_gradient().unwrap().1.return_before;
+        assert!(after > before + 0.5, "before {before}, after {after}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! cd boards/qemu
 //! host=$(rustc -vV | sed -n 's/^host: //p')
 //! cargo run -q --manifest-path pins/Cargo.toml --target "$host" > src/pins.rs
-//! cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle bundles/test.sgmrl
+//! cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle bundles/test.sgml
 //! ```
 //! (`--target` because `boards/qemu/.cargo/config.toml` defaults to a Cortex-M target.)
 //! The second command writes the committed test bundle that `adapt` embeds by default.
@@ -14,6 +14,10 @@
 #[path = "../../src/parity.rs"]
 #[allow(dead_code)]
 mod parity;
+
+#[path = "../../src/robot_e2e.rs"]
+#[allow(dead_code)]
+mod robot_e2e;
 
 use parity::{DemoOutcome, PolicyCase, policies, policy_case};
 use sgmrl::policy::Policy;
@@ -77,9 +81,32 @@ fn main() {
         std::fs::write(path, mid_bundle()).expect("write the mid-size bundle");
         return;
     }
+    if let [cmd, path] = args.as_slice()
+        && cmd == "bundle-robot"
+    {
+        let mut bytes = [0u8; robot_e2e::ROBOT_BUNDLE_LEN];
+        robot_e2e::encode_robot_bundle(&mut bytes).expect("robot test bundle encodes");
+        std::fs::write(path, bytes).expect("write the robot test bundle");
+        return;
+    }
+    if let [cmd, path] = args.as_slice()
+        && cmd == "robot"
+    {
+        // The board-logic scenario on the host: the line `robot` prints on the device.
+        let bytes = std::fs::read(path).expect("read the robot bundle");
+        let mut memory = vec![0.0f32; robot_e2e::ROBOT_MEMORY_FLOATS];
+        let mut flash = robot_e2e::RobotFlash::new();
+        let (o, _) = robot_e2e::run_robot(&bytes, &mut memory, &mut flash, &mut |f| {
+            f();
+            0
+        })
+        .unwrap_or_else(|e| panic!("robot scenario on the host: {e}"));
+        println!("{}", robot_line(&o));
+        return;
+    }
     if !args.is_empty() {
         eprintln!(
-            "usage: pins [bundle <path> | bundle-paper <path> | bundle-default <path> | bundle-mid <path>]"
+            "usage: pins [bundle <path> | bundle-paper <path> | bundle-default <path> | bundle-mid <path> | bundle-robot <path> | robot <bundle>]"
         );
         std::process::exit(2);
     }
@@ -96,7 +123,7 @@ fn main() {
     parity::encode_test_bundle(&mut bytes).expect("test bundle encodes");
     let bundle = sgmrl::bundle::Bundle::parse(&bytes).expect("test bundle parses");
     println!();
-    println!("/// CRC-32 of `bundles/test.sgmrl` as the host encodes it.");
+    println!("/// CRC-32 of `bundles/test.sgml` as the host encodes it.");
     println!(
         "pub const TEST_BUNDLE_CRC: u32 = 0x{:08x};",
         bundle.checksum()
@@ -181,12 +208,7 @@ fn random_bundle(hidden: [u16; 2], scale: f32, seed: u64) -> Vec<u8> {
 
 /// A nav2d Gaussian bundle with hidden sizes `hidden`, weights `scale·N(0,1)` from
 /// `Rng::new(seed)`, log-stds 0, and `recipe`.
-fn bundle_with(
-    hidden: [u16; 2],
-    scale: f32,
-    seed: u64,
-    recipe: sgmrl::recipe::Recipe,
-) -> Vec<u8> {
+fn bundle_with(hidden: [u16; 2], scale: f32, seed: u64, recipe: sgmrl::recipe::Recipe) -> Vec<u8> {
     use sgmrl::policy::{Distribution, PolicyShape};
     let shape = PolicyShape {
         distribution: Distribution::Gaussian,
@@ -209,4 +231,19 @@ fn bundle_with(
     .encode_into(&mut out)
     .expect("benchmark bundle encodes");
     out
+}
+
+/// The outcome as the `robot` firmware prints it (`robot: outcome …`).
+fn robot_line(o: &robot_e2e::RobotOutcome) -> String {
+    format!(
+        "robot: outcome adapted_crc=0x{:08x} kept={} meta_mean=0x{:08x} adapted_mean=0x{:08x} restored_crc=0x{:08x} seq={} plant_ticks={} ticks={}",
+        o.adapted_crc,
+        if o.kept_adapted { "adapted" } else { "meta" },
+        o.means[0],
+        o.means[1],
+        o.restored_crc,
+        o.saved_seq,
+        o.plant_ticks,
+        o.steps
+    )
 }

@@ -1,7 +1,7 @@
 //! The adaptation demo: the firmware a robot would run, on a simulated task.
 //!
 //! Embeds the bundle named by `SGMRL_BUNDLE` at build time (default: the committed test
-//! bundle `bundles/test.sgmrl`; `build.rs` picks the matching policy type and simulator),
+//! bundle `bundles/test.sgml`; `build.rs` picks the matching policy type and simulator),
 //! validates it, runs the recipe's ζ adaptation steps on the core's simulator of the
 //! bundle's task with goal [`parity::DEMO_GOAL`] and seed [`parity::DEMO_SEED`], and reports
 //! the batch return before each step, the return after adaptation, the adapted parameters'

@@ -418,7 +418,7 @@ fn gaussian_mlp_2_matches_host() -> Outcome {
 }
 
 /// The committed test bundle, whatever `SGMRL_BUNDLE` says.
-static TEST_BUNDLE: &[u8; TEST_BUNDLE_LEN] = include_bytes!("../../bundles/test.sgmrl");
+static TEST_BUNDLE: &[u8; TEST_BUNDLE_LEN] = include_bytes!("../../bundles/test.sgml");
 
 fn test_bundle_parses_and_matches_host() -> Outcome {
     let b = Bundle::parse(TEST_BUNDLE).map_err(|_| "the committed test bundle does not parse")?;
@@ -550,7 +550,7 @@ fn bundle_rejects_every_malformation() -> Outcome {
         ),
         (8, &[2], BundleError::UnknownDistribution(2)),
         (36, &[4], BundleError::UnknownAdvantage(4)),
-        (54, &[6], BundleError::UnknownTrainer(6)),
+        (54, &[7], BundleError::UnknownTrainer(7)),
         (16, &[0, 0], BundleError::BadShape(no_outputs)),
         (
             40,

@@ -1,0 +1,108 @@
+//! The board logic end to end on the simulated robot ([`sgmrl_qemu::robot_e2e`]): the
+//! core's control loop over a `DiffDriveRobot` on simulated embedded-hal drivers, the
+//! guard, the flash slot and a reboot that restores it. Prints the outcome line that
+//! `pins/ robot` prints on the host (`run-all.sh` requires them equal) and the
+//! instructions per control tick, per adaptation step and per guard verdict.
+//!
+//! Exit 0 when the scenario completed; 1 on any failure (printed).
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use sgmrl::adapt::Memory;
+use sgmrl::policy::Policy;
+use sgmrl_qemu::out::Line;
+use sgmrl_qemu::robot_e2e::{
+    ROBOT_MEMORY_FLOATS, ROBOT_PARAMS, ROBOT_RECIPE, RobotFlash, RobotOutcome, RobotPolicy,
+    run_robot,
+};
+use sgmrl_qemu::{code, exit, icount, machine, ram, stack};
+
+/// Word-aligned storage for the bundle, as in a flash partition.
+#[repr(C, align(4))]
+struct Aligned<T: ?Sized>(T);
+
+/// The robot test bundle (`pins/ bundle-robot` writes it; `run-all.sh` checks it is fresh).
+static BUNDLE_WORDS: &Aligned<[u8]> = &Aligned(*include_bytes!("../../bundles/robot-test.sgmrl"));
+
+static mut MEMORY: [f32; ROBOT_MEMORY_FLOATS] = [0.0; ROBOT_MEMORY_FLOATS];
+
+/// The simulated NOR flash holding the parameter slots (in RAM: QEMU's flash is ROM).
+static mut FLASH: RobotFlash = RobotFlash::new();
+
+#[entry]
+fn main() -> ! {
+    stack::paint();
+    let Some(p) = cortex_m::Peripherals::take() else {
+        exit(code::FAIL)
+    };
+    icount::start(p.SYST);
+    // SAFETY: `main` runs once and never returns, and nothing else names MEMORY.
+    let Some(memory) = (unsafe { (&raw mut MEMORY).as_mut() }) else {
+        exit(code::FAIL)
+    };
+    // SAFETY: as for MEMORY.
+    let Some(flash) = (unsafe { (&raw mut FLASH).as_mut() }) else {
+        exit(code::FAIL)
+    };
+    let result = run_robot(&BUNDLE_WORDS.0, memory, flash, &mut |f| icount::count(f).1);
+    let (o, c) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            Line::new("robot: FAILED: ").s(e).print();
+            exit(code::FAIL)
+        }
+    };
+    print_outcome(&o);
+    let sat = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+    Line::new("robot: [icount] ")
+        .s(machine::THIS.name)
+        .s(" control tick max ")
+        .u(sat(c.tick_max))
+        .s(" mean ")
+        .u(sat(c.tick_sum / c.ticks.max(1)))
+        .s(" over ")
+        .u(sat(c.ticks))
+        .s(" ticks; adaptation step tick ")
+        .u(sat(c.step))
+        .s("; guard verdict + flash write tick ")
+        .u(sat(c.guard))
+        .s(" instructions")
+        .print();
+    let statics = ram::statics();
+    let shape = <RobotPolicy as Policy>::SHAPE;
+    let bound = Memory::lower_bound_floats(&shape, ROBOT_RECIPE.horizon) * 4;
+    Line::new("robot: P ")
+        .u(ROBOT_PARAMS as u32)
+        .s(", adapter RAM ")
+        .u((ROBOT_MEMORY_FLOATS * 4) as u32)
+        .s(" B, lower bound ")
+        .u(bound as u32)
+        .s(" B, static RAM ")
+        .u(statics.total as u32)
+        .s(" B, peak stack ")
+        .u(stack::peak_bytes().unwrap_or(0) as u32)
+        .s(" B")
+        .print();
+    exit(code::PASS)
+}
+
+fn print_outcome(o: &RobotOutcome) {
+    Line::new("robot: outcome adapted_crc=")
+        .hex(o.adapted_crc)
+        .s(" kept=")
+        .s(if o.kept_adapted { "adapted" } else { "meta" })
+        .s(" meta_mean=")
+        .hex(o.means[0])
+        .s(" adapted_mean=")
+        .hex(o.means[1])
+        .s(" restored_crc=")
+        .hex(o.restored_crc)
+        .s(" seq=")
+        .u(o.saved_seq)
+        .s(" plant_ticks=")
+        .u(o.plant_ticks)
+        .s(" ticks=")
+        .u(o.steps)
+        .print();
+}
