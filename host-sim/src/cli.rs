@@ -395,6 +395,9 @@ pub struct DemoArgs {
 pub enum Experiment {
     /// Table 1: 2-D navigation, return after one adaptation step.
     Table1,
+    /// Table 2: MuJoCo locomotion (HalfCheetah direction and velocity, Swimmer velocity),
+    /// SG-MRL and MAML with 1, 2 and 3 inner steps (needs the `mujoco` feature).
+    Table2,
 }
 
 /// `reproduce`.
@@ -404,23 +407,36 @@ pub struct ReproduceArgs {
     #[arg(value_enum, default_value = "table1")]
     pub experiment: Experiment,
     /// A tiny version that checks the whole pipeline in seconds (CI): 2 seeds, 3
-    /// iterations, a 2→16→2 policy, short episodes, few goals. Its numbers mean nothing.
+    /// iterations, a one-hidden-layer policy of 16, short episodes, few goals (Table 2: one
+    /// seed, ζ = 1 and 2). Its numbers mean nothing.
     #[arg(long)]
     pub tiny: bool,
-    /// Output directory (one run directory per algorithm and seed).
-    #[arg(long, short = 'o', value_name = "DIR", default_value = "runs/table1")]
-    pub out: PathBuf,
-    /// Seeds per algorithm (1..=N).
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
-    pub seeds: u32,
-    /// Algorithms, comma-separated.
+    /// Table 2 only: the reduced comparison that fits this 2-core machine (under an hour per
+    /// task): 20 tasks × 10 episodes of 100 steps, a 64×64 policy, 100 iterations, 2 seeds.
+    #[arg(long, conflicts_with = "tiny")]
+    pub reduced: bool,
+    /// Output directory (one run directory per algorithm and seed) [default: runs/table1,
+    /// runs/table2, with -tiny or -reduced appended for those modes].
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seeds per algorithm (1..=N) [default: 5 for Table 1, 4 for Table 2].
+    #[arg(long, allow_negative_numbers = true)]
+    pub seeds: Option<u32>,
+    /// Algorithms, comma-separated [default: sgmrl,sgmrl-fo,maml,emaml for Table 1;
+    /// sgmrl,maml for Table 2].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub algorithms: Option<Vec<AlgorithmName>>,
+    /// Table 2 only: the tasks, comma-separated.
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "sgmrl,sgmrl-fo,maml,emaml"
+        default_value = "half-cheetah-dir,half-cheetah-vel,swimmer-vel"
     )]
-    pub algorithms: Vec<AlgorithmName>,
+    pub envs: Vec<EnvName>,
+    /// Table 2 only: inner step counts ζ, comma-separated.
+    #[arg(long = "inner-steps", value_delimiter = ',', default_value = "1,2,3")]
+    pub inner_steps: Vec<u16>,
     /// Configuration (default preset: paper-table1).
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -1061,36 +1077,53 @@ fn cmd_reproduce(
     engine: EngineFactory,
     cluster: &dyn Cluster,
 ) -> anyhow::Result<()> {
-    let Experiment::Table1 = a.experiment;
+    if a.config.algorithm.is_some() || a.config.seed.is_some() {
+        bail!("reproduce sets --algorithm and --seed itself; use --algorithms and --seeds");
+    }
+    if a.experiment == Experiment::Table2 {
+        return cmd_reproduce_table2(a, progress, engine);
+    }
+    if a.reduced {
+        bail!("--reduced is a Table 2 setting");
+    }
+    let mut seeds = a.seeds.unwrap_or(5);
+    let mut out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/table1"));
     if a.tiny {
-        a.seeds = a.seeds.min(2);
-        if a.out == Path::new("runs/table1") {
-            a.out = PathBuf::from("runs/table1-tiny");
+        seeds = seeds.min(2);
+        if a.out.is_none() {
+            out = PathBuf::from("runs/table1-tiny");
         }
         a.config
             .set
             .splice(0..0, TINY.iter().map(|s| s.to_string()));
     }
-    if a.seeds == 0 {
+    if seeds == 0 {
         bail!("--seeds: must be at least 1");
     }
-    if a.config.algorithm.is_some() || a.config.seed.is_some() {
-        bail!("reproduce sets --algorithm and --seed itself; use --algorithms and --seeds");
-    }
+    let algorithms = a.algorithms.clone().unwrap_or_else(|| {
+        vec![
+            AlgorithmName::Sgmrl,
+            AlgorithmName::SgmrlFo,
+            AlgorithmName::Maml,
+            AlgorithmName::Emaml,
+        ]
+    });
     let args = with_default_preset(a.config.clone(), Preset::PaperTable1);
-    check_dir(&a.out)?;
-    for f in [a.out.join("table1.md"), a.out.join("table1.json")] {
+    check_dir(&out)?;
+    for f in [out.join("table1.md"), out.join("table1.json")] {
         check_file(&f)?;
     }
-    check_plot(&a.out.join("curves"))?;
+    check_plot(&out.join("curves"))?;
     // One job per (algorithm, seed), spread over the ranks under MPI; the tables and
     // curves are made on rank 0 from the results in job order, as on one process.
-    let jobs: Vec<(AlgorithmName, u64)> = a
-        .algorithms
+    let jobs: Vec<(AlgorithmName, u64)> = algorithms
         .iter()
-        .flat_map(|&alg| (1..=u64::from(a.seeds)).map(move |seed| (alg, seed)))
+        .flat_map(|&alg| (1..=u64::from(seeds)).map(move |seed| (alg, seed)))
         .collect();
-    let run_dir = |(alg, seed): (AlgorithmName, u64)| a.out.join(format!("{alg}-seed{seed}"));
+    let run_dir = |(alg, seed): (AlgorithmName, u64)| out.join(format!("{alg}-seed{seed}"));
     let results = crate::distributed::spread(cluster, jobs.len(), |j| {
         let (alg, seed) = jobs[j];
         let dir = run_dir(jobs[j]);
@@ -1130,7 +1163,7 @@ fn cmd_reproduce(
     };
     let mut rows = Vec::new();
     let mut curve_specs = Vec::new();
-    for &alg in &a.algorithms {
+    for &alg in &algorithms {
         let (mut after, mut before, mut best) = (vec![], vec![], vec![]);
         for (&job, r) in jobs.iter().zip(&results).filter(|((j, _), _)| *j == alg) {
             before.push(f64::from_bits(r.before));
@@ -1164,20 +1197,269 @@ fn cmd_reproduce(
         ));
     }
     md.push_str("\n± is the standard error across seeds of each run's mean return.\n");
-    crate::atomic::write(&a.out.join("table1.md"), md.as_bytes())?;
-    write_json(&a.out.join("table1.json"), &rows)?;
+    crate::atomic::write(&out.join("table1.md"), md.as_bytes())?;
+    write_json(&out.join("table1.json"), &rows)?;
     let (curves, still) = curves_of(&curve_specs)?;
     let files = plot_curves(
         &curves,
         "nav2d: return before and after adaptation",
         still,
-        &a.out.join("curves"),
+        &out.join("curves"),
     )?;
     print!("{md}");
     for f in files {
         println!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// The overrides of `reproduce table2 --tiny` (a few meta-iterations of each task).
+const TABLE2_TINY: [&str; 9] = [
+    "iterations=2",
+    "meta_batch=3",
+    "policy.hidden=[16]",
+    "recipe.horizon=20",
+    "recipe.episodes=3",
+    "outer.episodes=3",
+    "eval.goals=3",
+    "eval.episodes=2",
+    "eval.validate_every=0",
+];
+
+/// The overrides of `reproduce table2 --reduced`.
+const TABLE2_REDUCED: [&str; 9] = [
+    "iterations=100",
+    "meta_batch=20",
+    "policy.hidden=[64, 64]",
+    "recipe.horizon=100",
+    "recipe.episodes=10",
+    "outer.episodes=10",
+    "eval.goals=40",
+    "eval.episodes=10",
+    "eval.validate_every=0",
+];
+
+/// `(env, ζ, SG-MRL mean ± s.d., MAML mean ± s.d.)`.
+type PaperCell = (EnvName, u16, (f64, f64), (f64, f64));
+
+/// The paper's Table 2 (`experiments.md`): `(env, ζ, SG-MRL, MAML)`, mean ± s.d. over 4
+/// seeds. The Swimmer numbers come from the companion code's `+|v − v*|` reward.
+const PAPER_TABLE2: [PaperCell; 9] = [
+    (
+        EnvName::HalfCheetahDir,
+        1,
+        (580.143, 38.22),
+        (465.624, 54.07),
+    ),
+    (
+        EnvName::HalfCheetahDir,
+        2,
+        (580.203, 33.63),
+        (441.247, 58.34),
+    ),
+    (
+        EnvName::HalfCheetahDir,
+        3,
+        (504.747, 45.07),
+        (477.086, 64.71),
+    ),
+    (EnvName::HalfCheetahVel, 1, (-91.73, 0.34), (-92.92, 0.70)),
+    (EnvName::HalfCheetahVel, 2, (-52.64, 6.86), (-56.71, 6.73)),
+    (EnvName::HalfCheetahVel, 3, (-33.39, 0.67), (-32.48, 0.50)),
+    (EnvName::SwimmerVel, 1, (118.77, 9.99), (104.53, 24.18)),
+    (EnvName::SwimmerVel, 2, (134.57, 1.67), (108.47, 23.36)),
+    (EnvName::SwimmerVel, 3, (110.91, 12.56), (90.60, 14.99)),
+];
+
+/// One cell group of Table 2: a task, ζ and algorithm over seeds.
+#[derive(Debug, Serialize)]
+struct Table2Row {
+    env: String,
+    inner_steps: u16,
+    algorithm: String,
+    seeds: usize,
+    /// Held-out tasks, final meta-policy after ζ steps: mean ± standard error over seeds.
+    honest_after: Stat,
+    honest_before: Stat,
+    /// Best validation score during training (the paper's protocol), when validated.
+    best_validation: Option<Stat>,
+    /// Tasks left out of the held-out evaluation (diverged or non-finite), over seeds.
+    failed_goals: u32,
+}
+
+fn cmd_reproduce_table2(
+    mut a: ReproduceArgs,
+    progress: ProgressMode,
+    engine: EngineFactory,
+) -> anyhow::Result<()> {
+    let mode = if a.tiny {
+        "-tiny"
+    } else if a.reduced {
+        "-reduced"
+    } else {
+        ""
+    };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/table2{mode}")));
+    let mut seeds = a.seeds.unwrap_or(if a.reduced { 2 } else { 4 });
+    let mut inner_steps = a.inner_steps.clone();
+    if a.tiny {
+        seeds = seeds.min(1);
+        inner_steps.retain(|&z| z <= 2);
+        a.config
+            .set
+            .splice(0..0, TABLE2_TINY.iter().map(|s| s.to_string()));
+    } else if a.reduced {
+        a.config
+            .set
+            .splice(0..0, TABLE2_REDUCED.iter().map(|s| s.to_string()));
+    }
+    if seeds == 0 {
+        bail!("--seeds: must be at least 1");
+    }
+    if inner_steps.is_empty() || inner_steps.contains(&0) {
+        bail!("--inner-steps: give step counts of at least 1");
+    }
+    if let Some(e) = a.envs.iter().find(|e| !e.is_mujoco()) {
+        bail!("--envs: {e} is not a Table 2 task");
+    }
+    if a.config.env.is_some() || a.config.steps.is_some() {
+        bail!("reproduce table2 sets --env and --steps itself; use --envs and --inner-steps");
+    }
+    let algorithms = a
+        .algorithms
+        .clone()
+        .unwrap_or_else(|| vec![AlgorithmName::Sgmrl, AlgorithmName::Maml]);
+    let base = with_default_preset(a.config.clone(), Preset::PaperTable2);
+    check_dir(&out)?;
+    for f in [out.join("table2.md"), out.join("table2.json")] {
+        check_file(&f)?;
+    }
+    for env in &a.envs {
+        check_plot(&out.join(format!("curves-{}", env.name())))?;
+    }
+    let mut rows: Vec<Table2Row> = Vec::new();
+    for env in &a.envs {
+        let mut curve_specs = Vec::new();
+        for &zeta in &inner_steps {
+            for alg in &algorithms {
+                let (mut after, mut before, mut best, mut failed) = (vec![], vec![], vec![], 0);
+                for seed in 1..=u64::from(seeds) {
+                    let dir = out
+                        .join(env.name())
+                        .join(format!("{alg}-z{zeta}-seed{seed}"));
+                    let run = RunDir::new(&dir);
+                    let mut args = if run.config().exists() {
+                        ConfigArgs {
+                            config: None,
+                            preset: None,
+                            ..base.clone()
+                        }
+                    } else {
+                        base.clone()
+                    };
+                    args.env = Some(*env);
+                    args.steps = Some(zeta);
+                    args.algorithm = Some(*alg);
+                    args.seed = Some(seed);
+                    let config = args.resolve_for_run(&run)?;
+                    println!(
+                        "== {env}, ζ = {zeta}, {alg}, seed {seed}: {}",
+                        dir.display()
+                    );
+                    let o = train(&config, &train_options(&dir, progress), engine)?;
+                    let report = run_eval(
+                        &o.model,
+                        &EvalFlags {
+                            goals: None,
+                            eval_seed: None,
+                            eval_episodes: None,
+                        },
+                    )?;
+                    println!("{report}");
+                    write_json(&run.eval(), &report)?;
+                    before.push(report.before.mean);
+                    if let Some(s) = report.final_after() {
+                        after.push(s.mean);
+                    }
+                    if let Some((_, v)) = o.best_validation {
+                        best.push(v);
+                    }
+                    failed += report.failed;
+                    curve_specs.push(format!("{alg} z{zeta}={}", dir.display()));
+                }
+                rows.push(Table2Row {
+                    env: env.name().into(),
+                    inner_steps: zeta,
+                    algorithm: alg.to_string(),
+                    seeds: after.len(),
+                    honest_after: across_seeds(&after),
+                    honest_before: across_seeds(&before),
+                    best_validation: (!best.is_empty()).then(|| across_seeds(&best)),
+                    failed_goals: failed,
+                });
+            }
+        }
+        let (curves, still) = curves_of(&curve_specs)?;
+        let files = plot_curves(
+            &curves,
+            &format!("{env}: return before and after adaptation"),
+            still,
+            &out.join(format!("curves-{}", env.name())),
+        )?;
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+    }
+    let md = table2_markdown(&rows);
+    crate::atomic::write(&out.join("table2.md"), md.as_bytes())?;
+    write_json(&out.join("table2.json"), &rows)?;
+    print!("{md}");
+    Ok(())
+}
+
+fn table2_markdown(rows: &[Table2Row]) -> String {
+    let mut md = String::from(
+        "| task | ζ | algorithm | seeds | held-out, before | held-out, after ζ steps (honest) | best validation (paper protocol) | paper |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let pm = |s: &Stat| format!("{:.2} ± {:.2}", s.mean, s.stderr);
+    for r in rows {
+        let paper = PAPER_TABLE2
+            .iter()
+            .find(|p| p.0.name() == r.env && p.1 == r.inner_steps)
+            .and_then(|p| match r.algorithm.as_str() {
+                "sgmrl" => Some(p.2),
+                "maml" => Some(p.3),
+                _ => None,
+            })
+            .map_or("–".to_string(), |(m, sd)| {
+                format!("{m:.2} ± {sd:.2} (s.d.)")
+            });
+        let failed = if r.failed_goals > 0 {
+            format!(" ({} tasks left out)", r.failed_goals)
+        } else {
+            String::new()
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {}{failed} | {} | {paper} |\n",
+            r.env,
+            r.inner_steps,
+            r.algorithm,
+            r.seeds,
+            pm(&r.honest_before),
+            pm(&r.honest_after),
+            r.best_validation.as_ref().map_or("–".to_string(), pm),
+        ));
+    }
+    md.push_str(
+        "\n± is the standard error across seeds of each run's mean return (the paper's ± is a \
+         standard deviation over 4 seeds). The paper's Swimmer numbers use the companion \
+         code's `+|v − v*|` reward; ours use the corrected `−|v − v*|`, so they are not \
+         comparable.\n",
+    );
+    md
 }
 
 /// Timing results of `bench`.

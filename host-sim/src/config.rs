@@ -50,6 +50,12 @@ pub enum EnvName {
     Nav2d,
     /// 2-D navigation with 9 discrete moves (softmax policy).
     Nav2dDiscrete,
+    /// MuJoCo HalfCheetah, random direction (Table 2; needs the `mujoco` feature).
+    HalfCheetahDir,
+    /// MuJoCo HalfCheetah, random target velocity in [0, 3] (Table 2; `mujoco` feature).
+    HalfCheetahVel,
+    /// MuJoCo Swimmer, random target velocity in [0.1, 0.2] (Table 2; `mujoco` feature).
+    SwimmerVel,
     /// The differential-drive robot (`sgmrl::sim::diffdrive`), 6 discrete wheel commands
     /// (softmax policy): the robot boards' task.
     Diffdrive,
@@ -63,6 +69,9 @@ impl EnvName {
         match self {
             Self::Nav2d => TaskId::NAV2D,
             Self::Nav2dDiscrete => TaskId::NAV2D_DISCRETE,
+            Self::HalfCheetahDir => TaskId::HALF_CHEETAH_DIR,
+            Self::HalfCheetahVel => TaskId::HALF_CHEETAH_VEL,
+            Self::SwimmerVel => TaskId::SWIMMER_VEL,
             Self::Diffdrive => TaskId::DIFFDRIVE,
             Self::DiffdriveContinuous => TaskId::DIFFDRIVE_CONTINUOUS,
         }
@@ -73,6 +82,9 @@ impl EnvName {
         match task {
             TaskId::NAV2D => Some(Self::Nav2d),
             TaskId::NAV2D_DISCRETE => Some(Self::Nav2dDiscrete),
+            TaskId::HALF_CHEETAH_DIR => Some(Self::HalfCheetahDir),
+            TaskId::HALF_CHEETAH_VEL => Some(Self::HalfCheetahVel),
+            TaskId::SWIMMER_VEL => Some(Self::SwimmerVel),
             TaskId::DIFFDRIVE => Some(Self::Diffdrive),
             TaskId::DIFFDRIVE_CONTINUOUS => Some(Self::DiffdriveContinuous),
             _ => None,
@@ -84,15 +96,28 @@ impl EnvName {
         match self {
             Self::Nav2d => "nav2d",
             Self::Nav2dDiscrete => "nav2d-discrete",
+            Self::HalfCheetahDir => "half-cheetah-dir",
+            Self::HalfCheetahVel => "half-cheetah-vel",
+            Self::SwimmerVel => "swimmer-vel",
             Self::Diffdrive => "diffdrive",
             Self::DiffdriveContinuous => "diffdrive-continuous",
         }
+    }
+
+    /// True for the MuJoCo tasks (built only with the `mujoco` feature).
+    pub const fn is_mujoco(self) -> bool {
+        matches!(
+            self,
+            Self::HalfCheetahDir | Self::HalfCheetahVel | Self::SwimmerVel
+        )
     }
 
     /// Observation length of the family.
     pub const fn obs_dim(self) -> u16 {
         match self {
             Self::Nav2d | Self::Nav2dDiscrete => 2,
+            Self::HalfCheetahDir | Self::HalfCheetahVel => 17,
+            Self::SwimmerVel => 8,
             Self::Diffdrive | Self::DiffdriveContinuous => sgmrl::sim::diffdrive::OBS_DIM as u16,
         }
     }
@@ -102,6 +127,8 @@ impl EnvName {
         match self {
             Self::Nav2d => (Distribution::Gaussian, 2),
             Self::Nav2dDiscrete => (Distribution::Softmax, 9),
+            Self::HalfCheetahDir | Self::HalfCheetahVel => (Distribution::Gaussian, 6),
+            Self::SwimmerVel => (Distribution::Gaussian, 2),
             Self::Diffdrive => (
                 Distribution::Softmax,
                 sgmrl::sim::diffdrive::DISCRETE_COMMANDS.len() as u16,
@@ -495,6 +522,10 @@ pub enum Preset {
     EmbeddedBatch,
     /// Exactly the paper's Table 1 settings (experiments.md).
     PaperTable1,
+    /// The paper's Table 2 settings on HalfCheetah random direction (set `env` for the
+    /// other two tasks, `recipe.steps` for ζ): 40 tasks × 20 episodes of 200 steps, 400
+    /// meta-iterations, action `clip(u/10, −1, 1)`, otherwise as Table 1.
+    PaperTable2,
     /// The differential-drive robot: a 6→16→6 softmax policy over wheel commands, one
     /// adaptation step from 20 episodes of 4 s (40 ticks of 0.1 s) with a streaming rule
     /// (reward-to-go), so the adapter's RAM is the `P` + one-episode minimum and fits the
@@ -509,6 +540,7 @@ impl Preset {
             Self::Embedded => "embedded",
             Self::EmbeddedBatch => "embedded-batch",
             Self::PaperTable1 => "paper-table1",
+            Self::PaperTable2 => "paper-table2",
             Self::Diffdrive => "diffdrive",
         }
     }
@@ -518,6 +550,7 @@ impl Preset {
             Self::Embedded,
             Self::EmbeddedBatch,
             Self::PaperTable1,
+            Self::PaperTable2,
             Self::Diffdrive,
         ]
         .into_iter()
@@ -603,6 +636,30 @@ impl Preset {
                     validate_goals: 400,
                 },
             },
+            Self::PaperTable2 => {
+                let t1 = Self::PaperTable1.config();
+                Config {
+                    env: EnvName::HalfCheetahDir,
+                    iterations: 400,
+                    meta_batch: 40,
+                    recipe: RecipeConfig {
+                        horizon: 200,
+                        action_scale: 0.1,
+                        action_clip: 1.0,
+                        ..t1.recipe
+                    },
+                    // Validation on 2 meta-batches of fresh tasks (80) every 50 iterations:
+                    // the paper's 1600 would cost 50 training iterations each time here.
+                    eval: EvalConfig {
+                        goals: 100,
+                        episodes: 20,
+                        validate_every: 50,
+                        validate_goals: 80,
+                        ..t1.eval
+                    },
+                    ..t1
+                }
+            }
             Self::PaperTable1 => Config {
                 env: EnvName::Nav2d,
                 algorithm: AlgorithmName::Sgmrl,
@@ -1042,7 +1099,12 @@ mod tests {
 
     #[test]
     fn presets_are_valid_and_round_trip_through_toml() {
-        for p in [Preset::Embedded, Preset::EmbeddedBatch, Preset::PaperTable1] {
+        for p in [
+            Preset::Embedded,
+            Preset::EmbeddedBatch,
+            Preset::PaperTable1,
+            Preset::PaperTable2,
+        ] {
             let c = p.config();
             c.validate().unwrap();
             let back = ConfigBuilder::new()

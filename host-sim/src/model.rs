@@ -127,6 +127,10 @@ fn fit_baseline(config: &Config, params: &[f32], iteration: u64) -> Option<Vec<f
             let family = DiffDriveFamily { commands };
             fit_time_baseline(&family, &net, params, &meta, iteration)
         }
+        EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+            let family = crate::wiring::locomotion_family(config.env).ok()?;
+            fit_time_baseline(&family, &net, params, &meta, iteration)
+        }
     };
     fitted.ok()
 }

@@ -43,6 +43,9 @@ pub fn with_trainer<V: TrainerVisitor>(c: &Config, visitor: V) -> anyhow::Result
     match c.env {
         EnvName::Nav2d => trainer_for(c, Nav2dFamily, visitor),
         EnvName::Nav2dDiscrete => trainer_for(c, Nav2dDiscreteFamily, visitor),
+        EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+            trainer_for(c, locomotion_family(c.env)?, visitor)
+        }
         EnvName::Diffdrive => trainer_for(
             c,
             DiffDriveFamily {
@@ -73,6 +76,30 @@ impl TrainerVisitor for Plain {
             params,
         })
     }
+}
+
+/// The MuJoCo family of a Table 2 env name.
+#[cfg(feature = "mujoco")]
+pub fn locomotion_family(env: EnvName) -> anyhow::Result<crate::envs::LocomotionFamily> {
+    use crate::envs::{Locomotion, LocomotionFamily};
+    let kind = match env {
+        EnvName::HalfCheetahDir => Locomotion::HalfCheetahDirection,
+        EnvName::HalfCheetahVel => Locomotion::HalfCheetahVelocity,
+        EnvName::SwimmerVel => Locomotion::SwimmerVelocity,
+        EnvName::Nav2d
+        | EnvName::Nav2dDiscrete
+        | EnvName::Diffdrive
+        | EnvName::DiffdriveContinuous => bail!("{env} is not a MuJoCo task"),
+    };
+    Ok(LocomotionFamily::new(kind)?)
+}
+
+/// Without the `mujoco` feature the MuJoCo tasks are named but cannot run.
+#[cfg(not(feature = "mujoco"))]
+pub fn locomotion_family(env: EnvName) -> anyhow::Result<Nav2dFamily> {
+    bail!(
+        "env {env} needs MuJoCo: run `cargo xtask setup-mujoco`, then build with `--features mujoco`"
+    )
 }
 
 /// The engine's estimator and its order for a configured algorithm.
@@ -111,6 +138,13 @@ impl<F: TaskFamily> Engine for MetaEngine<F> {
             .set_state(params, iteration)
             .map_err(|e| anyhow!("{e}"))?;
         let s = self.0.step().map_err(|e| anyhow!("{e}"))?;
+        if let Some((task, e)) = s.unstable.first() {
+            eprintln!(
+                "warning: iteration {iteration}: {} of {} tasks left out, their simulation diverged (task {task}: {e})",
+                s.unstable.len(),
+                self.0.config().tasks
+            );
+        }
         params.copy_from_slice(self.0.params());
         Ok(IterationStats {
             return_before: s.return_before,

@@ -149,6 +149,8 @@ pub enum TrainError {
     Advantage(EstimatorError),
     /// The meta-gradient has a NaN or infinite entry.
     NonFiniteGradient,
+    /// Every task's simulation diverged (the first error).
+    AllUnstable(String),
 }
 
 impl core::fmt::Display for TrainError {
@@ -160,6 +162,7 @@ impl core::fmt::Display for TrainError {
             Self::Sample(e) => write!(f, "sampling: {e}"),
             Self::Advantage(e) => write!(f, "advantages: {e}"),
             Self::NonFiniteGradient => f.write_str("non-finite meta-gradient"),
+            Self::AllUnstable(e) => write!(f, "every task's simulation diverged, e.g. {e}"),
         }
     }
 }
@@ -179,7 +182,7 @@ impl From<EstimatorError> for TrainError {
 
 /// What one meta-iteration measured. Returns are means over the meta-batch's tasks of
 /// per-episode means.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IterationStats {
     /// Index of the iteration (0-based).
     pub iteration: u64,
@@ -195,6 +198,8 @@ pub struct IterationStats {
     pub grad_norm: f64,
     /// Wall time of the iteration.
     pub elapsed: Duration,
+    /// Tasks left out because their simulation diverged: `(task index, error)`.
+    pub unstable: Vec<(usize, String)>,
 }
 
 /// Meta-trains a policy on a task family.
@@ -371,13 +376,49 @@ impl<F: TaskFamily> MetaTrainer<F> {
     /// [`MetaTrainer::combine`]; `distributed` runs them across MPI ranks.
     pub fn meta_gradient(&self) -> Result<(Vec<f32>, IterationStats), TrainError> {
         let start = Instant::now();
-        let runs = self.run_tasks(0..self.config.tasks)?;
+        let (runs, unstable) = self.run_stable_tasks(0..self.config.tasks)?;
         let summaries: Vec<TaskSummary> = runs.iter().map(TaskSummary::of).collect();
         let baselines = self.config.control_variate.baselines_of(&summaries);
         let estimates = self.estimates(runs, &baselines);
         let (grad, mut stats) = self.combine(&summaries, &estimates)?;
+        stats.unstable = unstable;
         stats.elapsed = start.elapsed();
         Ok((grad, stats))
+    }
+
+    /// [`Self::run_tasks`] on one process, leaving out the tasks whose simulation diverged
+    /// (returned with their errors): the others' mean is still an unbiased estimate. Any
+    /// other failure, or every task diverging, fails the iteration. (Across MPI ranks a
+    /// diverged task fails the iteration: `distributed` uses [`Self::run_tasks`].)
+    #[allow(clippy::type_complexity)]
+    fn run_stable_tasks(
+        &self,
+        tasks: Range<usize>,
+    ) -> Result<(Vec<TaskRun>, Vec<(usize, String)>), TrainError> {
+        let baseline = self.time_baseline()?;
+        let results: Vec<Result<TaskRun, TrainError>> = tasks
+            .clone()
+            .into_par_iter()
+            .map(|i| self.run_task(i, baseline.as_deref()))
+            .collect();
+        let mut runs = Vec::with_capacity(results.len());
+        let mut unstable = Vec::new();
+        for (i, r) in tasks.zip(results) {
+            match r {
+                Ok(run) => runs.push(run),
+                Err(TrainError::Sample(SampleError::Unstable(e))) => unstable.push((i, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        if runs.is_empty() {
+            let first = unstable
+                .into_iter()
+                .next()
+                .map(|(_, e)| e)
+                .unwrap_or_default();
+            return Err(TrainError::AllUnstable(first));
+        }
+        Ok((runs, unstable))
     }
 
     /// Adapts and draws the outer batch for the meta-batch's tasks `tasks` (indices into
@@ -421,9 +462,15 @@ impl<F: TaskFamily> MetaTrainer<F> {
         summaries: &[TaskSummary],
         estimates: &[Vec<f32>],
     ) -> Result<(Vec<f32>, IterationStats), TrainError> {
-        let b = self.config.tasks;
+        // Every task of the meta-batch, or (on one process) those whose simulation did not
+        // diverge: the mean is over the tasks given.
+        let b = summaries.len();
         let p = self.net.n_params();
-        if summaries.len() != b || estimates.len() != b || estimates.iter().any(|e| e.len() != p) {
+        if b == 0
+            || b > self.config.tasks
+            || estimates.len() != b
+            || estimates.iter().any(|e| e.len() != p)
+        {
             return Err(TrainError::Shape);
         }
         let mut acc = vec![0.0f64; p];
@@ -448,6 +495,7 @@ impl<F: TaskFamily> MetaTrainer<F> {
                 .sum::<f64>()
                 .sqrt(),
             elapsed: Duration::ZERO,
+            unstable: Vec::new(),
         };
         Ok((grad, stats))
     }
