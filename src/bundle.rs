@@ -153,6 +153,12 @@ impl TaskId {
     pub const DIFFDRIVE: Self = Self(3);
     /// The differential-drive robot with continuous wheel commands (Gaussian policies).
     pub const DIFFDRIVE_CONTINUOUS: Self = Self(4);
+    /// MuJoCo HalfCheetah, random direction `d ∈ {−1, +1}` (the paper's Table 2).
+    pub const HALF_CHEETAH_DIR: Self = Self(5);
+    /// MuJoCo HalfCheetah, random target velocity `v* ~ U[0, 3]` (Table 2).
+    pub const HALF_CHEETAH_VEL: Self = Self(6);
+    /// MuJoCo Swimmer, random target velocity `v* ~ U[0.1, 0.2]` (Table 2).
+    pub const SWIMMER_VEL: Self = Self(7);
     /// The first id free for users.
     pub const FIRST_USER: Self = Self(0x100);
 

@@ -180,6 +180,36 @@ const TANH_CLAMP: f32 = 7.9;
 /// of the relative error on `[0, 7.9]`, rounded to `f32`.
 #[inline]
 pub fn tanh_f32(x: f32) -> f32 {
+    // The clamp to ±TANH_CLAMP as one comparison and a rarely taken branch (the same
+    // values as `clamp_to`: NaN and ±0 pass unchanged).
+    let x = if x.abs() > TANH_CLAMP {
+        tanh_saturated(x)
+    } else {
+        x
+    };
+    tanh_rational(x)
+}
+
+/// [`tanh_f32`] of every element of `xs`, in place and bit for bit, with the clamp as a
+/// select instead of a branch so that the loop vectorises: the host's batched kernels run
+/// it on whole activation rows (the device keeps the branch, cheaper on a scalar core).
+/// Inlined into the caller so that a caller compiled for wider vectors gets them.
+#[inline(always)]
+pub fn tanh_f32_in_place(xs: &mut [f32]) {
+    for x in xs {
+        let v = *x;
+        let clamped = if v.abs() > TANH_CLAMP {
+            TANH_CLAMP.copysign(v)
+        } else {
+            v
+        };
+        *x = tanh_rational(clamped);
+    }
+}
+
+/// The rational function of [`tanh_f32`] on an already clamped `x`.
+#[inline(always)]
+fn tanh_rational(x: f32) -> f32 {
     const P: [f32; 4] = [
         1.345_062_4e-1,
         3.578_994_7e-3,
@@ -189,13 +219,6 @@ pub fn tanh_f32(x: f32) -> f32 {
     const Q: [f32; 4] = [4.678_395e-1, 2.619_225e-2, 3.423_652_4e-4, 8.598_750_6e-7];
     let [p1, p2, p3, p4] = P;
     let [q1, q2, q3, q4] = Q;
-    // The clamp to ±TANH_CLAMP as one comparison and a rarely taken branch (the same
-    // values as `clamp_to`: NaN and ±0 pass unchanged).
-    let x = if x.abs() > TANH_CLAMP {
-        tanh_saturated(x)
-    } else {
-        x
-    };
     let t = x * x;
     let p = (((p4 * t + p3) * t + p2) * t + p1) * t + 1.0;
     let q = (((q4 * t + q3) * t + q2) * t + q1) * t + 1.0;
@@ -265,6 +288,41 @@ mod tests {
         assert_eq!(tanh_f32(f32::INFINITY), top);
         assert_eq!(tanh_f32(f32::NEG_INFINITY), -top);
         assert_eq!(tanh_f32(1e30), top);
+    }
+
+    /// The slice form is the scalar one bit for bit, on both sides of the clamp and on
+    /// every special value (the host's training and the device must compute the same tanh).
+    #[test]
+    fn tanh_f32_in_place_is_tanh_f32_bit_for_bit() {
+        let specials = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            TANH_CLAMP,
+            -TANH_CLAMP,
+            f32::from_bits(TANH_CLAMP.to_bits() + 1),
+            f32::MIN_POSITIVE,
+            f32::MAX,
+        ];
+        // Bit patterns spread over every exponent and sign, then the special values.
+        let mut xs = [0.0f32; 8192];
+        for (i, x) in xs.iter_mut().enumerate() {
+            *x = f32::from_bits((i as u32).wrapping_mul(524_287));
+        }
+        xs[..specials.len()].copy_from_slice(&specials);
+        let want = xs.map(|x| tanh_f32(x).to_bits());
+        tanh_f32_in_place(&mut xs);
+        for (i, (got, want)) in xs.iter().map(|x| x.to_bits()).zip(want).enumerate() {
+            // NaN payloads are not compared, only that a NaN stays a NaN.
+            let both_nan = f32::from_bits(got).is_nan() && f32::from_bits(want).is_nan();
+            assert!(
+                got == want || both_nan,
+                "element {i}: {got:#x} vs {want:#x}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sgmrl_host::bench::{self, Products, Timing};
 
 fn main() {
+    sgmrl_host::memory::keep_freed_memory();
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(15);
     if let Some(threads) = args.next().and_then(|a| a.parse::<usize>().ok()) {

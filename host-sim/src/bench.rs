@@ -36,7 +36,7 @@ pub fn table1_config(algorithm: Algorithm, order: Order, seed: u64) -> MetaConfi
         algorithm,
         order,
         seed,
-        ..wiring::meta_config(&Preset::PaperTable1.config())
+        ..Preset::PaperTable1.config().meta_config()
     }
 }
 
@@ -91,6 +91,27 @@ pub fn process_cpu_time() -> Duration {
                 Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000)
             };
             return tv(ru.ru_utime) + tv(ru.ru_stime);
+        }
+    }
+    Duration::ZERO
+}
+
+/// CPU time used so far by the calling thread, where the OS reports it (unlike wall time
+/// it does not count time the thread spent descheduled on a loaded machine).
+pub fn thread_cpu_time() -> Duration {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the `timespec` we pass.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            return Duration::new(
+                ts.tv_sec.max(0) as u64,
+                ts.tv_nsec.clamp(0, 999_999_999) as u32,
+            );
         }
     }
     Duration::ZERO

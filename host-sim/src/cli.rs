@@ -6,11 +6,14 @@
 //! exits non-zero.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::cluster::{Cluster, Local};
+use crate::comparison::{Comparison, GREEDY, Line, META_AFTER, Reference};
 use crate::config::{
     AdvantageName, AlgorithmName, Config, ConfigBuilder, ControlVariateName, EnvName,
     HELD_OUT_SEED, LossName, OptimizerName, Preset, shape_name,
@@ -19,7 +22,7 @@ use crate::eval::{EvalReport, GoalSet, Stat, evaluate, run_goals, standing_still
 use crate::export::{MemoryJson, export_all};
 use crate::model::Model;
 use crate::outputs::{check_dir, check_file};
-use crate::plot::{GoalPaths, LabelledCurve, plot_curves, plot_trajectories};
+use crate::plot::{Bar, GoalPaths, LabelledCurve, plot_comparison, plot_curves, plot_trajectories};
 use crate::rundir::RunDir;
 use crate::runlog::read_curve;
 use crate::train::{EngineFactory, ProgressMode, TrainOptions, TrainOutcome, train};
@@ -392,6 +395,9 @@ pub struct DemoArgs {
 pub enum Experiment {
     /// Table 1: 2-D navigation, return after one adaptation step.
     Table1,
+    /// Table 2: MuJoCo locomotion (HalfCheetah direction and velocity, Swimmer velocity),
+    /// SG-MRL and MAML with 1, 2 and 3 inner steps (needs the `mujoco` feature).
+    Table2,
 }
 
 /// `reproduce`.
@@ -401,23 +407,36 @@ pub struct ReproduceArgs {
     #[arg(value_enum, default_value = "table1")]
     pub experiment: Experiment,
     /// A tiny version that checks the whole pipeline in seconds (CI): 2 seeds, 3
-    /// iterations, a 2→16→2 policy, short episodes, few goals. Its numbers mean nothing.
+    /// iterations, a one-hidden-layer policy of 16, short episodes, few goals (Table 2: one
+    /// seed, ζ = 1 and 2). Its numbers mean nothing.
     #[arg(long)]
     pub tiny: bool,
-    /// Output directory (one run directory per algorithm and seed).
-    #[arg(long, short = 'o', value_name = "DIR", default_value = "runs/table1")]
-    pub out: PathBuf,
-    /// Seeds per algorithm (1..=N).
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
-    pub seeds: u32,
-    /// Algorithms, comma-separated.
+    /// Table 2 only: the reduced comparison that fits this 2-core machine (under an hour per
+    /// task): 20 tasks × 10 episodes of 100 steps, a 64×64 policy, 100 iterations, 2 seeds.
+    #[arg(long, conflicts_with = "tiny")]
+    pub reduced: bool,
+    /// Output directory (one run directory per algorithm and seed) [default: runs/table1,
+    /// runs/table2, with -tiny or -reduced appended for those modes].
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seeds per algorithm (1..=N) [default: 5 for Table 1, 4 for Table 2].
+    #[arg(long, allow_negative_numbers = true)]
+    pub seeds: Option<u32>,
+    /// Algorithms, comma-separated [default: sgmrl,sgmrl-fo,maml,emaml for Table 1;
+    /// sgmrl,maml for Table 2].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub algorithms: Option<Vec<AlgorithmName>>,
+    /// Table 2 only: the tasks, comma-separated.
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "sgmrl,sgmrl-fo,maml,emaml"
+        default_value = "half-cheetah-dir,half-cheetah-vel,swimmer-vel"
     )]
-    pub algorithms: Vec<AlgorithmName>,
+    pub envs: Vec<EnvName>,
+    /// Table 2 only: inner step counts ζ, comma-separated.
+    #[arg(long = "inner-steps", value_delimiter = ',', default_value = "1,2,3")]
+    pub inner_steps: Vec<u16>,
     /// Configuration (default preset: paper-table1).
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -458,13 +477,36 @@ pub struct ConfigCmdArgs {
     pub config: ConfigArgs,
 }
 
-/// Runs a parsed command line with the engine from [`crate::wiring`].
+/// Runs a parsed command line with the engine from [`crate::wiring`], on the processes
+/// of the MPI job this process belongs to (MPI build under a launcher), else on this one.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    run_with(cli, crate::wiring::engine_factory())
+    let cluster = crate::distributed::cluster_from_environment()?;
+    run_on(cli, crate::wiring::engine_factory(), cluster)
 }
 
-/// Runs a parsed command line with `engine` (None: no engine linked).
+/// Runs a parsed command line with `engine` (None: no engine linked) on this process.
 pub fn run_with(cli: Cli, engine: Option<EngineFactory>) -> anyhow::Result<()> {
+    run_on(cli, engine, Rc::new(Local))
+}
+
+/// Runs a parsed command line with `engine` on `cluster`'s processes: `train` spreads each
+/// meta-batch's tasks over them, `reproduce` its runs; other commands run on one process.
+/// Only rank 0 reports errors that every rank hits alike.
+pub fn run_on(
+    cli: Cli,
+    engine: Option<EngineFactory>,
+    cluster: Rc<dyn Cluster>,
+) -> anyhow::Result<()> {
+    if cluster.ranks() > 1 {
+        let leader = cluster.rank() == 0;
+        match &cli.command {
+            Command::Train(_) | Command::Reproduce(_) => {}
+            _ if leader => bail!(
+                "only `train` and `reproduce` run on several MPI ranks; start this command without mpirun"
+            ),
+            _ => return Ok(()),
+        }
+    }
     if let Some(n) = cli.threads {
         if n == 0 {
             bail!("--threads: must be at least 1");
@@ -487,6 +529,7 @@ pub fn run_with(cli: Cli, engine: Option<EngineFactory>) -> anyhow::Result<()> {
         })
     };
     match cli.command {
+        Command::Train(a) if cluster.ranks() > 1 => cmd_train_ranks(a, progress, cluster),
         Command::Train(a) => {
             let run = RunDir::new(&a.run_dir);
             let config = a.config.resolve_for_run(&run)?;
@@ -505,13 +548,41 @@ pub fn run_with(cli: Cli, engine: Option<EngineFactory>) -> anyhow::Result<()> {
         Command::Export(a) => cmd_export(a),
         Command::Plot(a) => cmd_plot(a),
         Command::Demo(a) => cmd_demo(a, progress, need_engine()?),
-        Command::Reproduce(a) => cmd_reproduce(a, progress, need_engine()?),
+        Command::Reproduce(a) => cmd_reproduce(a, progress, need_engine()?, cluster.as_ref()),
         Command::Bench(a) => cmd_bench(a, need_engine()?),
         Command::Config(a) => {
             print!("{}", a.config.resolve()?.to_toml());
             Ok(())
         }
     }
+}
+
+/// `train` on several ranks: rank 0 trains as on one process (run directory, logs,
+/// checkpoints) with the meta-gradient computed by all ranks; the others serve it.
+fn cmd_train_ranks(
+    a: TrainArgs,
+    progress: ProgressMode,
+    cluster: Rc<dyn Cluster>,
+) -> anyhow::Result<()> {
+    let report = progress != ProgressMode::Quiet;
+    if cluster.rank() != 0 {
+        return crate::distributed::serve(cluster.as_ref(), report);
+    }
+    // Whatever happens below, the workers are told to stop.
+    let _stop = crate::distributed::StopOnDrop(cluster.clone());
+    let run = RunDir::new(&a.run_dir);
+    let config = a.config.resolve_for_run(&run)?;
+    crate::distributed::check_ranks(cluster.as_ref(), &config)?;
+    let start = crate::train::existing_checkpoint(&run, &config)?.map_or(0, |c| c.iteration);
+    let out = train(&config, &train_options(&a.run_dir, progress), |c| {
+        crate::distributed::leader_engine(cluster.clone(), c)
+    })?;
+    report_training(&out, &run);
+    if report {
+        let served = out.iterations.saturating_sub(start);
+        eprintln!("{}", crate::distributed::traffic(cluster.as_ref(), served));
+    }
+    Ok(())
 }
 
 fn train_options(dir: &Path, progress: ProgressMode) -> TrainOptions {
@@ -847,7 +918,12 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
     println!("{report}");
     let json = serde_json::to_value(&report).context("cannot encode the evaluation")?;
     write_json(&run.eval(), &json)?;
-    let e = export_all(&out.model, run.root(), Some(json))?;
+    let comparison = demo_comparison(&config, &out.model, &report, &run, progress, engine)?;
+    println!("{comparison}");
+    let mut summary_eval = json;
+    summary_eval["comparison"] =
+        serde_json::to_value(&comparison).context("cannot encode the comparison")?;
+    let e = export_all(&out.model, run.root(), Some(summary_eval))?;
     let (curves, still) = curves_of(&[run.root().display().to_string()])?;
     let mut files = plot_curves(
         &curves,
@@ -855,6 +931,23 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
         still,
         &run.curves(),
     )?;
+    let bars: Vec<Bar> = comparison
+        .lines
+        .iter()
+        .map(|l| Bar {
+            label: l.label.clone(),
+            mean: l.stat.mean,
+            stderr: l.stat.stderr,
+        })
+        .collect();
+    files.extend(plot_comparison(
+        &bars,
+        &format!(
+            "{} held-out goals: what meta-training buys (α={}, N={}, H={})",
+            comparison.goals, config.recipe.alpha, config.recipe.episodes, config.recipe.horizon
+        ),
+        &run.root().join("comparison"),
+    )?);
     files.extend(plot_trajectories(
         &trajectories(&out.model, 4, config.eval.seed)?,
         &trajectory_title(&out.model),
@@ -870,6 +963,66 @@ fn cmd_demo(a: DemoArgs, progress: ProgressMode, engine: EngineFactory) -> anyho
         println!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// The lines of [`crate::comparison`] on the demo's held-out goals: the meta-policy (its
+/// `report`), the run's own random initialisation and a multi-task policy trained with the
+/// same configuration in `multitask/` under the run directory, each adapted by the bundle's
+/// recipe with the core's adapter, and the two reference controllers.
+fn demo_comparison(
+    config: &Config,
+    meta: &Model,
+    report: &EvalReport,
+    run: &RunDir,
+    progress: ProgressMode,
+    engine: EngineFactory,
+) -> anyhow::Result<Comparison> {
+    let flags = EvalFlags {
+        goals: None,
+        eval_seed: None,
+        eval_episodes: None,
+    };
+    let (goals, seed, episodes) = eval_settings(meta, &flags);
+    let set = GoalSet::held_out(seed);
+    let after = |r: &EvalReport| {
+        r.final_after()
+            .ok_or_else(|| anyhow::anyhow!("the recipe takes no adaptation step"))
+    };
+    let init = Model {
+        trainer: sgmrl::bundle::Trainer::Unknown,
+        ..Model::from_config(config, engine(config)?.params, 0)
+    };
+    let init_report = evaluate(&init, &set, goals, episodes)?;
+    let mt_config = Config {
+        algorithm: AlgorithmName::Multitask,
+        ..config.clone()
+    };
+    let mt_dir = run.root().join("multitask");
+    println!(
+        "training the multi-task baseline (no meta-learning) in {}",
+        mt_dir.display()
+    );
+    let mt = train(&mt_config, &train_options(&mt_dir, progress), engine)?;
+    let mt_report = evaluate(&mt.model, &set, goals, episodes)?;
+    let line = |label: &str, stat: Stat| Line {
+        label: label.into(),
+        stat,
+    };
+    let mut lines = vec![
+        line("meta-policy, unadapted", report.before),
+        line(META_AFTER, after(report)?),
+        line("random init, adapted", after(&init_report)?),
+        line("multi-task, unadapted", mt_report.before),
+        line("multi-task, adapted", after(&mt_report)?),
+    ];
+    let horizon = config.recipe.horizon;
+    if let Some(s) = Reference::StandStill.evaluate(config.env, &set, goals, horizon) {
+        lines.push(line("standing still", s));
+    }
+    if let Some(s) = Reference::Greedy.evaluate(config.env, &set, goals, horizon) {
+        lines.push(line(GREEDY, s));
+    }
+    Ok(Comparison::new(goals, seed, lines))
 }
 
 /// One Table 1 row: honest and paper-comparable numbers over seeds.
@@ -892,6 +1045,18 @@ fn across_seeds(xs: &[f64]) -> Stat {
     Stat::of(xs)
 }
 
+/// What one run of a sweep reports to the table (sent to rank 0 under MPI as the numbers'
+/// bits, so the table is the single-process table to the last bit, NaN included).
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct SweepResult {
+    /// Held-out return before adaptation (`f64::to_bits`).
+    before: u64,
+    /// Held-out return after the last adaptation step.
+    after: Option<u64>,
+    /// Best validation score during training.
+    best_validation: Option<u64>,
+}
+
 /// The overrides of `reproduce --tiny`.
 const TINY: [&str; 10] = [
     "iterations=3",
@@ -910,68 +1075,101 @@ fn cmd_reproduce(
     mut a: ReproduceArgs,
     progress: ProgressMode,
     engine: EngineFactory,
+    cluster: &dyn Cluster,
 ) -> anyhow::Result<()> {
-    let Experiment::Table1 = a.experiment;
+    if a.config.algorithm.is_some() || a.config.seed.is_some() {
+        bail!("reproduce sets --algorithm and --seed itself; use --algorithms and --seeds");
+    }
+    if a.experiment == Experiment::Table2 {
+        return cmd_reproduce_table2(a, progress, engine);
+    }
+    if a.reduced {
+        bail!("--reduced is a Table 2 setting");
+    }
+    let mut seeds = a.seeds.unwrap_or(5);
+    let mut out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/table1"));
     if a.tiny {
-        a.seeds = a.seeds.min(2);
-        if a.out == Path::new("runs/table1") {
-            a.out = PathBuf::from("runs/table1-tiny");
+        seeds = seeds.min(2);
+        if a.out.is_none() {
+            out = PathBuf::from("runs/table1-tiny");
         }
         a.config
             .set
             .splice(0..0, TINY.iter().map(|s| s.to_string()));
     }
-    if a.seeds == 0 {
+    if seeds == 0 {
         bail!("--seeds: must be at least 1");
     }
-    if a.config.algorithm.is_some() || a.config.seed.is_some() {
-        bail!("reproduce sets --algorithm and --seed itself; use --algorithms and --seeds");
-    }
+    let algorithms = a.algorithms.clone().unwrap_or_else(|| {
+        vec![
+            AlgorithmName::Sgmrl,
+            AlgorithmName::SgmrlFo,
+            AlgorithmName::Maml,
+            AlgorithmName::Emaml,
+        ]
+    });
     let args = with_default_preset(a.config.clone(), Preset::PaperTable1);
-    check_dir(&a.out)?;
-    for f in [a.out.join("table1.md"), a.out.join("table1.json")] {
+    check_dir(&out)?;
+    for f in [out.join("table1.md"), out.join("table1.json")] {
         check_file(&f)?;
     }
-    check_plot(&a.out.join("curves"))?;
+    check_plot(&out.join("curves"))?;
+    // One job per (algorithm, seed), spread over the ranks under MPI; the tables and
+    // curves are made on rank 0 from the results in job order, as on one process.
+    let jobs: Vec<(AlgorithmName, u64)> = algorithms
+        .iter()
+        .flat_map(|&alg| (1..=u64::from(seeds)).map(move |seed| (alg, seed)))
+        .collect();
+    let run_dir = |(alg, seed): (AlgorithmName, u64)| out.join(format!("{alg}-seed{seed}"));
+    let results = crate::distributed::spread(cluster, jobs.len(), |j| {
+        let (alg, seed) = jobs[j];
+        let dir = run_dir(jobs[j]);
+        let run = RunDir::new(&dir);
+        let mut args = if run.config().exists() {
+            ConfigArgs {
+                config: None,
+                preset: None,
+                ..args.clone()
+            }
+        } else {
+            args.clone()
+        };
+        args.algorithm = Some(alg);
+        args.seed = Some(seed);
+        let config = args.resolve_for_run(&run)?;
+        println!("== {alg}, seed {seed}: {}", dir.display());
+        let out = train(&config, &train_options(&dir, progress), engine)?;
+        let report = run_eval(
+            &out.model,
+            &EvalFlags {
+                goals: None,
+                eval_seed: None,
+                eval_episodes: None,
+            },
+        )?;
+        println!("{report}");
+        write_json(&run.eval(), &report)?;
+        Ok(SweepResult {
+            before: report.before.mean.to_bits(),
+            after: report.final_after().map(|s| s.mean.to_bits()),
+            best_validation: out.best_validation.map(|(_, v)| v.to_bits()),
+        })
+    })?;
+    let Some(results) = results else {
+        return Ok(()); // not rank 0: rank 0 writes the tables.
+    };
     let mut rows = Vec::new();
     let mut curve_specs = Vec::new();
-    for alg in &a.algorithms {
+    for &alg in &algorithms {
         let (mut after, mut before, mut best) = (vec![], vec![], vec![]);
-        for seed in 1..=u64::from(a.seeds) {
-            let dir = a.out.join(format!("{alg}-seed{seed}"));
-            let run = RunDir::new(&dir);
-            let mut args = if run.config().exists() {
-                ConfigArgs {
-                    config: None,
-                    preset: None,
-                    ..args.clone()
-                }
-            } else {
-                args.clone()
-            };
-            args.algorithm = Some(*alg);
-            args.seed = Some(seed);
-            let config = args.resolve_for_run(&run)?;
-            println!("== {alg}, seed {seed}: {}", dir.display());
-            let out = train(&config, &train_options(&dir, progress), engine)?;
-            let report = run_eval(
-                &out.model,
-                &EvalFlags {
-                    goals: None,
-                    eval_seed: None,
-                    eval_episodes: None,
-                },
-            )?;
-            println!("{report}");
-            write_json(&run.eval(), &report)?;
-            before.push(report.before.mean);
-            if let Some(s) = report.final_after() {
-                after.push(s.mean);
-            }
-            if let Some((_, v)) = out.best_validation {
-                best.push(v);
-            }
-            curve_specs.push(format!("{alg}={}", dir.display()));
+        for (&job, r) in jobs.iter().zip(&results).filter(|((j, _), _)| *j == alg) {
+            before.push(f64::from_bits(r.before));
+            after.extend(r.after.map(f64::from_bits));
+            best.extend(r.best_validation.map(f64::from_bits));
+            curve_specs.push(format!("{alg}={}", run_dir(job).display()));
         }
         rows.push(TableRow {
             algorithm: alg.to_string(),
@@ -999,20 +1197,269 @@ fn cmd_reproduce(
         ));
     }
     md.push_str("\n± is the standard error across seeds of each run's mean return.\n");
-    crate::atomic::write(&a.out.join("table1.md"), md.as_bytes())?;
-    write_json(&a.out.join("table1.json"), &rows)?;
+    crate::atomic::write(&out.join("table1.md"), md.as_bytes())?;
+    write_json(&out.join("table1.json"), &rows)?;
     let (curves, still) = curves_of(&curve_specs)?;
     let files = plot_curves(
         &curves,
         "nav2d: return before and after adaptation",
         still,
-        &a.out.join("curves"),
+        &out.join("curves"),
     )?;
     print!("{md}");
     for f in files {
         println!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// The overrides of `reproduce table2 --tiny` (a few meta-iterations of each task).
+const TABLE2_TINY: [&str; 9] = [
+    "iterations=2",
+    "meta_batch=3",
+    "policy.hidden=[16]",
+    "recipe.horizon=20",
+    "recipe.episodes=3",
+    "outer.episodes=3",
+    "eval.goals=3",
+    "eval.episodes=2",
+    "eval.validate_every=0",
+];
+
+/// The overrides of `reproduce table2 --reduced`.
+const TABLE2_REDUCED: [&str; 9] = [
+    "iterations=100",
+    "meta_batch=20",
+    "policy.hidden=[64, 64]",
+    "recipe.horizon=100",
+    "recipe.episodes=10",
+    "outer.episodes=10",
+    "eval.goals=40",
+    "eval.episodes=10",
+    "eval.validate_every=0",
+];
+
+/// `(env, ζ, SG-MRL mean ± s.d., MAML mean ± s.d.)`.
+type PaperCell = (EnvName, u16, (f64, f64), (f64, f64));
+
+/// The paper's Table 2 (`experiments.md`): `(env, ζ, SG-MRL, MAML)`, mean ± s.d. over 4
+/// seeds. The Swimmer numbers come from the companion code's `+|v − v*|` reward.
+const PAPER_TABLE2: [PaperCell; 9] = [
+    (
+        EnvName::HalfCheetahDir,
+        1,
+        (580.143, 38.22),
+        (465.624, 54.07),
+    ),
+    (
+        EnvName::HalfCheetahDir,
+        2,
+        (580.203, 33.63),
+        (441.247, 58.34),
+    ),
+    (
+        EnvName::HalfCheetahDir,
+        3,
+        (504.747, 45.07),
+        (477.086, 64.71),
+    ),
+    (EnvName::HalfCheetahVel, 1, (-91.73, 0.34), (-92.92, 0.70)),
+    (EnvName::HalfCheetahVel, 2, (-52.64, 6.86), (-56.71, 6.73)),
+    (EnvName::HalfCheetahVel, 3, (-33.39, 0.67), (-32.48, 0.50)),
+    (EnvName::SwimmerVel, 1, (118.77, 9.99), (104.53, 24.18)),
+    (EnvName::SwimmerVel, 2, (134.57, 1.67), (108.47, 23.36)),
+    (EnvName::SwimmerVel, 3, (110.91, 12.56), (90.60, 14.99)),
+];
+
+/// One cell group of Table 2: a task, ζ and algorithm over seeds.
+#[derive(Debug, Serialize)]
+struct Table2Row {
+    env: String,
+    inner_steps: u16,
+    algorithm: String,
+    seeds: usize,
+    /// Held-out tasks, final meta-policy after ζ steps: mean ± standard error over seeds.
+    honest_after: Stat,
+    honest_before: Stat,
+    /// Best validation score during training (the paper's protocol), when validated.
+    best_validation: Option<Stat>,
+    /// Tasks left out of the held-out evaluation (diverged or non-finite), over seeds.
+    failed_goals: u32,
+}
+
+fn cmd_reproduce_table2(
+    mut a: ReproduceArgs,
+    progress: ProgressMode,
+    engine: EngineFactory,
+) -> anyhow::Result<()> {
+    let mode = if a.tiny {
+        "-tiny"
+    } else if a.reduced {
+        "-reduced"
+    } else {
+        ""
+    };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/table2{mode}")));
+    let mut seeds = a.seeds.unwrap_or(if a.reduced { 2 } else { 4 });
+    let mut inner_steps = a.inner_steps.clone();
+    if a.tiny {
+        seeds = seeds.min(1);
+        inner_steps.retain(|&z| z <= 2);
+        a.config
+            .set
+            .splice(0..0, TABLE2_TINY.iter().map(|s| s.to_string()));
+    } else if a.reduced {
+        a.config
+            .set
+            .splice(0..0, TABLE2_REDUCED.iter().map(|s| s.to_string()));
+    }
+    if seeds == 0 {
+        bail!("--seeds: must be at least 1");
+    }
+    if inner_steps.is_empty() || inner_steps.contains(&0) {
+        bail!("--inner-steps: give step counts of at least 1");
+    }
+    if let Some(e) = a.envs.iter().find(|e| !e.is_mujoco()) {
+        bail!("--envs: {e} is not a Table 2 task");
+    }
+    if a.config.env.is_some() || a.config.steps.is_some() {
+        bail!("reproduce table2 sets --env and --steps itself; use --envs and --inner-steps");
+    }
+    let algorithms = a
+        .algorithms
+        .clone()
+        .unwrap_or_else(|| vec![AlgorithmName::Sgmrl, AlgorithmName::Maml]);
+    let base = with_default_preset(a.config.clone(), Preset::PaperTable2);
+    check_dir(&out)?;
+    for f in [out.join("table2.md"), out.join("table2.json")] {
+        check_file(&f)?;
+    }
+    for env in &a.envs {
+        check_plot(&out.join(format!("curves-{}", env.name())))?;
+    }
+    let mut rows: Vec<Table2Row> = Vec::new();
+    for env in &a.envs {
+        let mut curve_specs = Vec::new();
+        for &zeta in &inner_steps {
+            for alg in &algorithms {
+                let (mut after, mut before, mut best, mut failed) = (vec![], vec![], vec![], 0);
+                for seed in 1..=u64::from(seeds) {
+                    let dir = out
+                        .join(env.name())
+                        .join(format!("{alg}-z{zeta}-seed{seed}"));
+                    let run = RunDir::new(&dir);
+                    let mut args = if run.config().exists() {
+                        ConfigArgs {
+                            config: None,
+                            preset: None,
+                            ..base.clone()
+                        }
+                    } else {
+                        base.clone()
+                    };
+                    args.env = Some(*env);
+                    args.steps = Some(zeta);
+                    args.algorithm = Some(*alg);
+                    args.seed = Some(seed);
+                    let config = args.resolve_for_run(&run)?;
+                    println!(
+                        "== {env}, ζ = {zeta}, {alg}, seed {seed}: {}",
+                        dir.display()
+                    );
+                    let o = train(&config, &train_options(&dir, progress), engine)?;
+                    let report = run_eval(
+                        &o.model,
+                        &EvalFlags {
+                            goals: None,
+                            eval_seed: None,
+                            eval_episodes: None,
+                        },
+                    )?;
+                    println!("{report}");
+                    write_json(&run.eval(), &report)?;
+                    before.push(report.before.mean);
+                    if let Some(s) = report.final_after() {
+                        after.push(s.mean);
+                    }
+                    if let Some((_, v)) = o.best_validation {
+                        best.push(v);
+                    }
+                    failed += report.failed;
+                    curve_specs.push(format!("{alg} z{zeta}={}", dir.display()));
+                }
+                rows.push(Table2Row {
+                    env: env.name().into(),
+                    inner_steps: zeta,
+                    algorithm: alg.to_string(),
+                    seeds: after.len(),
+                    honest_after: across_seeds(&after),
+                    honest_before: across_seeds(&before),
+                    best_validation: (!best.is_empty()).then(|| across_seeds(&best)),
+                    failed_goals: failed,
+                });
+            }
+        }
+        let (curves, still) = curves_of(&curve_specs)?;
+        let files = plot_curves(
+            &curves,
+            &format!("{env}: return before and after adaptation"),
+            still,
+            &out.join(format!("curves-{}", env.name())),
+        )?;
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+    }
+    let md = table2_markdown(&rows);
+    crate::atomic::write(&out.join("table2.md"), md.as_bytes())?;
+    write_json(&out.join("table2.json"), &rows)?;
+    print!("{md}");
+    Ok(())
+}
+
+fn table2_markdown(rows: &[Table2Row]) -> String {
+    let mut md = String::from(
+        "| task | ζ | algorithm | seeds | held-out, before | held-out, after ζ steps (honest) | best validation (paper protocol) | paper |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let pm = |s: &Stat| format!("{:.2} ± {:.2}", s.mean, s.stderr);
+    for r in rows {
+        let paper = PAPER_TABLE2
+            .iter()
+            .find(|p| p.0.name() == r.env && p.1 == r.inner_steps)
+            .and_then(|p| match r.algorithm.as_str() {
+                "sgmrl" => Some(p.2),
+                "maml" => Some(p.3),
+                _ => None,
+            })
+            .map_or("–".to_string(), |(m, sd)| {
+                format!("{m:.2} ± {sd:.2} (s.d.)")
+            });
+        let failed = if r.failed_goals > 0 {
+            format!(" ({} tasks left out)", r.failed_goals)
+        } else {
+            String::new()
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {}{failed} | {} | {paper} |\n",
+            r.env,
+            r.inner_steps,
+            r.algorithm,
+            r.seeds,
+            pm(&r.honest_before),
+            pm(&r.honest_after),
+            r.best_validation.as_ref().map_or("–".to_string(), pm),
+        ));
+    }
+    md.push_str(
+        "\n± is the standard error across seeds of each run's mean return (the paper's ± is a \
+         standard deviation over 4 seeds). The paper's Swimmer numbers use the companion \
+         code's `+|v − v*|` reward; ours use the corrected `−|v − v*|`, so they are not \
+         comparable.\n",
+    );
+    md
 }
 
 /// Timing results of `bench`.

@@ -50,6 +50,12 @@ pub enum EnvName {
     Nav2d,
     /// 2-D navigation with 9 discrete moves (softmax policy).
     Nav2dDiscrete,
+    /// MuJoCo HalfCheetah, random direction (Table 2; needs the `mujoco` feature).
+    HalfCheetahDir,
+    /// MuJoCo HalfCheetah, random target velocity in [0, 3] (Table 2; `mujoco` feature).
+    HalfCheetahVel,
+    /// MuJoCo Swimmer, random target velocity in [0.1, 0.2] (Table 2; `mujoco` feature).
+    SwimmerVel,
     /// The differential-drive robot (`sgmrl::sim::diffdrive`), 6 discrete wheel commands
     /// (softmax policy): the robot boards' task.
     Diffdrive,
@@ -63,6 +69,9 @@ impl EnvName {
         match self {
             Self::Nav2d => TaskId::NAV2D,
             Self::Nav2dDiscrete => TaskId::NAV2D_DISCRETE,
+            Self::HalfCheetahDir => TaskId::HALF_CHEETAH_DIR,
+            Self::HalfCheetahVel => TaskId::HALF_CHEETAH_VEL,
+            Self::SwimmerVel => TaskId::SWIMMER_VEL,
             Self::Diffdrive => TaskId::DIFFDRIVE,
             Self::DiffdriveContinuous => TaskId::DIFFDRIVE_CONTINUOUS,
         }
@@ -73,6 +82,9 @@ impl EnvName {
         match task {
             TaskId::NAV2D => Some(Self::Nav2d),
             TaskId::NAV2D_DISCRETE => Some(Self::Nav2dDiscrete),
+            TaskId::HALF_CHEETAH_DIR => Some(Self::HalfCheetahDir),
+            TaskId::HALF_CHEETAH_VEL => Some(Self::HalfCheetahVel),
+            TaskId::SWIMMER_VEL => Some(Self::SwimmerVel),
             TaskId::DIFFDRIVE => Some(Self::Diffdrive),
             TaskId::DIFFDRIVE_CONTINUOUS => Some(Self::DiffdriveContinuous),
             _ => None,
@@ -84,15 +96,28 @@ impl EnvName {
         match self {
             Self::Nav2d => "nav2d",
             Self::Nav2dDiscrete => "nav2d-discrete",
+            Self::HalfCheetahDir => "half-cheetah-dir",
+            Self::HalfCheetahVel => "half-cheetah-vel",
+            Self::SwimmerVel => "swimmer-vel",
             Self::Diffdrive => "diffdrive",
             Self::DiffdriveContinuous => "diffdrive-continuous",
         }
+    }
+
+    /// True for the MuJoCo tasks (built only with the `mujoco` feature).
+    pub const fn is_mujoco(self) -> bool {
+        matches!(
+            self,
+            Self::HalfCheetahDir | Self::HalfCheetahVel | Self::SwimmerVel
+        )
     }
 
     /// Observation length of the family.
     pub const fn obs_dim(self) -> u16 {
         match self {
             Self::Nav2d | Self::Nav2dDiscrete => 2,
+            Self::HalfCheetahDir | Self::HalfCheetahVel => 17,
+            Self::SwimmerVel => 8,
             Self::Diffdrive | Self::DiffdriveContinuous => sgmrl::sim::diffdrive::OBS_DIM as u16,
         }
     }
@@ -102,6 +127,8 @@ impl EnvName {
         match self {
             Self::Nav2d => (Distribution::Gaussian, 2),
             Self::Nav2dDiscrete => (Distribution::Softmax, 9),
+            Self::HalfCheetahDir | Self::HalfCheetahVel => (Distribution::Gaussian, 6),
+            Self::SwimmerVel => (Distribution::Gaussian, 2),
             Self::Diffdrive => (
                 Distribution::Softmax,
                 sgmrl::sim::diffdrive::DISCRETE_COMMANDS.len() as u16,
@@ -173,6 +200,20 @@ impl AlgorithmName {
         }
     }
 
+    /// The engine's estimator and its order.
+    pub const fn engine(self) -> (crate::meta::Algorithm, crate::meta::Order) {
+        use crate::meta::{Algorithm, Order};
+        match self {
+            Self::Sgmrl => (Algorithm::SgMrl, Order::Second),
+            Self::SgmrlFo => (Algorithm::SgMrl, Order::First),
+            Self::Maml => (Algorithm::Maml, Order::Second),
+            Self::Fomaml => (Algorithm::Maml, Order::First),
+            Self::Emaml => (Algorithm::EMaml, Order::Second),
+            // The order is moot: there is no inner step to differentiate through.
+            Self::Multitask => (Algorithm::MultiTask, Order::First),
+        }
+    }
+
     /// The command-line / TOML name.
     pub const fn name(self) -> &'static str {
         match self {
@@ -202,14 +243,17 @@ impl fmt::Display for AlgorithmName {
     }
 }
 
-/// Advantage rule of the recipe: the core's [`Advantage`] rules a configuration can express
-/// (every one but the time-baseline, whose table a configuration cannot give). Its names
-/// are the core's ([`Advantage::name`]) in flags and files alike.
+/// Advantage rule of the recipe: the core's [`Advantage`] rules. Its names are the core's
+/// ([`Advantage::name`]) in flags and files alike; the time-baseline's table is not part of
+/// a configuration: training fits it (`meta::baseline`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
 pub enum AdvantageName {
     /// `A_h = R^h` (streams: RAM for one episode).
     RewardToGo,
+    /// Reward-to-go minus the bundle's per-step baseline table (streams), which training
+    /// fits to the meta-policy's mean reward-to-go over tasks (`meta::baseline`).
+    TimeBaseline,
     /// Reward-to-go minus the batch mean at the same step (needs the batch in RAM).
     BatchMean,
     /// GAE(λ) on a refitted linear feature baseline (needs the batch in RAM).
@@ -218,29 +262,36 @@ pub enum AdvantageName {
 
 impl AdvantageName {
     /// Every rule a configuration can name.
-    pub const ALL: [Self; 3] = [Self::RewardToGo, Self::BatchMean, Self::Gae];
-    const NAMES: [&'static str; 3] = [
+    pub const ALL: [Self; 4] = [
+        Self::RewardToGo,
+        Self::TimeBaseline,
+        Self::BatchMean,
+        Self::Gae,
+    ];
+    const NAMES: [&'static str; 4] = [
         Self::ALL[0].name(),
         Self::ALL[1].name(),
         Self::ALL[2].name(),
+        Self::ALL[3].name(),
     ];
 
     /// The core's rule, with GAE's λ `lambda` (ignored by the other rules).
     pub const fn rule(self, lambda: f32) -> Advantage {
         match self {
             Self::RewardToGo => Advantage::RewardToGo,
+            Self::TimeBaseline => Advantage::TimeBaseline,
             Self::BatchMean => Advantage::BatchMeanBaseline,
             Self::Gae => Advantage::LinearFeatureGae { lambda },
         }
     }
 
-    /// The configuration's name of a core rule; `None` for the time-baseline.
+    /// The configuration's name of a core rule.
     pub const fn of_rule(rule: Advantage) -> Option<Self> {
         match rule {
             Advantage::RewardToGo => Some(Self::RewardToGo),
             Advantage::BatchMeanBaseline => Some(Self::BatchMean),
             Advantage::LinearFeatureGae { .. } => Some(Self::Gae),
-            Advantage::TimeBaseline => None,
+            Advantage::TimeBaseline => Some(Self::TimeBaseline),
         }
     }
 
@@ -253,11 +304,6 @@ impl AdvantageName {
 impl TryFrom<String> for AdvantageName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        if s == Advantage::TimeBaseline.name() {
-            return Err(format!(
-                "{s} needs a per-step baseline table, which a configuration cannot give"
-            ));
-        }
         Self::ALL
             .into_iter()
             .find(|a| a.name() == s)
@@ -376,8 +422,8 @@ impl RecipeConfig {
         }
     }
 
-    /// The configuration form of a core recipe; `None` for a rule configurations cannot
-    /// express (the time-baseline table).
+    /// The configuration form of a core recipe (the time-baseline table itself is not
+    /// part of a recipe).
     pub fn from_recipe(r: &Recipe) -> Option<Self> {
         let advantage = AdvantageName::of_rule(r.advantage)?;
         let gae_lambda = r.advantage.lambda().unwrap_or(0.0);
@@ -476,6 +522,10 @@ pub enum Preset {
     EmbeddedBatch,
     /// Exactly the paper's Table 1 settings (experiments.md).
     PaperTable1,
+    /// The paper's Table 2 settings on HalfCheetah random direction (set `env` for the
+    /// other two tasks, `recipe.steps` for ζ): 40 tasks × 20 episodes of 200 steps, 400
+    /// meta-iterations, action `clip(u/10, −1, 1)`, otherwise as Table 1.
+    PaperTable2,
     /// The differential-drive robot: a 6→16→6 softmax policy over wheel commands, one
     /// adaptation step from 20 episodes of 4 s (40 ticks of 0.1 s) with a streaming rule
     /// (reward-to-go), so the adapter's RAM is the `P` + one-episode minimum and fits the
@@ -490,6 +540,7 @@ impl Preset {
             Self::Embedded => "embedded",
             Self::EmbeddedBatch => "embedded-batch",
             Self::PaperTable1 => "paper-table1",
+            Self::PaperTable2 => "paper-table2",
             Self::Diffdrive => "diffdrive",
         }
     }
@@ -499,6 +550,7 @@ impl Preset {
             Self::Embedded,
             Self::EmbeddedBatch,
             Self::PaperTable1,
+            Self::PaperTable2,
             Self::Diffdrive,
         ]
         .into_iter()
@@ -584,6 +636,30 @@ impl Preset {
                     validate_goals: 400,
                 },
             },
+            Self::PaperTable2 => {
+                let t1 = Self::PaperTable1.config();
+                Config {
+                    env: EnvName::HalfCheetahDir,
+                    iterations: 400,
+                    meta_batch: 40,
+                    recipe: RecipeConfig {
+                        horizon: 200,
+                        action_scale: 0.1,
+                        action_clip: 1.0,
+                        ..t1.recipe
+                    },
+                    // Validation on 2 meta-batches of fresh tasks (80) every 50 iterations:
+                    // the paper's 1600 would cost 50 training iterations each time here.
+                    eval: EvalConfig {
+                        goals: 100,
+                        episodes: 20,
+                        validate_every: 50,
+                        validate_goals: 80,
+                        ..t1.eval
+                    },
+                    ..t1
+                }
+            }
             Self::PaperTable1 => Config {
                 env: EnvName::Nav2d,
                 algorithm: AlgorithmName::Sgmrl,
@@ -651,6 +727,34 @@ impl Config {
     /// The validated core recipe.
     pub fn recipe(&self) -> Recipe {
         self.recipe.to_recipe()
+    }
+
+    /// The meta-trainer's configuration of this run: the one conversion, used by `sgmrl
+    /// train`, by the time-baseline fit at export and by the benchmark's Table 1 setting
+    /// (`bench::table1_config`).
+    pub fn meta_config(&self) -> crate::meta::MetaConfig {
+        use crate::optim::OptimizerConfig;
+        let (algorithm, order) = self.algorithm.engine();
+        let recipe = self.recipe();
+        crate::meta::MetaConfig {
+            algorithm,
+            order,
+            recipe,
+            // The time baseline is the inner rule's table; the outer gradient only needs an
+            // unbiased advantage, and reward-to-go is that rule without the table.
+            outer_advantage: match recipe.advantage {
+                Advantage::TimeBaseline => Advantage::RewardToGo,
+                a => a,
+            },
+            outer_episodes: self.outer.episodes,
+            tasks: self.meta_batch as usize,
+            control_variate: self.control_variate.engine(),
+            optimizer: match self.outer.optimizer {
+                OptimizerName::Adam => OptimizerConfig::adam(self.outer.lr),
+                OptimizerName::Sgd => OptimizerConfig::Sgd { lr: self.outer.lr },
+            },
+            seed: self.seed,
+        }
     }
 
     /// Checks every field; the error names the first bad one.
@@ -995,7 +1099,12 @@ mod tests {
 
     #[test]
     fn presets_are_valid_and_round_trip_through_toml() {
-        for p in [Preset::Embedded, Preset::EmbeddedBatch, Preset::PaperTable1] {
+        for p in [
+            Preset::Embedded,
+            Preset::EmbeddedBatch,
+            Preset::PaperTable1,
+            Preset::PaperTable2,
+        ] {
             let c = p.config();
             c.validate().unwrap();
             let back = ConfigBuilder::new()
@@ -1099,12 +1208,7 @@ mod tests {
             (
                 "[recipe]\nadvantage = \"gea\"\n",
                 "c.toml: recipe.advantage",
-                "unknown advantage rule (expected reward-to-go, batch-mean or gae)",
-            ),
-            (
-                "[recipe]\nadvantage = \"time-baseline\"\n",
-                "c.toml: recipe.advantage",
-                "time-baseline needs a per-step baseline table",
+                "unknown advantage rule (expected reward-to-go, time-baseline, batch-mean or gae)",
             ),
             (
                 "[recipe]\nloss = \"per_step\"\n",

@@ -41,6 +41,8 @@ pub mod streams {
     pub const GOAL: u64 = 0x474F_414C;
     /// Marks the seed of a goal's adapter in a path.
     pub const ADAPT: u64 = 0x0041_4441_5054;
+    /// Marks a goal's environment stream (MuJoCo's reset noise) in a path.
+    pub const ENV: u64 = 0x0045_4E56;
 }
 
 /// A named, reproducible set of goals.
@@ -56,7 +58,8 @@ pub struct GoalSet {
 /// −‖g‖, and E‖g‖ for g uniform on `[−0.5, 0.5]²` is (√2 + ln(1 + √2))/6 ≈ 0.3826. (Goals
 /// within the 0.01 tolerance of the origin, which would end the episode, have probability
 /// 4e-4 and change the mean by less than 1e-5 per step.) `None` for the robot families,
-/// whose standing-still return depends on the drawn robot and has no closed form.
+/// whose standing-still return depends on the drawn robot and has no closed form, and for
+/// the locomotion families (not a navigation task).
 pub fn standing_still_return(env: EnvName, horizon: u16) -> Option<f64> {
     match env {
         EnvName::Nav2d | EnvName::Nav2dDiscrete => {
@@ -64,6 +67,7 @@ pub fn standing_still_return(env: EnvName, horizon: u16) -> Option<f64> {
             Some(-f64::from(horizon) * (sqrt2 + libm::log(1.0 + sqrt2)) / 6.0)
         }
         EnvName::Diffdrive | EnvName::DiffdriveContinuous => None,
+        EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => None,
     }
 }
 
@@ -95,20 +99,21 @@ impl GoalSet {
         Nav2d::sample_goal(&mut self.rng(i, streams::GOAL))
     }
 
-    /// Task `i` of the set for `env`: for the navigation families its goal
-    /// ([`Self::goal`]); for the robot families a goal and a robot from the same stream.
-    pub fn task_env(&self, env: EnvName, i: u64) -> TaskEnv {
-        match env {
-            EnvName::Nav2d | EnvName::Nav2dDiscrete => TaskEnv::new(env, self.goal(i)),
-            EnvName::Diffdrive | EnvName::DiffdriveContinuous => {
+    /// The stream of goal `i`'s environment (reset noise).
+    pub fn env_rng(&self, i: u64) -> Rng {
+        self.rng(i, streams::ENV)
+    }
+
+    /// Task `i` of the set from `source`: for the navigation and locomotion families the
+    /// task of goal [`Self::goal`]; for the robot families a goal and a robot from the same
+    /// stream.
+    pub fn task_env(&self, source: &EnvSource, i: u64) -> TaskEnv {
+        match source {
+            EnvSource::DiffDrive(commands) => {
                 let task = DiffDriveTask::sample(&mut self.rng(i, streams::GOAL));
-                let commands = if env == EnvName::Diffdrive {
-                    CommandSet::Discrete
-                } else {
-                    CommandSet::Continuous
-                };
-                TaskEnv::DiffDrive(DiffDriveFamily::env(commands, &task))
+                TaskEnv::DiffDrive(DiffDriveFamily::env(*commands, &task))
             }
+            _ => source.make(self.goal(i), self.env_rng(i)),
         }
     }
 
@@ -119,8 +124,71 @@ impl GoalSet {
     }
 }
 
-/// One goal's environment, for either task family.
-#[derive(Clone, Copy, Debug)]
+/// Where the goals' environments come from: the task family, built once per evaluation
+/// (a MuJoCo family compiles its model and pools its simulator states).
+#[derive(Clone, Debug)]
+pub enum EnvSource {
+    /// Continuous navigation.
+    Nav2d,
+    /// Discrete navigation.
+    Discrete,
+    /// The differential-drive robot with this command set.
+    DiffDrive(CommandSet),
+    /// A MuJoCo locomotion family (feature `mujoco`).
+    #[cfg(feature = "mujoco")]
+    Locomotion(crate::envs::LocomotionFamily),
+}
+
+impl EnvSource {
+    /// The source for `env`; MuJoCo tasks fail without the `mujoco` feature.
+    pub fn new(env: EnvName) -> Result<Self, EvalError> {
+        match env {
+            EnvName::Nav2d => Ok(Self::Nav2d),
+            EnvName::Nav2dDiscrete => Ok(Self::Discrete),
+            EnvName::Diffdrive => Ok(Self::DiffDrive(CommandSet::Discrete)),
+            EnvName::DiffdriveContinuous => Ok(Self::DiffDrive(CommandSet::Continuous)),
+            #[cfg(feature = "mujoco")]
+            EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+                crate::wiring::locomotion_family(env)
+                    .map(Self::Locomotion)
+                    .map_err(|e| EvalError::Env(e.to_string()))
+            }
+            #[cfg(not(feature = "mujoco"))]
+            EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+                Err(EvalError::Env(format!(
+                    "env {env} needs MuJoCo: run `cargo xtask setup-mujoco`, then build with `--features mujoco`"
+                )))
+            }
+        }
+    }
+
+    /// The environment of goal `goal`; `rng` drives its randomness (MuJoCo's reset noise).
+    /// A robot family gets its nominal robot with that goal.
+    /// A locomotion task is drawn from the goal's first coordinate, uniform on
+    /// `[−0.5, 0.5)`, by the inverse of the task distribution's CDF.
+    pub fn make(&self, goal: [f32; 2], #[allow(unused_variables)] rng: Rng) -> TaskEnv {
+        match self {
+            Self::Nav2d => TaskEnv::Nav2d(Nav2d::new(goal)),
+            Self::Discrete => TaskEnv::Discrete(Nav2dDiscrete::new(goal)),
+            Self::DiffDrive(commands) => {
+                let task = DiffDriveTask {
+                    goal,
+                    robot: sgmrl::sim::diffdrive::RobotVariation::NOMINAL,
+                };
+                TaskEnv::DiffDrive(DiffDriveFamily::env(*commands, &task))
+            }
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(f) => {
+                use crate::envs::TaskFamily;
+                let task = f.kind().task_from_uniform((goal[0] + 0.5).clamp(0.0, 1.0));
+                TaskEnv::Locomotion(Box::new(f.make_env(&task, rng)))
+            }
+        }
+    }
+}
+
+/// One goal's environment, for any task family.
+#[derive(Debug)]
 pub enum TaskEnv {
     /// Continuous navigation.
     Nav2d(Nav2d),
@@ -128,44 +196,47 @@ pub enum TaskEnv {
     Discrete(Nav2dDiscrete),
     /// A simulated differential-drive robot.
     DiffDrive(DiffDrive),
+    /// A MuJoCo locomotion task.
+    #[cfg(feature = "mujoco")]
+    Locomotion(Box<crate::envs::locomotion::LocomotionEnv>),
 }
 
 impl TaskEnv {
-    /// The navigation task of `env` with goal `goal`; a robot family gets its nominal
-    /// robot with that goal.
-    pub fn new(env: EnvName, goal: [f32; 2]) -> Self {
-        let robot = |commands| {
-            let task = DiffDriveTask {
-                goal,
-                robot: sgmrl::sim::diffdrive::RobotVariation::NOMINAL,
-            };
-            Self::DiffDrive(DiffDriveFamily::env(commands, &task))
-        };
-        match env {
-            EnvName::Nav2d => Self::Nav2d(Nav2d::new(goal)),
-            EnvName::Nav2dDiscrete => Self::Discrete(Nav2dDiscrete::new(goal)),
-            EnvName::Diffdrive => robot(CommandSet::Discrete),
-            EnvName::DiffdriveContinuous => robot(CommandSet::Continuous),
-        }
+    /// The task of `env` with goal `goal`; a robot family gets its nominal robot with that
+    /// goal, a MuJoCo family the task [`EnvSource::make`] draws from it.
+    pub fn new(env: EnvName, goal: [f32; 2]) -> Result<Self, EvalError> {
+        Ok(EnvSource::new(env)?.make(goal, Rng::new(0)))
     }
 
-    /// The task's goal.
-    pub fn goal(&self) -> [f32; 2] {
+    /// The task's goal position; `None` for a locomotion task, which has none.
+    pub fn goal(&self) -> Option<[f32; 2]> {
         match self {
-            Self::Nav2d(e) => e.goal(),
-            Self::Discrete(e) => e.goal(),
-            Self::DiffDrive(e) => e.task().goal,
+            Self::Nav2d(e) => Some(e.goal()),
+            Self::Discrete(e) => Some(e.goal()),
+            Self::DiffDrive(e) => Some(e.task().goal),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(_) => None,
         }
     }
 }
 
+/// Why a goal's environment failed (only a MuJoCo simulation can).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskEnvError {
+    /// The MuJoCo simulation failed (e.g. diverged).
+    #[cfg(feature = "mujoco")]
+    Locomotion(crate::envs::locomotion::LocomotionError),
+}
+
 impl Env for TaskEnv {
-    type Error = Infallible;
+    type Error = TaskEnvError;
     fn obs_dim(&self) -> usize {
         match self {
             Self::Nav2d(e) => e.obs_dim(),
             Self::Discrete(e) => e.obs_dim(),
             Self::DiffDrive(e) => e.obs_dim(),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(e) => e.obs_dim(),
         }
     }
     fn action_width(&self) -> usize {
@@ -173,21 +244,43 @@ impl Env for TaskEnv {
             Self::Nav2d(e) => e.action_width(),
             Self::Discrete(e) => e.action_width(),
             Self::DiffDrive(e) => e.action_width(),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(e) => e.action_width(),
         }
     }
-    fn reset(&mut self, obs: &mut [f32]) -> Result<(), Infallible> {
+    fn reset(&mut self, obs: &mut [f32]) -> Result<(), TaskEnvError> {
         match self {
-            Self::Nav2d(e) => e.reset(obs),
-            Self::Discrete(e) => e.reset(obs),
-            Self::DiffDrive(e) => e.reset(obs),
+            Self::Nav2d(e) => {
+                infallible(e.reset(obs));
+                Ok(())
+            }
+            Self::Discrete(e) => {
+                infallible(e.reset(obs));
+                Ok(())
+            }
+            Self::DiffDrive(e) => {
+                infallible(e.reset(obs));
+                Ok(())
+            }
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(e) => e.reset(obs).map_err(TaskEnvError::Locomotion),
         }
     }
-    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> Result<Transition, Infallible> {
+    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> Result<Transition, TaskEnvError> {
         match self {
-            Self::Nav2d(e) => e.step(action, obs),
-            Self::Discrete(e) => e.step(action, obs),
-            Self::DiffDrive(e) => e.step(action, obs),
+            Self::Nav2d(e) => Ok(infallible(e.step(action, obs))),
+            Self::Discrete(e) => Ok(infallible(e.step(action, obs))),
+            Self::DiffDrive(e) => Ok(infallible(e.step(action, obs))),
+            #[cfg(feature = "mujoco")]
+            Self::Locomotion(e) => e.step(action, obs).map_err(TaskEnvError::Locomotion),
         }
+    }
+}
+
+fn infallible<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(t) => t,
+        Err(never) => match never {},
     }
 }
 
@@ -269,8 +362,11 @@ pub enum EvalError {
         /// Goal index.
         goal: u64,
         /// The adapter's error.
-        error: AdaptError,
+        error: AdaptError<TaskEnvError>,
     },
+    /// The environment could not be built.
+    #[error("{0}")]
+    Env(String),
     /// Every goal's adaptation failed.
     #[error("adaptation produced non-finite parameters on every goal (is alpha too large?)")]
     AllFailed,
@@ -367,7 +463,7 @@ impl std::fmt::Display for EvalReport {
         if self.failed > 0 {
             writeln!(
                 f,
-                "  {} goal(s) left out: an adaptation step was non-finite",
+                "  {} goal(s) left out: an adaptation step was non-finite or the simulation diverged",
                 self.failed
             )?;
         }
@@ -398,11 +494,13 @@ pub fn run_goals(
     episodes: u16,
     record: bool,
 ) -> Result<Vec<GoalOutcome>, EvalError> {
+    let source = EnvSource::new(model.env)?;
     with_policy(
         &model.shape,
         Visitor {
             model,
             set,
+            source: &source,
             goals,
             episodes,
             record,
@@ -449,6 +547,7 @@ pub fn evaluate(
 struct Visitor<'a> {
     model: &'a Model,
     set: &'a GoalSet,
+    source: &'a EnvSource,
     goals: u32,
     episodes: u16,
     record: bool,
@@ -460,8 +559,15 @@ impl PolicyVisitor for Visitor<'_> {
         (0..u64::from(self.goals))
             .into_par_iter()
             .map(|i| {
-                adapt_goal::<P>(self.model, self.set, i, self.episodes, self.record)
-                    .map_err(|error| EvalError::Adapt { goal: i, error })
+                adapt_goal::<P>(
+                    self.model,
+                    self.set,
+                    self.source,
+                    i,
+                    self.episodes,
+                    self.record,
+                )
+                .map_err(|error| EvalError::Adapt { goal: i, error })
             })
             .collect()
     }
@@ -471,12 +577,15 @@ impl PolicyVisitor for Visitor<'_> {
 fn adapt_goal<P: Policy + Default>(
     model: &Model,
     set: &GoalSet,
+    source: &EnvSource,
     i: u64,
     episodes: u16,
     record: bool,
-) -> Result<GoalOutcome, AdaptError> {
-    let task = set.task_env(model.env, i);
-    let goal = task.goal();
+) -> Result<GoalOutcome, AdaptError<TaskEnvError>> {
+    let task = set.task_env(source, i);
+    // A locomotion task has no goal position: its outcome records the goal draw it was
+    // made from.
+    let goal = task.goal().unwrap_or_else(|| set.goal(i));
     let recipe = model.recipe;
     let mut memory = vec![0.0f32; recipe.memory(&P::SHAPE).total_floats()];
     let mut adapter = Adapter::new(
@@ -486,16 +595,19 @@ fn adapt_goal<P: Policy + Default>(
         recipe,
         &mut memory,
         set.adapter_seed(i),
-    )?;
+    )
+    .map_err(AdaptError::with_env)?;
     let mut env = Recorder::new(task);
-    let returns = match adapter.run(&mut env) {
-        Ok(report) => {
-            let after = adapter.evaluate(&mut env, episodes)?;
-            let mut r = report.step_returns.to_vec();
-            r.push(after);
-            Some(r)
-        }
-        Err(AdaptError::NonFiniteStep) => None,
+    let outcome = adapter.run(&mut env).and_then(|report| {
+        let after = adapter.evaluate(&mut env, episodes)?;
+        let mut r = report.step_returns.to_vec();
+        r.push(after);
+        Ok(r)
+    });
+    // A non-finite step or a diverged simulation leaves this goal out (counted).
+    let returns = match outcome {
+        Ok(r) => Some(r),
+        Err(AdaptError::NonFiniteStep | AdaptError::Env(_)) => None,
         Err(e) => return Err(e),
     };
     let env_steps = env
@@ -583,10 +695,11 @@ mod tests {
     /// evaluation of a diffdrive model is the core adapter's on that simulated robot.
     #[test]
     fn diffdrive_tasks_are_stable_and_evaluated_by_the_core_adapter() {
-        let task = |set: &GoalSet, i| match set.task_env(EnvName::Diffdrive, i) {
-            TaskEnv::DiffDrive(e) => *e.task(),
-            other => panic!("{other:?}"),
-        };
+        let task =
+            |set: &GoalSet, i| match set.task_env(&EnvSource::DiffDrive(CommandSet::Discrete), i) {
+                TaskEnv::DiffDrive(e) => *e.task(),
+                other => panic!("{other:?}"),
+            };
         let h = GoalSet::held_out(1);
         assert_eq!(task(&h, 3), task(&GoalSet::held_out(1), 3));
         assert_ne!(task(&h, 3).robot, task(&h, 4).robot);
@@ -609,7 +722,7 @@ mod tests {
             h.adapter_seed(1),
         )
         .unwrap();
-        let mut env = h.task_env(EnvName::Diffdrive, 1);
+        let mut env = h.task_env(&EnvSource::DiffDrive(CommandSet::Discrete), 1);
         let rep = ad.run(&mut env).unwrap();
         let after = ad.evaluate(&mut env, 3).unwrap();
         assert_eq!(out[1].goal, task(&h, 1).goal);

@@ -458,6 +458,40 @@ mod tests {
         assert_eq!(bundle_bytes(&back).unwrap(), bytes);
     }
 
+    /// The paper's Table 2 policies (17→100→100→6 HalfCheetah, 8→100→100→2 Swimmer) are
+    /// valid bundles: the core parses them and states their adapter RAM (bytes; the
+    /// numbers docs/locomotion.md quotes). The batch of 20 episodes × 200 steps the GAE rule
+    /// buffers dominates; ζ > 1 adds a second parameter copy.
+    #[test]
+    fn locomotion_bundles_parse_and_state_their_device_ram() {
+        let mut seen = Vec::new();
+        for (env, steps) in [
+            (EnvName::HalfCheetahDir, 1),
+            (EnvName::HalfCheetahVel, 3),
+            (EnvName::SwimmerVel, 1),
+            (EnvName::SwimmerVel, 3),
+        ] {
+            let mut m = model(Preset::PaperTable2, env, vec![100, 100]);
+            m.recipe.steps = steps;
+            let bytes = bundle_bytes(&m).unwrap();
+            let b = Bundle::parse(&bytes).unwrap();
+            assert_eq!(b.task(), env.task_id());
+            assert_eq!(EnvName::from_task_id(b.task()), Some(env));
+            assert_eq!(b.shape(), m.shape);
+            let ram = b.recipe().memory(&b.shape()).total_bytes();
+            seen.push((env.name(), steps, m.shape.n_params(), bytes.len(), ram));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("half-cheetah-dir", 1, 12_512, 50_128, 441_960),
+                ("half-cheetah-vel", 3, 12_512, 50_128, 492_008),
+                ("swimmer-vel", 1, 11_204, 44_896, 224_336),
+                ("swimmer-vel", 3, 11_204, 44_896, 269_152),
+            ]
+        );
+    }
+
     #[test]
     fn tensors_follow_the_core_layout() {
         let m = model(Preset::Embedded, EnvName::Nav2d, vec![16]);

@@ -38,6 +38,48 @@ pub struct Gemm {
     pub c: (usize, usize),
 }
 
+/// Evaluates `$e` compiled for the widest vectors the CPU has (AVX-512F, else AVX2, else
+/// the target's baseline), chosen at run time.
+///
+/// `$e` must call `#[inline(always)]` code, so that the loops are compiled inside the
+/// chosen path with its features: each path wraps `$e` in its own closure, called once,
+/// which the compiler therefore inlines into the `#[target_feature]` function. The same
+/// bits come out on every path: Rust never fuses a multiply and an add on its own, and a
+/// vectorised loop only does element-wise what the scalar loop does (reductions stay in
+/// source order).
+macro_rules! widest {
+    ($e:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        let r = if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            unsafe { $crate::gemm::with_avx512(|| $e) }
+        } else if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { $crate::gemm::with_avx2(|| $e) }
+        } else {
+            $e
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let r = $e;
+        r
+    }};
+}
+pub(crate) use widest;
+
+/// Calls `f` in a function compiled with AVX-512F ([`widest`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Calls `f` in a function compiled with AVX2 ([`widest`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Smallest slice length holding a `rows × cols` view with `strides`.
 fn extent(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
     if rows == 0 || cols == 0 {
@@ -76,7 +118,7 @@ pub fn gemm<T: Scalar>(g: &Gemm, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T
         return;
     }
     if g.m.min(g.n).min(g.k) <= NARROW {
-        narrow_gemm(g, alpha, a, b, beta, c);
+        widest!(narrow_gemm(g, alpha, a, b, beta, c));
     } else {
         T::gemm_checked(g, alpha, a, b, beta, c);
     }
@@ -89,6 +131,7 @@ pub const NARROW: usize = 4;
 /// `C ← α·A·B + β·C` by plain loops, ordered so that the innermost loop runs along a
 /// unit-stride dimension (so it vectorises): dot products, column updates through a small
 /// accumulator, or row updates. Bounds were checked by [`gemm`].
+#[inline(always)]
 fn narrow_gemm<T: Scalar>(g: &Gemm, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T]) {
     let (m, k, n) = (g.m, g.k, g.n);
     let (rsa, csa) = g.a;
@@ -178,6 +221,7 @@ fn narrow_gemm<T: Scalar>(g: &Gemm, alpha: T, a: &[T], b: &[T], beta: T, c: &mut
 }
 
 /// `Σ x_i y_i` with 8 independent partial sums (vectorisable without reassociation).
+#[inline(always)]
 fn dot<T: Scalar>(x: &[T], y: &[T]) -> T {
     let mut acc = [T::ZERO; 8];
     let (xc, xr) = x.split_at(x.len() - x.len() % 8);
@@ -226,9 +270,7 @@ impl Scalar for f32 {
         }
     }
     fn tanh_in_place(xs: &mut [f32]) {
-        for x in xs {
-            *x = sgmrl::math::tanh_f32(*x);
-        }
+        widest!(sgmrl::math::tanh_f32_in_place(xs));
     }
 }
 
@@ -425,6 +467,23 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The dispatched (widest-vector) tanh is the core's scalar `tanh_f32` bit for bit.
+    #[test]
+    fn f32_tanh_is_the_cores_bit_for_bit() {
+        let mut xs: Vec<f32> = (0..100_003u32)
+            .map(|i| f32::from_bits(i.wrapping_mul(42_949)))
+            .chain([7.9, -7.9, 8.0, f32::INFINITY, -0.0, 3e-4])
+            .collect();
+        let want: Vec<f32> = xs.iter().map(|&x| sgmrl::math::tanh_f32(x)).collect();
+        f32::tanh_in_place(&mut xs);
+        for (got, want) in xs.iter().zip(&want) {
+            assert!(
+                got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan(),
+                "{got} vs {want}"
+            );
         }
     }
 

@@ -41,7 +41,7 @@
 //! The kernels are generic over [`Scalar`] (f32 for training, f64 for the exact tests) and
 //! are tested against the core's per-sample `Policy` code and central finite differences.
 
-use crate::gemm::{Gemm, NARROW, Scalar, a_b, a_bt, at_b, gemm};
+use crate::gemm::{Gemm, NARROW, Scalar, a_b, a_bt, at_b, gemm, widest};
 use sgmrl::math::LN_SQRT_2PI;
 use sgmrl::policy::{Distribution, PolicyShape};
 use sgmrl::rng::Rng;
@@ -207,6 +207,20 @@ impl Net {
         stride: usize,
         count: usize,
     ) {
+        widest!(self.forward_rows_inlined(params, plan, batch, first, stride, count))
+    }
+
+    /// [`Net::forward_rows`], inlined into each of `widest!`'s instruction-set variants.
+    #[inline(always)]
+    fn forward_rows_inlined<T: Scalar>(
+        &self,
+        params: &[T],
+        plan: &ForwardPlan<T>,
+        batch: &mut Batch<T>,
+        first: usize,
+        stride: usize,
+        count: usize,
+    ) {
         self.check_params(params);
         batch.check(self);
         assert!(
@@ -265,6 +279,12 @@ impl Net {
     /// Runs the forward pass on every row of `batch`, caching the activations (and
     /// dropping any backprop cache).
     pub fn forward<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
+        widest!(self.forward_inlined(params, batch))
+    }
+
+    /// [`Net::forward`], inlined into each of `widest!`'s instruction-set variants.
+    #[inline(always)]
+    fn forward_inlined<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
         self.check_params(params);
         batch.check(self);
         let n = batch.rows;
@@ -345,6 +365,12 @@ impl Net {
     /// Fills the backprop caches of `batch` (unweighted head delta and `G_l` for each
     /// hidden layer), running the forward pass first if needed. Idempotent.
     pub fn backprop<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
+        widest!(self.backprop_inlined(params, batch))
+    }
+
+    /// [`Net::backprop`], inlined into each of `widest!`'s instruction-set variants.
+    #[inline(always)]
+    fn backprop_inlined<T: Scalar>(&self, params: &[T], batch: &mut Batch<T>) {
         if batch.stage < Stage::Forward {
             self.forward(params, batch);
         }
@@ -425,6 +451,19 @@ impl Net {
     /// `Σ_rows ∇_θ log π(a_r|s_r; θ)` to `score` (both `P` long), in one sweep. Runs the
     /// forward pass and backprop first if they are not cached.
     pub fn accumulate<T: Scalar>(
+        &self,
+        params: &[T],
+        batch: &mut Batch<T>,
+        weights: &[T],
+        grad: &mut [T],
+        score: Option<&mut [T]>,
+    ) {
+        widest!(self.accumulate_inlined(params, batch, weights, grad, score))
+    }
+
+    /// [`Net::accumulate`], inlined into each of `widest!`'s instruction-set variants.
+    #[inline(always)]
+    fn accumulate_inlined<T: Scalar>(
         &self,
         params: &[T],
         batch: &mut Batch<T>,
@@ -564,6 +603,22 @@ impl Net {
     /// `a ← a + (α/n)·H a + (Ĵ − b)·s` with `alpha_per_sample = α/n`, `m = Ĵ − b`.
     #[allow(clippy::too_many_arguments)]
     pub fn hvp_with_score<T: Scalar>(
+        &self,
+        params: &[T],
+        batch: &mut Batch<T>,
+        weights: &[T],
+        dir: &[T],
+        alpha_per_sample: T,
+        m: T,
+        out: &mut [T],
+    ) {
+        widest!(self.hvp_with_score_inlined(params, batch, weights, dir, alpha_per_sample, m, out))
+    }
+
+    /// [`Net::hvp_with_score`], inlined into each of `widest!`'s instruction-set variants.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn hvp_with_score_inlined<T: Scalar>(
         &self,
         params: &[T],
         batch: &mut Batch<T>,
@@ -1032,12 +1087,14 @@ fn libm_sqrt(x: f32) -> f32 {
     sgmrl::math::Real::sqrt(x)
 }
 
+#[inline(always)]
 fn scratch_bufs<T>(s: &mut Vec<Vec<T>>) -> &mut [Vec<T>; 6] {
     s.resize_with(6, Vec::new);
     <&mut [Vec<T>; 6]>::try_from(s.as_mut_slice()).expect("six buffers")
 }
 
 /// `δ = G ⊙ (1 − A²)` (the tanh derivative written with the cached output `A`).
+#[inline(always)]
 fn tanh_backward<T: Scalar>(g: &[T], a: &[T], delta: &mut [T]) {
     for ((d, &g), &a) in delta.iter_mut().zip(g).zip(a) {
         *d = g * (T::ONE - a * a);
@@ -1057,6 +1114,7 @@ enum Rows<'a, T> {
 
 /// Row `r` of `rows` (`N × out`) becomes `w_r δ_r`, and is added to `bias` while it is hot
 /// (the bias gradient `Σ_r w_r δ_r`, summed in row order).
+#[inline(always)]
 fn weigh_rows<T: Scalar>(
     from: Rows<'_, T>,
     weights: &[T],
@@ -1082,6 +1140,7 @@ fn weigh_rows<T: Scalar>(
     }
 }
 
+#[inline(always)]
 fn add_to<T: Scalar>(dst: &mut [T], src: &[T]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d += s;
@@ -1097,12 +1156,14 @@ fn action_index<T: Scalar>(a: T, k: usize) -> usize {
     i as usize
 }
 
+#[inline(always)]
 fn log_sum_exp<T: Scalar>(y: &[T]) -> T {
     let m = y.iter().copied().fold(y[0], T::max);
     let s = y.iter().fold(T::ZERO, |s, &v| s + (v - m).exp());
     m + s.ln()
 }
 
+#[inline(always)]
 fn softmax<T: Scalar>(y: &[T], p: &mut [T]) {
     let m = y.iter().copied().fold(y[0], T::max);
     let mut s = T::ZERO;

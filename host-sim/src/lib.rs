@@ -9,13 +9,17 @@
 //! - [`envs`]: task families; [`sampler`]: lockstep, deterministic rollouts.
 //! - [`meta`]: the estimators (one module per algorithm, sharing one recursion step), the
 //!   adaptation of a task and the [`meta::MetaTrainer`]; [`optim`]: Adam / SGD ascent.
-//! - [`bench`](mod@bench): side-by-side timing of meta-iterations.
+//! - [`bench`](mod@bench): side-by-side timing of meta-iterations; [`memory`]: allocator
+//!   setting that keeps freed buffers for the next iteration.
 //!
 //! The `sgmrl` command-line tool (binary in `src/main.rs`) sits on top: [`config`] (presets,
 //! TOML, flags), [`rundir`], [`runlog`], [`checkpoint`] and [`atomic`] (crash-safe files),
 //! [`train`] (the loop, resume), [`wiring`] (the engine behind `train`), [`eval`] (held-out
 //! goals adapted by the core's own `Adapter`), [`export`] (bundle, safetensors, JSON),
-//! [`plot`], [`outputs`] (output paths checked before the work), [`model`] and [`shapes`] (runtime shape → compile-time policy type), [`cli`].
+//! [`plot`], [`outputs`] (output paths checked before the work), [`model`] and [`shapes`]
+//! (runtime shape → compile-time policy type), [`comparison`] (what meta-training buys,
+//! line by line), [`cli`]; [`cluster`] (one process or the ranks of an MPI job) and
+//! [`distributed`] (training and sweeps spread over them).
 //!
 //! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
 //! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`bench::table1_config`])
@@ -26,6 +30,7 @@ pub mod bench;
 pub mod envs;
 pub mod gemm;
 pub mod kernels;
+pub mod memory;
 pub mod meta;
 pub mod optim;
 pub mod rollouts;
@@ -34,7 +39,10 @@ pub mod sampler;
 pub mod atomic;
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
+pub mod comparison;
 pub mod config;
+pub mod distributed;
 pub mod eval;
 pub mod export;
 pub mod model;

@@ -9,6 +9,7 @@ use sgmrl_host::cli::{Cli, clap_one_line, run};
 use sgmrl_host::config::one_line;
 
 fn main() -> ExitCode {
+    sgmrl_host::memory::keep_freed_memory();
     // A panic is a bug, not an input error; still report it on one line.
     std::panic::set_hook(Box::new(|info| {
         eprintln!(

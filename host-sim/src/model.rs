@@ -8,9 +8,15 @@ use sgmrl::bundle::{Bundle, Trainer};
 use sgmrl::policy::{ParamSource, PolicyShape};
 use sgmrl::recipe::Recipe;
 
+use sgmrl::recipe::Advantage;
+
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, EnvName, shape_name};
+use crate::envs::{DiffDriveFamily, Nav2dDiscreteFamily, Nav2dFamily};
+use crate::kernels::Net;
+use crate::meta::baseline::fit_time_baseline;
 use crate::rundir::RunDir;
+use sgmrl::sim::diffdrive::CommandSet;
 
 /// A meta-policy ready to adapt.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,15 +108,47 @@ pub enum LoadError {
     },
 }
 
+/// The `TimeBaseline` table of `config`'s task family at `params`, as iteration
+/// `iteration` of training would fit it.
+fn fit_baseline(config: &Config, params: &[f32], iteration: u64) -> Option<Vec<f32>> {
+    let net = Net::new(config.shape()).ok()?;
+    let meta = config.meta_config();
+    let fitted = match config.env {
+        EnvName::Nav2d => fit_time_baseline(&Nav2dFamily, &net, params, &meta, iteration),
+        EnvName::Nav2dDiscrete => {
+            fit_time_baseline(&Nav2dDiscreteFamily, &net, params, &meta, iteration)
+        }
+        EnvName::Diffdrive | EnvName::DiffdriveContinuous => {
+            let commands = if config.env == EnvName::Diffdrive {
+                CommandSet::Discrete
+            } else {
+                CommandSet::Continuous
+            };
+            let family = DiffDriveFamily { commands };
+            fit_time_baseline(&family, &net, params, &meta, iteration)
+        }
+        EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+            let family = crate::wiring::locomotion_family(config.env).ok()?;
+            fit_time_baseline(&family, &net, params, &meta, iteration)
+        }
+    };
+    fitted.ok()
+}
+
 impl Model {
-    /// The model of a run configuration with parameters `params` after `iterations`.
+    /// The model of a run configuration with parameters `params` after `iterations`. A
+    /// `TimeBaseline` recipe gets its table fitted at `params` (`meta::baseline`; `None` if
+    /// that fails, which the bundle writer then reports).
     pub fn from_config(config: &Config, params: Vec<f32>, iterations: u64) -> Self {
+        let baseline = (config.recipe().advantage == Advantage::TimeBaseline)
+            .then(|| fit_baseline(config, &params, iterations))
+            .flatten();
         Self {
             env: config.env,
             shape: config.shape(),
             recipe: config.recipe(),
             params,
-            baseline: None,
+            baseline,
             trainer: config.algorithm.trainer(),
             seed: config.seed,
             iterations,

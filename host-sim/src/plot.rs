@@ -632,6 +632,116 @@ where
     Ok(())
 }
 
+/// One bar of [`plot_comparison`]: a label and a mean return ± standard error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bar {
+    /// The label under the bar.
+    pub label: String,
+    /// Mean return.
+    pub mean: f64,
+    /// Standard error (drawn as ± 1 whisker).
+    pub stderr: f64,
+}
+
+/// A bar chart of mean returns with ± 1 standard-error whiskers (returns are negative:
+/// bars hang from 0, and the shorter bar is the better policy).
+pub fn plot_comparison(bars: &[Bar], title: &str, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if bars.is_empty() {
+        anyhow::bail!("no bars to plot");
+    }
+    let lo = bars
+        .iter()
+        .map(|b| b.mean - b.stderr)
+        .fold(0.0f64, f64::min);
+    let hi = bars
+        .iter()
+        .map(|b| b.mean + b.stderr)
+        .fold(0.0f64, f64::max);
+    let pad = ((hi - lo) * 0.08).max(0.1);
+    write_plot!(
+        out,
+        (1100, 620),
+        draw_comparison(bars, title, (lo - pad, hi + pad * 0.5))
+    )
+}
+
+fn draw_comparison<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    bars: &[Bar],
+    title: &str,
+    (y_lo, y_hi): (f64, f64),
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
+    root.fill(&WHITE).map_err(e)?;
+    let n = bars.len();
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FAMILY, 22))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..n as f64, y_lo..y_hi)
+        .map_err(e)?;
+    let label_of = |x: &f64| -> String {
+        let i = x.floor();
+        if (x - i - 0.5).abs() < 1e-6 && i >= 0.0 {
+            bars.get(i as usize)
+                .map(|b| b.label.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(2 * n + 1)
+        .x_label_formatter(&label_of)
+        .y_desc("mean return (± 1 s.e.)")
+        .label_style((FAMILY, 14))
+        .axis_desc_style((FAMILY, 18))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(e)?;
+    for (i, b) in bars.iter().enumerate() {
+        let x = i as f64;
+        let c = color(i);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x + 0.15, 0.0), (x + 0.85, b.mean)],
+                c.mix(0.8).filled(),
+            )))
+            .map_err(e)?;
+        let whisker = |y: f64| PathElement::new(vec![(x + 0.4, y), (x + 0.6, y)], BLACK);
+        chart
+            .draw_series([
+                PathElement::new(
+                    vec![(x + 0.5, b.mean - b.stderr), (x + 0.5, b.mean + b.stderr)],
+                    BLACK,
+                ),
+                whisker(b.mean - b.stderr),
+                whisker(b.mean + b.stderr),
+            ])
+            .map_err(e)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{:.2}", b.mean),
+                (x + 0.32, b.mean - b.stderr - (y_hi - y_lo) * 0.01),
+                (FAMILY, 14)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Left,
+                        plotters::style::text_anchor::VPos::Top,
+                    )),
+            )))
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,6 +787,31 @@ mod tests {
         assert!((b[0].after[0] - -29.0).abs() < 1e-12);
         assert!((b[0].after_sd[0] - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!((b[1].runs, b[1].after_sd[0]), (1, 0.0));
+    }
+
+    #[test]
+    fn comparison_chart_has_every_label_and_value() {
+        let d = scratch("bars");
+        let bars: Vec<Bar> = [
+            ("meta", -3.1, 0.1),
+            ("still", -7.6, 0.2),
+            ("greedy", -0.5, 0.0),
+        ]
+        .iter()
+        .map(|&(l, m, s)| Bar {
+            label: l.into(),
+            mean: m,
+            stderr: s,
+        })
+        .collect();
+        let files = plot_comparison(&bars, "lines", &d.join("cmp")).unwrap();
+        assert_eq!(files.len(), 2);
+        let svg = std::fs::read_to_string(d.join("cmp.svg")).unwrap();
+        for text in ["meta", "still", "greedy", "-3.10", "-7.60", "-0.50"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert!(std::fs::metadata(d.join("cmp.png")).unwrap().len() > 1000);
+        assert!(plot_comparison(&[], "none", &d.join("none")).is_err());
     }
 
     #[test]

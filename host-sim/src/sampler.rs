@@ -23,6 +23,9 @@ use crate::rollouts::Rollouts;
 pub enum SampleError {
     /// The environment reported a failure (its error, formatted).
     Env(String),
+    /// The simulation diverged ([`TaskFamily::is_unstable`]; its error, formatted): the
+    /// trainer drops the task and carries on.
+    Unstable(String),
     /// The environment returned a NaN or infinite reward.
     NonFiniteReward,
     /// The policy produced a NaN or infinite action.
@@ -35,6 +38,7 @@ impl core::fmt::Display for SampleError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Env(e) => write!(f, "environment error: {e}"),
+            Self::Unstable(e) => write!(f, "{e}"),
             Self::NonFiniteReward => f.write_str("environment returned a non-finite reward"),
             Self::NonFiniteAction => f.write_str("policy produced a non-finite action"),
             Self::Shape => f.write_str("task family and policy disagree on widths"),
@@ -137,9 +141,13 @@ pub fn sample<F: TaskFamily>(
                 env_action.copy_from_slice(action);
             }
             let o = &mut obs[e * od..(e + 1) * od];
-            let tr = envs[e]
-                .step(&env_action, o)
-                .map_err(|err| SampleError::Env(format!("{err:?}")))?;
+            let tr = envs[e].step(&env_action, o).map_err(|err| {
+                if family.is_unstable(&err) {
+                    SampleError::Unstable(format!("{err:?}"))
+                } else {
+                    SampleError::Env(format!("{err:?}"))
+                }
+            })?;
             if !tr.reward.is_finite() {
                 return Err(SampleError::NonFiniteReward);
             }

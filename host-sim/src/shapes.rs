@@ -67,6 +67,16 @@ supported!(
     SoftmaxMlp<2, 32, 0, 9>,
     SoftmaxMlp<2, 64, 64, 9>,
     SoftmaxMlp<2, 100, 100, 9>,
+    // MuJoCo (Table 2): HalfCheetah 17→…→6, Swimmer 8→…→2; the paper's 100×100 and the
+    // small sizes of the reduced and smoke settings.
+    GaussianMlp<17, 16, 0, 6>,
+    GaussianMlp<17, 32, 32, 6>,
+    GaussianMlp<17, 64, 64, 6>,
+    GaussianMlp<17, 100, 100, 6>,
+    GaussianMlp<8, 16, 0, 2>,
+    GaussianMlp<8, 32, 32, 2>,
+    GaussianMlp<8, 64, 64, 2>,
+    GaussianMlp<8, 100, 100, 2>,
     // diffdrive: softmax over 6 wheel commands (linear fits an M0), and the continuous
     // variant's Gaussian over 2 commands.
     SoftmaxLinear<6, 6>,

@@ -200,7 +200,7 @@ fn fmt_rate(x: f64) -> String {
 pub fn train(
     config: &Config,
     opts: &TrainOptions,
-    factory: EngineFactory,
+    factory: impl FnOnce(&Config) -> anyhow::Result<EngineInit>,
 ) -> anyhow::Result<TrainOutcome> {
     config.validate()?;
     let run = RunDir::new(&opts.run_dir);

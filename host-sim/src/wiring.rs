@@ -5,10 +5,10 @@ use anyhow::{anyhow, bail};
 use sgmrl::rng::Rng;
 
 use crate::checkpoint::OptimizerState;
-use crate::config::{AlgorithmName, Config, EnvName, OptimizerName};
+use crate::config::{AlgorithmName, Config, EnvName};
 use crate::envs::{DiffDriveFamily, Nav2dDiscreteFamily, Nav2dFamily, TaskFamily};
 use crate::kernels::Net;
-use crate::meta::{Algorithm, MetaConfig, MetaTrainer, Order};
+use crate::meta::{Algorithm, MetaTrainer, Order};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::train::{Engine, EngineFactory, EngineInit, IterationStats};
 use sgmrl::sim::diffdrive::CommandSet;
@@ -22,35 +22,89 @@ pub fn engine_factory() -> Option<EngineFactory> {
 }
 
 fn build(c: &Config) -> anyhow::Result<EngineInit> {
+    with_trainer(c, Plain)
+}
+
+/// Receives the meta-trainer a configuration describes, whatever its task family.
+pub trait TrainerVisitor {
+    /// What the visit produces.
+    type Output;
+    /// Called with the trainer (at θ₀) and θ₀.
+    fn visit<F: TaskFamily + 'static>(
+        self,
+        trainer: MetaTrainer<F>,
+        params: Vec<f32>,
+    ) -> anyhow::Result<Self::Output>;
+}
+
+/// Builds the meta-trainer and θ₀ of a validated configuration and hands them to `visitor`
+/// (the single-process engine, and `distributed`'s leader and workers, all start here).
+pub fn with_trainer<V: TrainerVisitor>(c: &Config, visitor: V) -> anyhow::Result<V::Output> {
     match c.env {
-        EnvName::Nav2d => build_for(c, Nav2dFamily),
-        EnvName::Nav2dDiscrete => build_for(c, Nav2dDiscreteFamily),
-        EnvName::Diffdrive => build_for(
+        EnvName::Nav2d => trainer_for(c, Nav2dFamily, visitor),
+        EnvName::Nav2dDiscrete => trainer_for(c, Nav2dDiscreteFamily, visitor),
+        EnvName::HalfCheetahDir | EnvName::HalfCheetahVel | EnvName::SwimmerVel => {
+            trainer_for(c, locomotion_family(c.env)?, visitor)
+        }
+        EnvName::Diffdrive => trainer_for(
             c,
             DiffDriveFamily {
                 commands: CommandSet::Discrete,
             },
+            visitor,
         ),
-        EnvName::DiffdriveContinuous => build_for(
+        EnvName::DiffdriveContinuous => trainer_for(
             c,
             DiffDriveFamily {
                 commands: CommandSet::Continuous,
             },
+            visitor,
         ),
     }
 }
 
+struct Plain;
+impl TrainerVisitor for Plain {
+    type Output = EngineInit;
+    fn visit<F: TaskFamily + 'static>(
+        self,
+        trainer: MetaTrainer<F>,
+        params: Vec<f32>,
+    ) -> anyhow::Result<EngineInit> {
+        Ok(EngineInit {
+            engine: Box::new(MetaEngine(trainer)),
+            params,
+        })
+    }
+}
+
+/// The MuJoCo family of a Table 2 env name.
+#[cfg(feature = "mujoco")]
+pub fn locomotion_family(env: EnvName) -> anyhow::Result<crate::envs::LocomotionFamily> {
+    use crate::envs::{Locomotion, LocomotionFamily};
+    let kind = match env {
+        EnvName::HalfCheetahDir => Locomotion::HalfCheetahDirection,
+        EnvName::HalfCheetahVel => Locomotion::HalfCheetahVelocity,
+        EnvName::SwimmerVel => Locomotion::SwimmerVelocity,
+        EnvName::Nav2d
+        | EnvName::Nav2dDiscrete
+        | EnvName::Diffdrive
+        | EnvName::DiffdriveContinuous => bail!("{env} is not a MuJoCo task"),
+    };
+    Ok(LocomotionFamily::new(kind)?)
+}
+
+/// Without the `mujoco` feature the MuJoCo tasks are named but cannot run.
+#[cfg(not(feature = "mujoco"))]
+pub fn locomotion_family(env: EnvName) -> anyhow::Result<Nav2dFamily> {
+    bail!(
+        "env {env} needs MuJoCo: run `cargo xtask setup-mujoco`, then build with `--features mujoco`"
+    )
+}
+
 /// The engine's estimator and its order for a configured algorithm.
 pub const fn algorithm_order(a: AlgorithmName) -> (Algorithm, Order) {
-    match a {
-        AlgorithmName::Sgmrl => (Algorithm::SgMrl, Order::Second),
-        AlgorithmName::SgmrlFo => (Algorithm::SgMrl, Order::First),
-        AlgorithmName::Maml => (Algorithm::Maml, Order::Second),
-        AlgorithmName::Fomaml => (Algorithm::Maml, Order::First),
-        AlgorithmName::Emaml => (Algorithm::EMaml, Order::Second),
-        // The order is moot: there is no inner step to differentiate through.
-        AlgorithmName::Multitask => (Algorithm::MultiTask, Order::First),
-    }
+    a.engine()
 }
 
 /// The configured algorithm that runs `algorithm` at `order` (the inverse of
@@ -61,40 +115,22 @@ pub fn algorithm_name(algorithm: Algorithm, order: Order) -> Option<AlgorithmNam
         .find(|&a| algorithm_order(a) == (algorithm, order))
 }
 
-/// The meta-trainer's configuration for a run configuration: the one conversion, used by
-/// `sgmrl train` and by the benchmark's Table 1 setting ([`crate::bench::table1_config`]).
-pub fn meta_config(c: &Config) -> MetaConfig {
-    let (algorithm, order) = algorithm_order(c.algorithm);
-    let recipe = c.recipe();
-    MetaConfig {
-        algorithm,
-        order,
-        recipe,
-        outer_advantage: recipe.advantage,
-        outer_episodes: c.outer.episodes,
-        tasks: c.meta_batch as usize,
-        control_variate: c.control_variate.engine(),
-        optimizer: match c.outer.optimizer {
-            OptimizerName::Adam => OptimizerConfig::adam(c.outer.lr),
-            OptimizerName::Sgd => OptimizerConfig::Sgd { lr: c.outer.lr },
-        },
-        seed: c.seed,
-    }
-}
-
-fn build_for<F: TaskFamily + 'static>(c: &Config, family: F) -> anyhow::Result<EngineInit> {
-    let meta = meta_config(c);
+fn trainer_for<F: TaskFamily + 'static, V: TrainerVisitor>(
+    c: &Config,
+    family: F,
+    visitor: V,
+) -> anyhow::Result<V::Output> {
+    let meta = c.meta_config();
     let net = Net::new(c.shape()).map_err(|e| anyhow!("invalid policy shape {:?}", e.0))?;
     let params = net.glorot_init(&mut Rng::derive(c.seed, &[INIT]));
     let trainer =
         MetaTrainer::new(meta, family, net, params.clone()).map_err(|e| anyhow!("{e}"))?;
-    Ok(EngineInit {
-        engine: Box::new(MetaEngine(trainer)),
-        params,
-    })
+    visitor.visit(trainer, params)
 }
 
-struct MetaEngine<F: TaskFamily>(MetaTrainer<F>);
+/// The single-process [`Engine`] over a [`MetaTrainer`] (its optimiser state is what
+/// checkpoints store, on one process or on rank 0 of an MPI job).
+pub struct MetaEngine<F: TaskFamily>(pub MetaTrainer<F>);
 
 impl<F: TaskFamily> Engine for MetaEngine<F> {
     fn iteration(&mut self, params: &mut [f32], iteration: u64) -> anyhow::Result<IterationStats> {
@@ -102,6 +138,13 @@ impl<F: TaskFamily> Engine for MetaEngine<F> {
             .set_state(params, iteration)
             .map_err(|e| anyhow!("{e}"))?;
         let s = self.0.step().map_err(|e| anyhow!("{e}"))?;
+        if let Some((task, e)) = s.unstable.first() {
+            eprintln!(
+                "warning: iteration {iteration}: {} of {} tasks left out, their simulation diverged (task {task}: {e})",
+                s.unstable.len(),
+                self.0.config().tasks
+            );
+        }
         params.copy_from_slice(self.0.params());
         Ok(IterationStats {
             return_before: s.return_before,

@@ -691,3 +691,24 @@ fn sigkill_at_random_points_then_resume_gives_the_same_bundle() {
     assert_eq!(rows.lines().count(), 301, "one log row per iteration");
     eprintln!("killed {kills} times, bundle identical");
 }
+
+/// A default (non-MPI) build started as one of several MPI ranks refuses on one line
+/// instead of training the same run into the same directory from every rank.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_under_mpirun_refuses() {
+    let d = Scratch::new("nompi");
+    let o = bin()
+        .args(["train", "-q", "-o", &d.s("r"), "--iterations", "1"])
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("built without MPI") && err.contains("--features mpi"),
+        "{err}"
+    );
+    assert!(!d.path("r").exists(), "nothing was written");
+}

@@ -1,12 +1,16 @@
 //! `cargo xtask`: the project's task runner.
 //!
 //! - `cargo xtask test` — everything CI checks, on a fresh machine: installs the rustup
-//!   targets, llvm-tools, Debian's `qemu-system-arm` and Python's `safetensors` + `numpy`
-//!   when missing, then formatting, clippy, the docs (rustdoc warnings denied), the
-//!   workspace tests, the core's no_std builds for three Cortex-M targets (with and without
-//!   `defmt`), the panic-symbol check, the QEMU firmware and its on-target tests, and a tiny
-//!   end-to-end training run.
+//!   targets, llvm-tools, Debian's `qemu-system-arm`, Open MPI + libclang (feature `mpi`)
+//!   and Python's `safetensors` + `numpy` when missing, then formatting, clippy, the docs
+//!   (rustdoc warnings denied), the workspace tests, the multi-rank MPI tests, the core's
+//!   no_std builds for three Cortex-M targets (with and without `defmt`), the panic-symbol
+//!   check, the QEMU firmware and its on-target tests, a tiny end-to-end training run, and
+//!   the MuJoCo tasks (`setup-mujoco`, then clippy, their tests and a few meta-iterations of
+//!   each Table 2 task with host-sim's `mujoco` feature).
 //! - `cargo xtask setup` — only the installs.
+//! - `cargo xtask setup-mujoco` — MuJoCo 3.17.0 and the HalfCheetah / Swimmer model files
+//!   from PyPI into `target/mujoco/` (for host-sim's `mujoco` feature).
 //! - `cargo xtask apt-install [--dry-run] PKG…` — installs Debian packages the safe way
 //!   ([`apt::apt_install`]: never removes or downgrades; one line per package).
 //! - `cargo xtask bench-device` — device budgets under QEMU, written to `docs/device.md`.
@@ -42,9 +46,10 @@ fn main() -> ExitCode {
                 .collect();
             apt::apt_install(&packages, &apt_log(&root), dry_run)
         }
+        Some("setup-mujoco") => setup_mujoco(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [--skip-qemu] [--skip-train] | setup | bench-device | apt-install [--dry-run] PKG...>"
+                "usage: cargo xtask <test [--skip-qemu] [--skip-train] [--skip-mujoco] | setup | setup-mujoco | bench-device | apt-install [--dry-run] PKG...>"
             );
             return ExitCode::from(2);
         }
@@ -140,7 +145,29 @@ fn setup(root: &Path) -> Result<(), String> {
     if !have("qemu-system-arm") {
         apt::apt_install(&["qemu-system-arm"], &apt_log(root), false)?;
     }
+    install_mpi(root)?;
     Ok(())
+}
+
+/// Debian's Open MPI (`mpirun`, headers, `libmpi`) and libclang (rsmpi's bindgen), for the
+/// `mpi` feature of sgmrl-host and its multi-rank tests; only the missing ones.
+const MPI_PACKAGES: [&str; 3] = ["openmpi-bin", "libopenmpi-dev", "libclang-dev"];
+
+fn install_mpi(root: &Path) -> Result<(), String> {
+    let missing: Vec<&str> = MPI_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() || !have("dpkg-query") {
+        return Ok(());
+    }
+    apt::apt_install(&missing, &apt_log(root), false)
 }
 
 fn python_has(module: &str) -> bool {
@@ -183,6 +210,12 @@ struct Step {
 fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     let skip_qemu = flags.iter().any(|f| f == "--skip-qemu");
     let skip_train = flags.iter().any(|f| f == "--skip-train");
+    if let Some(f) = flags
+        .iter()
+        .find(|f| !["--skip-qemu", "--skip-train", "--skip-mujoco"].contains(&f.as_str()))
+    {
+        return Err(format!("unknown flag {f}"));
+    }
     setup(root)?;
     let mut steps: Vec<Step> = Vec::new();
     let mut check = |name: &str, f: &mut dyn FnMut() -> Result<(), String>| {
@@ -315,6 +348,47 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             &[],
         )
     });
+    check(
+        "MPI: training and sweeps across 1-3 ranks (feature mpi)",
+        &mut || {
+            run(
+                root,
+                "cargo",
+                &[
+                    "clippy",
+                    "-p",
+                    "sgmrl-host",
+                    "--all-targets",
+                    "--features",
+                    "mpi",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &[],
+            )?;
+            // `mpirun --oversubscribe` runs more ranks than this machine has cores; as root,
+            // Open MPI wants both variables.
+            run(
+                root,
+                "cargo",
+                &[
+                    "test",
+                    "-p",
+                    "sgmrl-host",
+                    "--release",
+                    "--features",
+                    "mpi",
+                    "--test",
+                    "mpi",
+                ],
+                &[
+                    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+                    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+                ],
+            )
+        },
+    );
     let qemu_script = root.join("boards/qemu/run-all.sh");
     if !skip_qemu && qemu_script.exists() {
         check("firmware under QEMU (M0, M4F, M33)", &mut || {
@@ -349,6 +423,12 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
                 &[],
             )
         });
+    }
+    if !flags.iter().any(|f| f == "--skip-mujoco") {
+        check(
+            "MuJoCo tasks (setup, clippy, tests, Table 2 smoke)",
+            &mut || mujoco_checks(root),
+        );
     }
     eprintln!();
     for s in &steps {
@@ -403,4 +483,139 @@ fn bench_device(root: &Path) -> Result<(), String> {
         &["bench.sh", "--doc", doc],
         &[],
     )
+}
+
+/// The MuJoCo release the `mujoco-rs` crate's bindings were generated for (exactly).
+const MUJOCO_VERSION: &str = "3.17.0";
+/// The gymnasium release whose wheel ships the locomotion model files.
+const GYMNASIUM_VERSION: &str = "1.4.0";
+/// Model files taken from the gymnasium wheel.
+const MUJOCO_MODELS: [&str; 2] = ["half_cheetah.xml", "swimmer.xml"];
+
+/// Fetches MuJoCo's shared library (from PyPI's `mujoco` wheel) and the locomotion model
+/// files (from the `gymnasium` wheel) into `target/mujoco/{lib,models}`, with the
+/// `libmujoco.so` link the build needs. `.cargo/config.toml` points
+/// `MUJOCO_DYNAMIC_LINK_DIR` there and host-sim's build script adds the rpath, so nothing
+/// else is needed to build or run with `--features mujoco`. A no-op when already done.
+fn setup_mujoco(root: &Path) -> Result<(), String> {
+    let dir = root.join("target/mujoco");
+    let lib = dir.join("lib");
+    let models = dir.join("models");
+    let stamp = dir.join("VERSION");
+    let want = format!("mujoco {MUJOCO_VERSION}, gymnasium {GYMNASIUM_VERSION}\n");
+    let complete = std::fs::read_to_string(&stamp).is_ok_and(|s| s == want)
+        && lib.join("libmujoco.so").is_file()
+        && MUJOCO_MODELS.iter().all(|m| models.join(m).is_file());
+    if complete {
+        eprintln!(
+            "xtask: MuJoCo {MUJOCO_VERSION} already in {}",
+            dir.display()
+        );
+        return Ok(());
+    }
+    if !have("python3") {
+        return Err("setup-mujoco needs python3 (for pip download)".into());
+    }
+    let wheels = dir.join("wheels");
+    for d in [&lib, &models, &wheels] {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    let wheels_s = wheels.to_str().ok_or("non-UTF-8 path to target/mujoco")?;
+    // The library is the same in every CPython wheel; ask for cp311 manylinux explicitly so
+    // the host's own Python version does not matter.
+    let mujoco_spec = format!("mujoco=={MUJOCO_VERSION}");
+    let gym_spec = format!("gymnasium=={GYMNASIUM_VERSION}");
+    for (spec, platform_args) in [
+        (
+            mujoco_spec.as_str(),
+            &[
+                "--only-binary=:all:",
+                "--platform",
+                "manylinux_2_28_x86_64",
+                "--python-version",
+                "3.11",
+            ][..],
+        ),
+        (gym_spec.as_str(), &["--only-binary=:all:"][..]),
+    ] {
+        let mut args = vec![
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-d",
+            wheels_s,
+        ];
+        args.extend_from_slice(platform_args);
+        args.push(spec);
+        run(root, "python3", &args, &[])?;
+    }
+    // Extract just the files needed (zipfile is in Python's standard library).
+    let script = format!(
+        r#"
+import glob, os, shutil, sys, zipfile
+wheels, lib, models = sys.argv[1:4]
+def wheel(prefix):
+    found = sorted(glob.glob(os.path.join(wheels, prefix + "-*.whl")))
+    if not found:
+        sys.exit("no " + prefix + " wheel in " + wheels)
+    return zipfile.ZipFile(found[-1])
+def take(z, member, dest):
+    with z.open(member) as src, open(dest + ".part", "wb") as out:
+        shutil.copyfileobj(src, out)
+    os.replace(dest + ".part", dest)
+so = "libmujoco.so.{MUJOCO_VERSION}"
+take(wheel("mujoco-{MUJOCO_VERSION}"), "mujoco/" + so, os.path.join(lib, so))
+link = os.path.join(lib, "libmujoco.so")
+if os.path.lexists(link):
+    os.remove(link)
+os.symlink(so, link)
+g = wheel("gymnasium-{GYMNASIUM_VERSION}")
+for m in {models:?}:
+    take(g, "gymnasium/envs/mujoco/assets/" + m, os.path.join(models, m))
+"#,
+        models = MUJOCO_MODELS
+    );
+    let lib_s = lib.to_str().ok_or("non-UTF-8 path")?;
+    let models_s = models.to_str().ok_or("non-UTF-8 path")?;
+    run(
+        root,
+        "python3",
+        &["-c", &script, wheels_s, lib_s, models_s],
+        &[],
+    )?;
+    std::fs::write(&stamp, want).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    eprintln!("xtask: MuJoCo {MUJOCO_VERSION} set up in {}", dir.display());
+    Ok(())
+}
+
+/// The MuJoCo part of `test`: fetch the library, then lint and test host-sim with the
+/// `mujoco` feature and run a few meta-iterations of each Table 2 task.
+fn mujoco_checks(root: &Path) -> Result<(), String> {
+    setup_mujoco(root)?;
+    let feature = ["-p", "sgmrl-host", "--release", "--features", "mujoco"];
+    let with = |cmd: &str, extra: &[&str]| -> Vec<String> {
+        let mut v = vec![cmd.to_owned()];
+        v.extend(feature.iter().map(|s| s.to_string()));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let out = root.join("target/xtask-table2-tiny");
+    let _ = std::fs::remove_dir_all(&out);
+    let out = out.to_string_lossy().into_owned();
+    for args in [
+        with("clippy", &["--all-targets", "--", "-D", "warnings"]),
+        with("test", &["--lib", "envs::locomotion"]),
+        with("test", &["--test", "locomotion"]),
+        with(
+            "run",
+            &["--", "reproduce", "table2", "--tiny", "-q", "-o", &out],
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(root, "cargo", &args, &[])?;
+    }
+    Ok(())
 }

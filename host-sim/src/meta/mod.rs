@@ -10,6 +10,7 @@
 //! score sum of the batch `D_k` at `θ_{k-1}`" — so the same code runs on the batched f32
 //! kernels in training and on f64 in the exact-enumeration test.
 
+pub mod baseline;
 pub mod emaml;
 pub mod inner;
 pub mod maml;
@@ -17,7 +18,9 @@ pub mod sgmrl;
 pub mod trainer;
 
 pub use inner::{Adaptation, InnerStep, Needs, Outer};
-pub use trainer::{ControlVariate, IterationStats, MetaConfig, MetaTrainer, TrainError};
+pub use trainer::{
+    ControlVariate, IterationStats, MetaConfig, MetaTrainer, TaskRun, TaskSummary, TrainError,
+};
 
 use crate::gemm::Scalar;
 

@@ -7,6 +7,7 @@
 //! from a stream named by `(seed, [TRAIN, iteration, task, …])`, and the reduction order is
 //! fixed, so a run is bit-identical whatever the number of threads.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -65,6 +66,15 @@ impl ControlVariate {
                     .collect()
             }
         }
+    }
+}
+
+impl ControlVariate {
+    /// The baselines `b_i` of a whole meta-batch from its tasks' summaries, in task order.
+    pub fn baselines_of(self, summaries: &[TaskSummary]) -> Vec<f32> {
+        let jt: Vec<f32> = summaries.iter().map(|s| s.jt).collect();
+        let pre: Vec<Option<f32>> = summaries.iter().map(|s| s.pre_adaptation_return).collect();
+        self.baselines(&jt, &pre)
     }
 }
 
@@ -139,6 +149,8 @@ pub enum TrainError {
     Advantage(EstimatorError),
     /// The meta-gradient has a NaN or infinite entry.
     NonFiniteGradient,
+    /// Every task's simulation diverged (the first error).
+    AllUnstable(String),
 }
 
 impl core::fmt::Display for TrainError {
@@ -150,6 +162,7 @@ impl core::fmt::Display for TrainError {
             Self::Sample(e) => write!(f, "sampling: {e}"),
             Self::Advantage(e) => write!(f, "advantages: {e}"),
             Self::NonFiniteGradient => f.write_str("non-finite meta-gradient"),
+            Self::AllUnstable(e) => write!(f, "every task's simulation diverged, e.g. {e}"),
         }
     }
 }
@@ -169,7 +182,7 @@ impl From<EstimatorError> for TrainError {
 
 /// What one meta-iteration measured. Returns are means over the meta-batch's tasks of
 /// per-episode means.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IterationStats {
     /// Index of the iteration (0-based).
     pub iteration: u64,
@@ -185,6 +198,8 @@ pub struct IterationStats {
     pub grad_norm: f64,
     /// Wall time of the iteration.
     pub elapsed: Duration,
+    /// Tasks left out because their simulation diverged: `(task index, error)`.
+    pub unstable: Vec<(usize, String)>,
 }
 
 /// Meta-trains a policy on a task family.
@@ -209,6 +224,8 @@ pub struct TaskRun {
     /// Mean discounted return of an extra batch at `θ` (before adaptation), drawn only for
     /// [`ControlVariate::PreAdaptation`].
     pub pre_adaptation_return: Option<f32>,
+    /// Environment steps of that extra batch (0 when it is not drawn).
+    pub pre_adaptation_env_steps: usize,
 }
 
 impl TaskRun {
@@ -223,6 +240,41 @@ impl TaskRun {
     /// Mean undiscounted return of the outer batch (after ζ steps).
     pub fn return_after(&self) -> f32 {
         self.outer.mean_return
+    }
+    /// Every environment step this task took: inner batches, the outer batch and the
+    /// pre-adaptation batch if drawn.
+    pub fn env_steps(&self) -> usize {
+        let inner: usize = self.adaptation.steps().iter().map(|s| s.env_steps()).sum();
+        inner + self.outer.env_steps + self.pre_adaptation_env_steps
+    }
+}
+
+/// What every process needs of one task to form the control variates and the statistics
+/// (a few numbers; the task's [`TaskRun`] stays where it was computed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TaskSummary {
+    /// Raw mean discounted return `Ĵ` after adaptation.
+    pub jt: f32,
+    /// The pre-adaptation return `Ĵ⁰` ([`ControlVariate::PreAdaptation`] only).
+    pub pre_adaptation_return: Option<f32>,
+    /// Mean undiscounted return before adaptation.
+    pub return_before: f32,
+    /// Mean undiscounted return after ζ steps.
+    pub return_after: f32,
+    /// Environment steps the task took (inner and outer batches).
+    pub env_steps: u64,
+}
+
+impl TaskSummary {
+    /// The summary of a task's run.
+    pub fn of(run: &TaskRun) -> Self {
+        Self {
+            jt: run.outer.jt,
+            pre_adaptation_return: run.pre_adaptation_return,
+            return_before: run.return_before(),
+            return_after: run.return_after(),
+            env_steps: run.env_steps() as u64,
+        }
     }
 }
 
@@ -319,41 +371,76 @@ impl<F: TaskFamily> MetaTrainer<F> {
     }
 
     /// The meta-gradient estimate of the next iteration and its statistics, without
-    /// stepping (what [`MetaTrainer::step`] ascends along).
+    /// stepping (what [`MetaTrainer::step`] ascends along). The same three pieces, run on
+    /// one machine: [`MetaTrainer::run_tasks`], [`MetaTrainer::estimates`] and
+    /// [`MetaTrainer::combine`]; `distributed` runs them across MPI ranks.
     pub fn meta_gradient(&self) -> Result<(Vec<f32>, IterationStats), TrainError> {
         let start = Instant::now();
-        let cfg = &self.config;
-        let b = cfg.tasks;
-        let runs: Vec<TaskRun> = (0..b)
-            .into_par_iter()
-            .map(|i| self.run_task(i))
-            .collect::<Result<_, _>>()?;
+        let (runs, unstable) = self.run_stable_tasks(0..self.config.tasks)?;
+        let summaries: Vec<TaskSummary> = runs.iter().map(TaskSummary::of).collect();
+        let baselines = self.config.control_variate.baselines_of(&summaries);
+        let estimates = self.estimates(runs, &baselines);
+        let (grad, mut stats) = self.combine(&summaries, &estimates)?;
+        stats.unstable = unstable;
+        stats.elapsed = start.elapsed();
+        Ok((grad, stats))
+    }
 
-        let jts: Vec<f32> = runs.iter().map(|r| r.outer.jt).collect();
-        let pre: Vec<Option<f32>> = runs.iter().map(|r| r.pre_adaptation_return).collect();
-        let baselines = cfg.control_variate.baselines(&jts, &pre);
-        let mut stats = IterationStats {
-            iteration: self.iteration,
-            return_before: mean(runs.iter().map(|r| f64::from(r.return_before()))),
-            return_after: mean(runs.iter().map(|r| f64::from(r.outer.mean_return))),
-            discounted_after: mean(jts.iter().map(|&j| f64::from(j))),
-            env_steps: runs
-                .iter()
-                .map(|r| {
-                    let inner: usize = r.adaptation.steps().iter().map(|s| s.env_steps()).sum();
-                    (inner + r.outer.env_steps) as u64
-                })
-                .sum(),
-            grad_norm: 0.0,
-            elapsed: Duration::ZERO,
-        };
-
-        let alpha_per_sample = cfg.recipe.alpha_per_sample();
-        let (algorithm, order) = (cfg.algorithm, cfg.order);
-        let estimates: Vec<Vec<f32>> = runs
+    /// [`Self::run_tasks`] on one process, leaving out the tasks whose simulation diverged
+    /// (returned with their errors): the others' mean is still an unbiased estimate. Any
+    /// other failure, or every task diverging, fails the iteration. (Across MPI ranks a
+    /// diverged task fails the iteration: `distributed` uses [`Self::run_tasks`].)
+    #[allow(clippy::type_complexity)]
+    fn run_stable_tasks(
+        &self,
+        tasks: Range<usize>,
+    ) -> Result<(Vec<TaskRun>, Vec<(usize, String)>), TrainError> {
+        let baseline = self.time_baseline()?;
+        let results: Vec<Result<TaskRun, TrainError>> = tasks
+            .clone()
             .into_par_iter()
-            .zip(baselines)
-            .map(|(mut run, b)| {
+            .map(|i| self.run_task(i, baseline.as_deref()))
+            .collect();
+        let mut runs = Vec::with_capacity(results.len());
+        let mut unstable = Vec::new();
+        for (i, r) in tasks.zip(results) {
+            match r {
+                Ok(run) => runs.push(run),
+                Err(TrainError::Sample(SampleError::Unstable(e))) => unstable.push((i, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        if runs.is_empty() {
+            let first = unstable
+                .into_iter()
+                .next()
+                .map(|(_, e)| e)
+                .unwrap_or_default();
+            return Err(TrainError::AllUnstable(first));
+        }
+        Ok((runs, unstable))
+    }
+
+    /// Adapts and draws the outer batch for the meta-batch's tasks `tasks` (indices into
+    /// `0..config.tasks`) of the next iteration, in parallel, in index order. Each task's
+    /// streams are keyed by (iteration, task index), so which process runs it is free.
+    pub fn run_tasks(&self, tasks: Range<usize>) -> Result<Vec<TaskRun>, TrainError> {
+        // Fitted from streams keyed by the iteration alone, so every rank fits the same table.
+        let baseline = self.time_baseline()?;
+        tasks
+            .into_par_iter()
+            .map(|i| self.run_task(i, baseline.as_deref()))
+            .collect::<Result<_, _>>()
+    }
+
+    /// Each task's meta-gradient estimate (`n_params` values), from its run and its control
+    /// variate `b_i` (`baselines[j]` for `runs[j]`), in parallel, in order.
+    pub fn estimates(&self, runs: Vec<TaskRun>, baselines: &[f32]) -> Vec<Vec<f32>> {
+        let alpha_per_sample = self.config.recipe.alpha_per_sample();
+        let (algorithm, order) = (self.config.algorithm, self.config.order);
+        runs.into_par_iter()
+            .zip(baselines.par_iter())
+            .map(|(mut run, &b)| {
                 let m = run.outer.jt - b;
                 algorithm.estimate(
                     order,
@@ -363,12 +450,31 @@ impl<F: TaskFamily> MetaTrainer<F> {
                     run.adaptation.steps_mut(),
                 )
             })
-            .collect();
+            .collect()
+    }
 
-        // Mean over tasks, summed in task order (f64) so the result is thread-count free.
+    /// The meta-gradient (mean of the whole meta-batch's `estimates`, in task order) and the
+    /// iteration's statistics (from every task's `summaries`); `elapsed` is left at zero.
+    /// The sum runs in task order in f64, so the result does not depend on how the tasks
+    /// were spread over threads or processes.
+    pub fn combine(
+        &self,
+        summaries: &[TaskSummary],
+        estimates: &[Vec<f32>],
+    ) -> Result<(Vec<f32>, IterationStats), TrainError> {
+        // Every task of the meta-batch, or (on one process) those whose simulation did not
+        // diverge: the mean is over the tasks given.
+        let b = summaries.len();
         let p = self.net.n_params();
+        if b == 0
+            || b > self.config.tasks
+            || estimates.len() != b
+            || estimates.iter().any(|e| e.len() != p)
+        {
+            return Err(TrainError::Shape);
+        }
         let mut acc = vec![0.0f64; p];
-        for e in &estimates {
+        for e in estimates {
             for (a, &x) in acc.iter_mut().zip(e) {
                 *a += f64::from(x);
             }
@@ -377,26 +483,64 @@ impl<F: TaskFamily> MetaTrainer<F> {
         if grad.iter().any(|g| !g.is_finite()) {
             return Err(TrainError::NonFiniteGradient);
         }
-        stats.grad_norm = grad
-            .iter()
-            .map(|&g| f64::from(g) * f64::from(g))
-            .sum::<f64>()
-            .sqrt();
-        stats.elapsed = start.elapsed();
+        let stats = IterationStats {
+            iteration: self.iteration,
+            return_before: mean(summaries.iter().map(|s| f64::from(s.return_before))),
+            return_after: mean(summaries.iter().map(|s| f64::from(s.return_after))),
+            discounted_after: mean(summaries.iter().map(|s| f64::from(s.jt))),
+            env_steps: summaries.iter().map(|s| s.env_steps).sum(),
+            grad_norm: grad
+                .iter()
+                .map(|&g| f64::from(g) * f64::from(g))
+                .sum::<f64>()
+                .sqrt(),
+            elapsed: Duration::ZERO,
+            unstable: Vec::new(),
+        };
         Ok((grad, stats))
+    }
+
+    /// Takes one ascent step along `grad` (from [`MetaTrainer::combine`]) and counts the
+    /// iteration.
+    pub fn ascend(&mut self, grad: &[f32]) -> Result<(), TrainError> {
+        if grad.len() != self.params.len() {
+            return Err(TrainError::Shape);
+        }
+        self.optimizer.ascend(&mut self.params, grad);
+        self.iteration += 1;
+        Ok(())
     }
 
     /// One meta-iteration: estimate the meta-gradient and take one ascent step.
     pub fn step(&mut self) -> Result<IterationStats, TrainError> {
         let start = Instant::now();
         let (grad, mut stats) = self.meta_gradient()?;
-        self.optimizer.ascend(&mut self.params, &grad);
-        self.iteration += 1;
+        self.ascend(&grad)?;
         stats.elapsed = start.elapsed();
         Ok(stats)
     }
 
-    fn run_task(&self, i: usize) -> Result<TaskRun, TrainError> {
+    /// The `TimeBaseline` table this iteration adapts with, fitted at the current
+    /// parameters ([`super::baseline`]); `None` for every other inner rule (and when
+    /// training takes no inner step).
+    pub fn time_baseline(&self) -> Result<Option<Vec<f32>>, TrainError> {
+        let cfg = &self.config;
+        if cfg.recipe.advantage != Advantage::TimeBaseline
+            || cfg.algorithm.inner_steps(cfg.recipe.steps) == 0
+        {
+            return Ok(None);
+        }
+        super::baseline::fit_time_baseline(
+            &self.family,
+            &self.net,
+            &self.params,
+            &self.config,
+            self.iteration,
+        )
+        .map(Some)
+    }
+
+    fn run_task(&self, i: usize, baseline: Option<&[f32]>) -> Result<TaskRun, TrainError> {
         let cfg = &self.config;
         let path = [streams::TRAIN, self.iteration, i as u64];
         let mut task_rng = Rng::derive(
@@ -404,21 +548,30 @@ impl<F: TaskFamily> MetaTrainer<F> {
             &[streams::TRAIN, self.iteration, i as u64, streams::TASK],
         );
         let task = self.family.sample_task(&mut task_rng);
-        adapt_task(&self.family, &task, &self.net, &self.params, cfg, &path)
+        adapt_task(
+            &self.family,
+            &task,
+            &self.net,
+            &self.params,
+            cfg,
+            baseline,
+            &path,
+        )
     }
 }
 
 /// Adapts `params` to `task` as the configuration says and draws the outer batch: inner
 /// batch `k` (0-based) is sampled on the streams `path ++ [k]`, the outer batch on
 /// `path ++ [ζ]`, all under `config.seed`. What each inner step keeps is what
-/// `config.algorithm` needs at `config.order`. Evaluation uses this too (with its own
-/// `path` prefix), so what is measured is exactly what training optimises.
+/// `config.algorithm` needs at `config.order`. `baseline` is the `TimeBaseline` table
+/// (held fixed: the estimate is for the objective with this table).
 pub fn adapt_task<F: TaskFamily>(
     family: &F,
     task: &F::Task,
     net: &Net,
     params: &[f32],
     config: &MetaConfig,
+    baseline: Option<&[f32]>,
     path: &[u64],
 ) -> Result<TaskRun, TrainError> {
     let recipe = &config.recipe;
@@ -445,7 +598,7 @@ pub fn adapt_task<F: TaskFamily>(
             adaptation.theta(),
             &spec(config, &full_path, recipe.episodes),
         )?;
-        let w = advantage::weights(recipe, &ro)?;
+        let w = advantage::weights_with_baseline(recipe, baseline, &ro)?;
         adaptation.step(ro, w, config.algorithm.needs(config.order, k));
     }
     full_path[last] = u64::from(inner_steps);
@@ -456,9 +609,10 @@ pub fn adapt_task<F: TaskFamily>(
         adaptation.theta(),
         &spec(config, &full_path, config.outer_episodes),
     )?;
-    let w = advantage::weights(&config.outer_recipe(), &ro)?;
+    let w = advantage::weights_with_baseline(&config.outer_recipe(), baseline, &ro)?;
     let outer = Outer::new(net, adaptation.theta(), &mut ro, &w, recipe.gamma);
-    let pre_adaptation_return = if config.control_variate == ControlVariate::PreAdaptation
+    let (pre_adaptation_return, pre_adaptation_env_steps) = if config.control_variate
+        == ControlVariate::PreAdaptation
         && config.algorithm != Algorithm::MultiTask
     {
         // Its own streams (`path ++ [ζ + 1]`): independent of every batch the estimate uses.
@@ -470,14 +624,15 @@ pub fn adapt_task<F: TaskFamily>(
             params,
             &spec(config, &full_path, config.outer_episodes),
         )?;
-        Some(ro.mean_discounted_return(recipe.gamma))
+        (Some(ro.mean_discounted_return(recipe.gamma)), ro.steps())
     } else {
-        None
+        (None, 0)
     };
     Ok(TaskRun {
         adaptation,
         outer,
         pre_adaptation_return,
+        pre_adaptation_env_steps,
     })
 }
 
@@ -558,6 +713,39 @@ mod tests {
     }
 
     #[test]
+    fn tasks_computed_in_blocks_combine_to_the_same_gradient() {
+        // What `distributed` does across processes: blocks of tasks, then one reduction.
+        let cfg = MetaConfig {
+            tasks: 5,
+            control_variate: ControlVariate::PreAdaptation,
+            ..small_config(Algorithm::SgMrl, Order::Second)
+        };
+        let t = trainer(cfg);
+        let (whole, stats) = t.meta_gradient().unwrap();
+        let runs: Vec<TaskRun> = [0..2, 2..3, 3..5]
+            .into_iter()
+            .flat_map(|r| t.run_tasks(r).unwrap())
+            .collect();
+        let summaries: Vec<TaskSummary> = runs.iter().map(TaskSummary::of).collect();
+        let baselines = cfg.control_variate.baselines_of(&summaries);
+        let mut estimates = Vec::new();
+        let mut runs = runs.into_iter();
+        for (lo, hi) in [(0, 3), (3, 5)] {
+            let block: Vec<TaskRun> = runs.by_ref().take(hi - lo).collect();
+            estimates.extend(t.estimates(block, &baselines[lo..hi]));
+        }
+        let (split, split_stats) = t.combine(&summaries, &estimates).unwrap();
+        assert_eq!(whole, split);
+        assert_eq!(stats.grad_norm.to_bits(), split_stats.grad_norm.to_bits());
+        assert_eq!(stats.env_steps, split_stats.env_steps);
+        assert_eq!(
+            t.combine(&summaries[1..], &estimates[1..]).unwrap_err(),
+            TrainError::Shape,
+            "a missing task is refused"
+        );
+    }
+
+    #[test]
     fn a_resumed_run_is_the_uninterrupted_run() {
         let cfg = small_config(Algorithm::SgMrl, Order::First);
         let mut whole = trainer(cfg);
@@ -600,6 +788,40 @@ mod tests {
                 assert!(s.grad_norm > 0.0 && s.grad_norm.is_finite());
             }
         }
+    }
+
+    /// `env_steps` counts the pre-adaptation batch too (it used to be left out, so
+    /// `log.csv` and `sgmrl bench` under-counted SG-MRL's sampling by a third).
+    #[test]
+    fn env_steps_count_the_pre_adaptation_batch() {
+        let loo = small_config(Algorithm::SgMrl, Order::Second);
+        let pre = MetaConfig {
+            control_variate: ControlVariate::PreAdaptation,
+            ..loo
+        };
+        let without = trainer(loo).meta_gradient().unwrap().1.env_steps;
+        let t = trainer(pre);
+        let with = t.meta_gradient().unwrap().1.env_steps;
+        // The pre-adaptation batches, drawn again on their own streams (`path ++ [ζ + 1]`).
+        let extra: usize = (0..pre.tasks as u64)
+            .map(|i| {
+                let mut rng = Rng::derive(pre.seed, &[streams::TRAIN, 0, i, streams::TASK]);
+                let task = Nav2dFamily.sample_task(&mut rng);
+                let path = [streams::TRAIN, 0, i, u64::from(pre.recipe.steps) + 1];
+                let spec = SampleSpec {
+                    episodes: usize::from(pre.outer_episodes),
+                    horizon: usize::from(pre.recipe.horizon),
+                    action_map: pre.recipe.action,
+                    seed: pre.seed,
+                    path: &path,
+                };
+                sampler::sample(&Nav2dFamily, &task, t.net(), t.params(), &spec)
+                    .unwrap()
+                    .steps()
+            })
+            .sum();
+        assert!(extra > 0);
+        assert_eq!(with, without + extra as u64);
     }
 
     #[test]
