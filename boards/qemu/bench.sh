@@ -247,7 +247,7 @@ $(printf '%s\n' "${checks[@]}")
 \`boards/qemu/src/bin/robot.rs\` runs the core's control loop (\`sgmrl::control\`) over a
 \`DiffDriveRobot\` whose motors, encoders, gyro and clock are the simulated embedded-hal
 drivers of \`sgmrl::simhw\` (the \`DiffDrive\` simulator behind them), with the robot test
-bundle \`boards/qemu/bundles/robot-test.sgmrl\` (GaussianMlp 6→16→2, P = 148; ζ = 1, N = 10,
+bundle \`boards/qemu/bundles/robot-test.sgml\` (GaussianMlp 6→16→2, P = 148; ζ = 1, N = 10,
 H = 20, batch-mean baseline with normalisation; random weights, not meta-trained: no
 meta-trained diffdrive bundle was committed when this was measured). The M0 machine stands
 in for the RP2040 (Cortex-M0+, no FPU) and the M4F machine for the nRF52833 (Cortex-M4F).

@@ -80,15 +80,15 @@ else
     fail "bundles/test.sgml is stale or pins/ failed; regenerate as pins/src/main.rs says"
 fi
 
-if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle-robot "$logs/robot-test.sgmrl" 2>"$logs/pins.err" &&
-    cmp -s bundles/robot-test.sgmrl "$logs/robot-test.sgmrl"; then
-    echo "ok   bundles/robot-test.sgmrl matches the host's encoding"
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle-robot "$logs/robot-test.sgml" 2>"$logs/pins.err" &&
+    cmp -s bundles/robot-test.sgml "$logs/robot-test.sgml"; then
+    echo "ok   bundles/robot-test.sgml matches the host's encoding"
     passed=$((passed + 1))
 else
-    fail "bundles/robot-test.sgmrl is stale or pins/ failed; regenerate: pins/ bundle-robot bundles/robot-test.sgmrl"
+    fail "bundles/robot-test.sgml is stale or pins/ failed; regenerate: pins/ bundle-robot bundles/robot-test.sgml"
 fi
 # The board-logic scenario (src/robot_e2e.rs) on the host: the device must print this line.
-if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- robot bundles/robot-test.sgmrl \
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- robot bundles/robot-test.sgml \
     >"$logs/robot-host.txt" 2>"$logs/pins.err"; then
     echo "ok   robot scenario on the host: $(cat "$logs/robot-host.txt")"
     passed=$((passed + 1))

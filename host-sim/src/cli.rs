@@ -1081,6 +1081,13 @@ fn cmd_reproduce(
         bail!("reproduce sets --algorithm and --seed itself; use --algorithms and --seeds");
     }
     if a.experiment == Experiment::Table2 {
+        // Its runs are not spread over ranks yet: every rank would redo every run into the
+        // same directories.
+        if cluster.ranks() > 1 {
+            bail!(
+                "reproduce table2 does not run on several MPI ranks yet; start it without mpirun"
+            );
+        }
         return cmd_reproduce_table2(a, progress, engine);
     }
     if a.reduced {

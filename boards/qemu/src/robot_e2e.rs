@@ -71,7 +71,7 @@ pub const ROBOT_TASK: DiffDriveTask = DiffDriveTask {
 /// Seed of the adapter's streams.
 pub const ROBOT_SEED: u64 = 2;
 
-/// Encodes the robot test bundle (`bundles/robot-test.sgmrl`): weights
+/// Encodes the robot test bundle (`bundles/robot-test.sgml`): weights
 /// `WEIGHT_SCALE·N(0,1)` from `Rng::new(77)`, log standard deviations ln 0.3. Not meta-trained: it exercises the
 /// board logic, it is not expected to drive well.
 pub fn encode_robot_bundle(

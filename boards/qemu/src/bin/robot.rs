@@ -23,7 +23,7 @@ use sgmrl_qemu::{code, exit, icount, machine, ram, stack};
 struct Aligned<T: ?Sized>(T);
 
 /// The robot test bundle (`pins/ bundle-robot` writes it; `run-all.sh` checks it is fresh).
-static BUNDLE_WORDS: &Aligned<[u8]> = &Aligned(*include_bytes!("../../bundles/robot-test.sgmrl"));
+static BUNDLE_WORDS: &Aligned<[u8]> = &Aligned(*include_bytes!("../../bundles/robot-test.sgml"));
 
 static mut MEMORY: [f32; ROBOT_MEMORY_FLOATS] = [0.0; ROBOT_MEMORY_FLOATS];
 
