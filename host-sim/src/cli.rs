@@ -500,6 +500,16 @@ pub fn run_on(
     if cluster.ranks() > 1 {
         let leader = cluster.rank() == 0;
         match &cli.command {
+            // Table 2's runs are not spread over ranks yet: every rank would redo every run
+            // into the same directories.
+            Command::Reproduce(a) if a.experiment == Experiment::Table2 => {
+                if leader {
+                    bail!(
+                        "reproduce table2 does not run on several MPI ranks yet; start it without mpirun"
+                    );
+                }
+                return Ok(());
+            }
             Command::Train(_) | Command::Reproduce(_) => {}
             _ if leader => bail!(
                 "only `train` and `reproduce` run on several MPI ranks; start this command without mpirun"
@@ -1081,13 +1091,6 @@ fn cmd_reproduce(
         bail!("reproduce sets --algorithm and --seed itself; use --algorithms and --seeds");
     }
     if a.experiment == Experiment::Table2 {
-        // Its runs are not spread over ranks yet: every rank would redo every run into the
-        // same directories.
-        if cluster.ranks() > 1 {
-            bail!(
-                "reproduce table2 does not run on several MPI ranks yet; start it without mpirun"
-            );
-        }
         return cmd_reproduce_table2(a, progress, engine);
     }
     if a.reduced {

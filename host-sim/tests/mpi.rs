@@ -179,15 +179,30 @@ fn a_rank_killed_mid_run_stops_the_job_and_the_rerun_resumes_bit_identical() {
     let args = train_args(&d.s("killed"), 60, &extra);
     let mut rng = Rng::new(14);
     let mut kills = 0;
+    let log = std::path::PathBuf::from(d.s("killed/log.csv"));
+    let rows = || {
+        std::fs::read_to_string(&log)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
     loop {
-        let child = mpirun(2, &args)
+        // Kill after 1–5 more iterations than any earlier start logged, whatever the
+        // machine's speed: a fixed delay either never lets a loaded machine reach a
+        // checkpoint or lets a quiet one finish before the first kill. The resumed run
+        // restarts from its checkpoint, so every start goes beyond the last one's rows.
+        let target = rows() + 1 + (rng.next_u32() % 5) as usize;
+        let mut child = mpirun(2, &args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(
-            800 + u64::from(rng.next_u32() % 1500),
-        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while rows() < target
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let victim = kills % 2;
         let pid = pid_of_rank(child.id(), victim);
         let killed = pid.is_some_and(|p| {
@@ -260,6 +275,26 @@ fn other_commands_under_mpirun_say_so() {
     assert_eq!(
         err.lines().filter(|l| l.starts_with("error:")).count(),
         1,
+        "{err}"
+    );
+}
+
+/// `reproduce table2` does not spread its runs yet: under mpirun it refuses with one line
+/// instead of every rank redoing every run into the same directories.
+#[test]
+fn reproduce_table2_under_mpirun_refuses() {
+    let d = Scratch::new("table2");
+    let args: Vec<String> = ["reproduce", "table2", "--tiny", "-o", &d.s("t")]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let o = output(mpirun(2, &args), Duration::from_secs(60));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("does not run on several MPI ranks"),
         "{err}"
     );
 }

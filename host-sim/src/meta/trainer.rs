@@ -380,7 +380,7 @@ impl<F: TaskFamily> MetaTrainer<F> {
         let summaries: Vec<TaskSummary> = runs.iter().map(TaskSummary::of).collect();
         let baselines = self.config.control_variate.baselines_of(&summaries);
         let estimates = self.estimates(runs, &baselines);
-        let (grad, mut stats) = self.combine(&summaries, &estimates)?;
+        let (grad, mut stats) = self.combine_over(summaries.len(), &summaries, &estimates)?;
         stats.unstable = unstable;
         stats.elapsed = start.elapsed();
         Ok((grad, stats))
@@ -462,12 +462,20 @@ impl<F: TaskFamily> MetaTrainer<F> {
         summaries: &[TaskSummary],
         estimates: &[Vec<f32>],
     ) -> Result<(Vec<f32>, IterationStats), TrainError> {
-        // Every task of the meta-batch, or (on one process) those whose simulation did not
-        // diverge: the mean is over the tasks given.
-        let b = summaries.len();
+        self.combine_over(self.config.tasks, summaries, estimates)
+    }
+
+    /// [`Self::combine`] over exactly `b` tasks: the whole meta-batch, or on one process
+    /// the tasks whose simulation did not diverge (the mean is over those).
+    fn combine_over(
+        &self,
+        b: usize,
+        summaries: &[TaskSummary],
+        estimates: &[Vec<f32>],
+    ) -> Result<(Vec<f32>, IterationStats), TrainError> {
         let p = self.net.n_params();
         if b == 0
-            || b > self.config.tasks
+            || summaries.len() != b
             || estimates.len() != b
             || estimates.iter().any(|e| e.len() != p)
         {
