@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-env-changed=MUJOCO_DYNAMIC_LINK_DIR");
+    println!("cargo::rerun-if-env-changed=SGMRL_MUJOCO_LIB");
     println!("cargo::rerun-if-env-changed=SGMRL_MUJOCO_MODELS");
     if std::env::var_os("CARGO_FEATURE_MUJOCO").is_none() {
         return;
@@ -22,7 +22,7 @@ fn main() {
             )),
         }
     };
-    let lib = dir("MUJOCO_DYNAMIC_LINK_DIR");
+    let lib = dir("SGMRL_MUJOCO_LIB");
     let so = lib.join("libmujoco.so.3.17.0");
     if !so.is_file() || !lib.join("libmujoco.so").is_file() {
         fail(&format!(

@@ -1238,8 +1238,8 @@ const TABLE2_TINY: [&str; 9] = [
 
 /// The overrides of `reproduce table2 --reduced`.
 const TABLE2_REDUCED: [&str; 9] = [
-    "iterations=100",
-    "meta_batch=20",
+    "iterations=60",
+    "meta_batch=10",
     "policy.hidden=[64, 64]",
     "recipe.horizon=100",
     "recipe.episodes=10",

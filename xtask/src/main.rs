@@ -495,9 +495,14 @@ const MUJOCO_MODELS: [&str; 2] = ["half_cheetah.xml", "swimmer.xml"];
 /// Fetches MuJoCo's shared library (from PyPI's `mujoco` wheel) and the locomotion model
 /// files (from the `gymnasium` wheel) into `target/mujoco/{lib,models}`, with the
 /// `libmujoco.so` link the build needs. `.cargo/config.toml` points
-/// `MUJOCO_DYNAMIC_LINK_DIR` there and host-sim's build script adds the rpath, so nothing
+/// `SGMRL_MUJOCO_LIB` there (and `PKG_CONFIG_PATH` at `host-sim/pkgconfig/mujoco.pc`, which
+/// the mujoco-rs build script reads) and host-sim's build script adds the rpath, so nothing
 /// else is needed to build or run with `--features mujoco`. A no-op when already done.
 fn setup_mujoco(root: &Path) -> Result<(), String> {
+    // The mujoco-rs build script finds the library through pkg-config.
+    if !have("pkg-config") && have("apt-get") {
+        apt::apt_install(&["pkg-config"], &apt_log(root), false)?;
+    }
     let dir = root.join("target/mujoco");
     let lib = dir.join("lib");
     let models = dir.join("models");
@@ -591,6 +596,51 @@ for m in {models:?}:
     Ok(())
 }
 
+/// Checks that a `--features mujoco` build without the library stops with the message that
+/// names `cargo xtask setup-mujoco` (host-sim's build script, not the mujoco-rs build
+/// script's panic): the build is pointed at an empty library folder.
+fn missing_mujoco_names_the_setup(root: &Path) -> Result<(), String> {
+    let empty = root.join("target/xtask-no-mujoco");
+    std::fs::create_dir_all(&empty)
+        .map_err(|e| format!("cannot create {}: {e}", empty.display()))?;
+    let empty_s = empty.to_str().ok_or("non-UTF-8 path")?;
+    let args = [
+        "check",
+        "-p",
+        "sgmrl-host",
+        "--release",
+        "--features",
+        "mujoco",
+    ];
+    eprintln!(
+        "$ SGMRL_MUJOCO_LIB={empty_s} cargo {} (must fail)",
+        args.join(" ")
+    );
+    let out = Command::new("cargo")
+        .args(args)
+        .env("SGMRL_MUJOCO_LIB", empty_s)
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = "MuJoCo 3.17.0 is missing from";
+    let first_error = stderr.lines().find(|l| l.starts_with("error"));
+    match first_error {
+        Some(l)
+            if !out.status.success()
+                && l.contains(want)
+                && l.contains("cargo xtask setup-mujoco") =>
+        {
+            eprintln!("xtask: without the library the build says: {l}");
+            Ok(())
+        }
+        _ => Err(format!(
+            "a mujoco build without the library should fail first with \"{want} …; run `cargo xtask setup-mujoco`\", got: {}",
+            first_error.unwrap_or("no error")
+        )),
+    }
+}
+
 /// The MuJoCo part of `test`: fetch the library, then lint and test host-sim with the
 /// `mujoco` feature and run a few meta-iterations of each Table 2 task.
 fn mujoco_checks(root: &Path) -> Result<(), String> {
@@ -602,6 +652,7 @@ fn mujoco_checks(root: &Path) -> Result<(), String> {
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
+    missing_mujoco_names_the_setup(root)?;
     let out = root.join("target/xtask-table2-tiny");
     let _ = std::fs::remove_dir_all(&out);
     let out = out.to_string_lossy().into_owned();
