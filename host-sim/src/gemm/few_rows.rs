@@ -17,7 +17,9 @@ use super::Gemm;
 /// Products with at most this many rows take this path (`matrixmultiply`'s row block is 64).
 pub const MAX_ROWS: usize = 64;
 
-/// `matrixmultiply`'s f32 depth block (`S_KC`): up to it, each element is one in-order sum.
+/// `matrixmultiply`'s f32 depth block (`S_KC`, its default: the crate's `MATMUL_SGEMM_KC`
+/// build variable would change it, and the bit test would then fail): up to it, each
+/// element is one in-order sum.
 const MAX_DEPTH: usize = 256;
 
 /// Which fused multiply-add code the CPU runs (the backend's choice of kernel, made the
