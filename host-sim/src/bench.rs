@@ -10,6 +10,11 @@
 //! SG-MRL needs for its score. The extra product's time over an FO-MAML iteration is the
 //! floor of the first-order ratio: no implementation that forms the score sum with this
 //! matrix product can be cheaper.
+//!
+//! Every row also carries the exact floating-point work of its matrix products (counted by
+//! shape in one recorded run, [`crate::flops`]) and the time the GEMM wrapper alone takes
+//! for exactly those products ([`gemm_alone`]), so the achieved GFLOP/s stand next to the
+//! wrapper's own on the same shapes.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +23,8 @@ use rayon::prelude::*;
 use crate::advantage;
 use crate::config::Preset;
 use crate::envs::{Nav2dFamily, TaskFamily};
-use crate::gemm::at_b;
+use crate::flops;
+use crate::gemm::{Gemm, at_b, gemm};
 use crate::kernels::{Batch, Net};
 use crate::meta::trainer::streams;
 use crate::meta::{Algorithm, ControlVariate, MetaConfig, MetaTrainer, Order, TrainError};
@@ -56,6 +62,10 @@ pub struct Timing {
     /// CPU time (user + system, all threads of the process) of every timed iteration:
     /// the work done, less sensitive than wall time to other processes on the machine.
     pub cpu: Vec<Duration>,
+    /// Environment steps taken over all timed runs (0 for rows that do not sample).
+    pub env_steps: u64,
+    /// Every matrix product of one run (after the warm-up), by shape ([`flops::recording`]).
+    pub products: Vec<(Gemm, u64)>,
 }
 
 fn median_of(v: &[Duration]) -> Duration {
@@ -76,6 +86,19 @@ impl Timing {
     /// Median CPU time.
     pub fn cpu_median(&self) -> Duration {
         median_of(&self.cpu)
+    }
+    /// Floating-point operations of one run's matrix products.
+    pub fn flops(&self) -> u64 {
+        flops::total(&self.products)
+    }
+    /// Environment steps per second of wall time over the timed runs.
+    pub fn env_steps_per_second(&self) -> f64 {
+        let wall: f64 = self.samples.iter().map(Duration::as_secs_f64).sum();
+        if wall > 0.0 {
+            self.env_steps as f64 / wall
+        } else {
+            0.0
+        }
     }
 }
 
@@ -137,34 +160,36 @@ pub fn label(c: &MetaConfig) -> String {
 pub struct Job<'a> {
     /// Label of the row.
     pub name: String,
-    /// Runs it once.
-    pub run: Box<dyn FnMut() -> Result<(), TrainError> + 'a>,
+    /// Runs it once, returning the environment steps it took.
+    pub run: Box<dyn FnMut() -> Result<u64, TrainError> + 'a>,
 }
 
-/// Runs every job `warmup` times untimed, then `rounds` rounds of each job once in turn,
-/// timing each run (wall and process CPU time).
+/// Runs every job `warmup` times untimed, once more counting its matrix products, then
+/// `rounds` rounds of each job once in turn, timing each run (wall and process CPU time).
 pub fn time_rounds(
     jobs: &mut [Job<'_>],
     warmup: usize,
     rounds: usize,
 ) -> Result<Vec<Timing>, TrainError> {
+    let mut timings = Vec::with_capacity(jobs.len());
     for j in jobs.iter_mut() {
         for _ in 0..warmup {
             (j.run)()?;
         }
-    }
-    let mut timings: Vec<Timing> = jobs
-        .iter()
-        .map(|j| Timing {
+        let (done, products) = flops::recording(|| (j.run)());
+        done?;
+        timings.push(Timing {
             name: j.name.clone(),
             samples: Vec::with_capacity(rounds),
             cpu: Vec::with_capacity(rounds),
-        })
-        .collect();
+            env_steps: 0,
+            products,
+        });
+    }
     for _ in 0..rounds {
         for (j, timing) in jobs.iter_mut().zip(&mut timings) {
             let (start, cpu) = (Instant::now(), process_cpu_time());
-            (j.run)()?;
+            timing.env_steps += (j.run)()?;
             timing.samples.push(start.elapsed());
             timing.cpu.push(process_cpu_time().saturating_sub(cpu));
         }
@@ -184,7 +209,7 @@ fn trainer_jobs<'a, F: TaskFamily + Clone + 'a>(
             let mut t = MetaTrainer::new(*c, family.clone(), net.clone(), params.to_vec())?;
             Ok(Job {
                 name: label(c),
-                run: Box::new(move || t.step().map(|_| ())),
+                run: Box::new(move || t.step().map(|s| s.env_steps)),
             })
         })
         .collect()
@@ -372,8 +397,98 @@ pub fn table1_variants(seed: u64) -> Vec<MetaConfig> {
     v
 }
 
-/// Times [`table1_variants`] on nav2d with the paper's policy, and the inner step's
-/// weight-gradient products of the first iteration's batches ([`Products`], rows named by
+/// Label of the row at pytorch-maml-rl's problem size ([`pytorch_maml_rl_config`]).
+pub const PYTORCH_MAML_RL_ROW: &str = "maml 64x64 (pytorch-maml-rl size)";
+
+/// pytorch-maml-rl's 2-D navigation policy: 2 → 64 → 64 → 2 tanh MLP, Gaussian head.
+pub const PYTORCH_MAML_RL_SHAPE: PolicyShape = PolicyShape {
+    distribution: sgmrl::policy::Distribution::Gaussian,
+    obs_dim: 2,
+    hidden: [64, 64],
+    act_dim: 2,
+};
+
+/// Second-order MAML at pytorch-maml-rl's problem size (its 2-D navigation example: 20
+/// tasks × 20 episodes × 100 steps, the policy [`PYTORCH_MAML_RL_SHAPE`]), otherwise the
+/// Table 1 recipe; no pre-adaptation batch (MAML has no score terms to baseline).
+pub fn pytorch_maml_rl_config(seed: u64) -> MetaConfig {
+    MetaConfig {
+        control_variate: ControlVariate::LeaveOneOut,
+        ..table1_config(Algorithm::Maml, Order::Second, seed)
+    }
+}
+
+/// Runs exactly `products` (each shape as many times as counted, [`Timing::products`])
+/// through the GEMM wrapper alone on fixed operands, spread over the rayon threads as
+/// evenly as their work allows (each product whole on one thread, like the trainer's tasks),
+/// `reps` times: the wall and CPU time of each repetition. What the products of a run
+/// would cost at the wrapper's own speed on the same shapes, with nothing else around
+/// them. Operands are allocated before the timing.
+pub fn gemm_alone(products: &[(Gemm, u64)], reps: usize) -> (Vec<Duration>, Vec<Duration>) {
+    fn extent(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    }
+    let fill = |n: usize, phase: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| 0.01 * libm::sinf(i as f32 * 0.37 + phase))
+            .collect()
+    };
+    let operands: Vec<(Vec<f32>, Vec<f32>)> = products
+        .iter()
+        .map(|(g, _)| {
+            (
+                fill(extent(g.m, g.k, g.a), 0.0),
+                fill(extent(g.k, g.n, g.b), 1.0),
+            )
+        })
+        .collect();
+    // Each unit product to the least loaded thread, largest first.
+    let threads = rayon::current_num_threads().max(1);
+    let mut order: Vec<usize> = (0..products.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(flops::of(&products[i].0)));
+    let mut lists: Vec<Vec<usize>> = vec![Vec::new(); threads];
+    let mut load = vec![0u64; threads];
+    for &i in &order {
+        for _ in 0..products[i].1 {
+            let t = (0..threads).min_by_key(|&t| load[t]).unwrap_or(0);
+            load[t] += flops::of(&products[i].0);
+            lists[t].push(i);
+        }
+    }
+    let mut outputs: Vec<Vec<Vec<f32>>> = (0..threads)
+        .map(|_| {
+            products
+                .iter()
+                .map(|(g, _)| vec![0.0f32; extent(g.m, g.n, g.c)])
+                .collect()
+        })
+        .collect();
+    let (mut wall, mut cpu) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    for _ in 0..reps {
+        let (start, cpu0) = (Instant::now(), process_cpu_time());
+        outputs
+            .par_iter_mut()
+            .zip(lists.par_iter())
+            .for_each(|(outs, list)| {
+                for &i in list {
+                    let (a, b) = &operands[i];
+                    gemm(&products[i].0, 1.0, a, b, 0.0, &mut outs[i]);
+                }
+            });
+        wall.push(start.elapsed());
+        cpu.push(process_cpu_time().saturating_sub(cpu0));
+    }
+    std::hint::black_box(&outputs);
+    (wall, cpu)
+}
+
+/// Times [`table1_variants`] on nav2d with the paper's policy, second-order MAML at
+/// pytorch-maml-rl's size ([`PYTORCH_MAML_RL_ROW`]), and the inner step's weight-gradient
+/// products of the first iteration's batches ([`Products`], rows named by
 /// [`Products::name`]), all interleaved.
 pub fn table1(warmup: usize, rounds: usize) -> Result<Vec<Timing>, TrainError> {
     let net = Net::new(table1_shape()).map_err(|_| TrainError::Shape)?;
@@ -381,6 +496,18 @@ pub fn table1(warmup: usize, rounds: usize) -> Result<Vec<Timing>, TrainError> {
     let fo = table1_config(Algorithm::SgMrl, Order::First, 0);
     let inner = InnerProducts::first_iteration(&Nav2dFamily, &net, &params, &fo)?;
     let mut jobs = trainer_jobs(&Nav2dFamily, &net, &params, &table1_variants(0))?;
+    let small = Net::new(PYTORCH_MAML_RL_SHAPE).map_err(|_| TrainError::Shape)?;
+    let small_params = small.glorot_init(&mut Rng::new(0));
+    let mut maml = trainer_jobs(
+        &Nav2dFamily,
+        &small,
+        &small_params,
+        &[pytorch_maml_rl_config(0)],
+    )?;
+    for j in &mut maml {
+        j.name = PYTORCH_MAML_RL_ROW.to_string();
+    }
+    jobs.extend(maml);
     for which in [
         Products::Gradient,
         Products::GradientThenScore,
@@ -391,7 +518,7 @@ pub fn table1(warmup: usize, rounds: usize) -> Result<Vec<Timing>, TrainError> {
             name: which.name().to_string(),
             run: Box::new(move || {
                 inner.run(which);
-                Ok(())
+                Ok(0)
             }),
         });
     }
@@ -417,6 +544,33 @@ mod tests {
             let (algorithm, order) = wiring::algorithm_order(a);
             assert_eq!(wiring::algorithm_name(algorithm, order), Some(a));
         }
+    }
+
+    /// A forward pass over `R` rows is exactly `2·R·Σ_l in_l·out_l` FLOPs of products, and
+    /// a timed row carries its products and environment steps, which the GEMM replays.
+    #[test]
+    fn products_are_counted_exactly_and_replayed() {
+        let net = Net::new(PYTORCH_MAML_RL_SHAPE).unwrap();
+        let params = net.glorot_init(&mut Rng::new(0));
+        let rows = 37;
+        let mut batch = Batch::new(&net, vec![0.1; rows * 2], vec![0.0; rows * 2]);
+        let ((), shapes) = flops::recording(|| net.forward(&params, &mut batch));
+        // Other tests may run products meanwhile: only this batch's row count.
+        let ours: Vec<(Gemm, u64)> = shapes.into_iter().filter(|(g, _)| g.m == rows).collect();
+        assert_eq!(flops::total(&ours), 2 * 37 * (2 * 64 + 64 * 64 + 64 * 2));
+
+        let mut cfg = pytorch_maml_rl_config(0);
+        cfg.tasks = 2;
+        cfg.recipe.episodes = 3;
+        cfg.outer_episodes = 3;
+        cfg.recipe.horizon = 5;
+        let t = time_variants(&Nav2dFamily, PYTORCH_MAML_RL_SHAPE, &[cfg], 1, 2).unwrap();
+        assert_eq!(t[0].samples.len(), 2);
+        // Two timed iterations × 2 tasks × 2 batches × 3 episodes × at most 5 steps.
+        assert!(t[0].env_steps > 0 && t[0].env_steps <= 2 * 2 * 2 * 3 * 5);
+        assert!(t[0].flops() > 0);
+        let (wall, cpu) = gemm_alone(&t[0].products, 3);
+        assert_eq!((wall.len(), cpu.len()), (3, 3));
     }
 
     /// The timed product sets compute the weight parts of what the inner step's

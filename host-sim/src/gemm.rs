@@ -2,7 +2,9 @@
 //!
 //! Everything in [`crate::kernels`] goes through [`gemm`], so swapping the backend (e.g. for
 //! `faer` or a BLAS) is a change to this file only. The backend is `matrixmultiply`
-//! (single-threaded: the host parallelises across tasks, not inside a product).
+//! (single-threaded: the host parallelises across tasks, not inside a product), except for
+//! the few-row products of sampling ([`few_rows`]), which compute the backend's bits
+//! without its per-call packing buffer (one heap allocation per product and time step).
 
 use sgmrl::math::Real;
 
@@ -14,6 +16,18 @@ pub trait Scalar: Real + Default + Send + Sync + 'static {
     /// addressed element lies inside its slice and that `C`'s elements do not alias.
     #[doc(hidden)]
     fn gemm_checked(g: &Gemm, alpha: Self, a: &[Self], b: &[Self], beta: Self, c: &mut [Self]);
+
+    /// [`few_rows::gemm`] where it applies to this type and product (returns whether it
+    /// ran); the caller ([`gemm`]) has checked the views as for [`Scalar::gemm_checked`].
+    #[doc(hidden)]
+    fn few_rows_checked(
+        g: &Gemm,
+        alpha: Self,
+        a: &[Self],
+        b: &[Self],
+        beta: Self,
+        c: &mut [Self],
+    ) -> bool;
 
     /// `x ← tanh(x)` element-wise, as the core's policies compute it: `libm` for f64 (the
     /// exact tests), the core's rational [`sgmrl::math::tanh_f32`] for f32 — the same bits
@@ -117,9 +131,10 @@ pub fn gemm<T: Scalar>(g: &Gemm, alpha: T, a: &[T], b: &[T], beta: T, c: &mut [T
     if g.m == 0 || g.n == 0 {
         return;
     }
+    crate::flops::record(g);
     if g.m.min(g.n).min(g.k) <= NARROW {
         widest!(narrow_gemm(g, alpha, a, b, beta, c));
-    } else {
+    } else if !T::few_rows_checked(g, alpha, a, b, beta, c) {
         T::gemm_checked(g, alpha, a, b, beta, c);
     }
 }
@@ -269,6 +284,16 @@ impl Scalar for f32 {
             );
         }
     }
+    fn few_rows_checked(
+        g: &Gemm,
+        alpha: f32,
+        a: &[f32],
+        b: &[f32],
+        beta: f32,
+        c: &mut [f32],
+    ) -> bool {
+        few_rows::gemm(g, alpha, a, b, beta, c)
+    }
     fn tanh_in_place(xs: &mut [f32]) {
         widest!(sgmrl::math::tanh_f32_in_place(xs));
     }
@@ -297,12 +322,18 @@ impl Scalar for f64 {
             );
         }
     }
+    fn few_rows_checked(_: &Gemm, _: f64, _: &[f64], _: &[f64], _: f64, _: &mut [f64]) -> bool {
+        // Only the exact tests run f64; the backend's packing buffer costs them nothing.
+        false
+    }
     fn tanh_in_place(xs: &mut [f64]) {
         for x in xs {
             *x = libm::tanh(*x);
         }
     }
 }
+
+pub mod few_rows;
 
 /// `C (m×n) ← A (m×k) · Bᵀ + β·C` with row-major `A`, `B (n×k)`, `C`: a dense layer's
 /// forward product (`B` is the weight matrix `[out][in]`).

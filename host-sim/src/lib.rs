@@ -2,7 +2,8 @@
 //! meta-training algorithms (SG-MRL, MAML, E-MAML, first- and second-order).
 //!
 //! Module map:
-//! - [`gemm`]: the one matrix-product wrapper (backend swappable).
+//! - [`gemm`]: the one matrix-product wrapper (backend swappable); [`flops`]: counts its
+//!   products by shape while recording (the bench's exact FLOP counts).
 //! - [`kernels`]: batched forward / log-prob / gradient + score / Hessian-vector product
 //!   on the core's flat parameter layout.
 //! - [`rollouts`]: a batch of episodes as data; [`advantage`]: its per-row weights.
@@ -28,6 +29,7 @@
 pub mod advantage;
 pub mod bench;
 pub mod envs;
+pub mod flops;
 pub mod gemm;
 pub mod kernels;
 pub mod memory;
