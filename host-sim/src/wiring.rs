@@ -128,6 +128,17 @@ fn trainer_for<F: TaskFamily + 'static, V: TrainerVisitor>(
     visitor.visit(trainer, params)
 }
 
+/// Says on stderr which of the iteration's `tasks` were left out because their simulation
+/// diverged (nothing when none was), on one process and on rank 0 of an MPI job alike.
+pub fn warn_unstable(iteration: u64, s: &crate::meta::IterationStats, tasks: usize) {
+    if let Some((task, e)) = s.unstable.first() {
+        eprintln!(
+            "warning: iteration {iteration}: {} of {tasks} tasks left out, their simulation diverged (task {task}: {e})",
+            s.unstable.len(),
+        );
+    }
+}
+
 /// The single-process [`Engine`] over a [`MetaTrainer`] (its optimiser state is what
 /// checkpoints store, on one process or on rank 0 of an MPI job).
 pub struct MetaEngine<F: TaskFamily>(pub MetaTrainer<F>);
@@ -138,13 +149,7 @@ impl<F: TaskFamily> Engine for MetaEngine<F> {
             .set_state(params, iteration)
             .map_err(|e| anyhow!("{e}"))?;
         let s = self.0.step().map_err(|e| anyhow!("{e}"))?;
-        if let Some((task, e)) = s.unstable.first() {
-            eprintln!(
-                "warning: iteration {iteration}: {} of {} tasks left out, their simulation diverged (task {task}: {e})",
-                s.unstable.len(),
-                self.0.config().tasks
-            );
-        }
+        warn_unstable(iteration, &s, self.0.config().tasks);
         params.copy_from_slice(self.0.params());
         Ok(IterationStats {
             return_before: s.return_before,
