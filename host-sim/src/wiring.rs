@@ -78,7 +78,13 @@ impl TrainerVisitor for Plain {
     }
 }
 
-/// The MuJoCo family of a Table 2 env name.
+/// Environment variable that replaces the MuJoCo models' physics timestep (seconds; their
+/// own is 0.01) in every MuJoCo family this process builds: a stress knob, not a setting
+/// (it is not part of a run's configuration). A far too large one makes simulations
+/// diverge for real, which the multi-rank test of dropped tasks uses.
+pub const TIMESTEP_VARIABLE: &str = "SGMRL_MUJOCO_TIMESTEP";
+
+/// The MuJoCo family of a Table 2 env name (with [`TIMESTEP_VARIABLE`]'s timestep when set).
 #[cfg(feature = "mujoco")]
 pub fn locomotion_family(env: EnvName) -> anyhow::Result<crate::envs::LocomotionFamily> {
     use crate::envs::{Locomotion, LocomotionFamily};
@@ -91,7 +97,21 @@ pub fn locomotion_family(env: EnvName) -> anyhow::Result<crate::envs::Locomotion
         | EnvName::Diffdrive
         | EnvName::DiffdriveContinuous => bail!("{env} is not a MuJoCo task"),
     };
-    Ok(LocomotionFamily::new(kind)?)
+    let Some(v) = std::env::var_os(TIMESTEP_VARIABLE) else {
+        return Ok(LocomotionFamily::new(kind)?);
+    };
+    let v = v.to_string_lossy();
+    let timestep = v
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{TIMESTEP_VARIABLE}={v}: expected a physics timestep in seconds, above 0"
+            )
+        })?;
+    Ok(LocomotionFamily::with_timestep(kind, timestep)?)
 }
 
 /// Without the `mujoco` feature the MuJoCo tasks are named but cannot run.
