@@ -531,16 +531,27 @@ pub fn spread<R: Serialize + DeserializeOwned>(
 
 /// The processes this command runs on: the MPI job when started by a launcher (MPI
 /// build), otherwise this process alone. A default build started as one of several MPI
-/// ranks refuses, since every rank would train the same run into the same directory.
+/// ranks refuses, since every rank would train the same run into the same directory; so
+/// does an MPI build whose launcher started more processes than MPI sees (`srun` with a
+/// PMI the MPI library was not built for starts every process as rank 0 of 1).
 pub fn cluster_from_environment() -> anyhow::Result<Rc<dyn Cluster>> {
     #[cfg(feature = "mpi")]
     if cluster::launched_by_mpi() {
         let world = cluster::MpiWorld::initialize()
             .ok_or_else(|| anyhow!("MPI was already initialised in this process"))?;
+        let started = launcher_size(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"]);
+        if let Some(n) = started
+            && n > world.ranks() as u64
+        {
+            bail!(
+                "started as one of {n} tasks, but MPI sees {} process(es): the launcher and this MPI library do not talk to each other (under srun, give the PMI the library was built for: `srun --mpi=list`, e.g. `srun --mpi=pmix`)",
+                world.ranks()
+            );
+        }
         return Ok(Rc::new(world));
     }
     #[cfg(not(feature = "mpi"))]
-    if let Some(n) = launcher_size()
+    if let Some(n) = launcher_size(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"])
         && n > 1
     {
         bail!(
@@ -550,11 +561,12 @@ pub fn cluster_from_environment() -> anyhow::Result<Rc<dyn Cluster>> {
     Ok(Rc::new(cluster::Local))
 }
 
-#[cfg(not(feature = "mpi"))]
-fn launcher_size() -> Option<u64> {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+/// The most processes any of the launcher's `variables` says it started.
+fn launcher_size(variables: &[&str]) -> Option<u64> {
+    variables
         .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .filter_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+        .max()
 }
 
 #[cfg(test)]

@@ -285,6 +285,27 @@ fn more_ranks_than_tasks_is_a_one_line_error() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// A launcher that started more processes than MPI sees (what `srun` with the wrong
+/// `--mpi=` does: every process rank 0 of 1) is refused with one line, not run as
+/// several copies of rank 0 writing the same directories. Slurm's own variable stands in
+/// for an `srun` step of 2 tasks.
+#[test]
+fn a_launcher_that_mpi_does_not_see_is_refused() {
+    let d = Scratch::new("pmi");
+    let mut c = mpirun(1, &train_args(&d.s("r"), 2, &[]));
+    c.env("SLURM_STEP_NUM_TASKS", "2");
+    let o = output(c, Duration::from_secs(60));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("started as one of 2 tasks, but MPI sees 1"),
+        "{err}"
+    );
+    assert!(!d.0.join("r").exists(), "nothing was written");
+}
+
 /// A command that does not spread (and a bad flag) under mpirun: one error, no hang.
 #[test]
 fn other_commands_under_mpirun_say_so() {
