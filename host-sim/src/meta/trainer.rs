@@ -791,6 +791,20 @@ mod tests {
             TrainError::Shape,
             "a missing task is refused"
         );
+        // Unless it is declared left out (diverged): then the mean is over the others.
+        let (rest, rest_stats) = t
+            .combine_stable(&summaries[1..], &estimates[1..], 1)
+            .unwrap();
+        assert_ne!(rest, whole);
+        assert_eq!(
+            rest_stats.env_steps,
+            summaries[1..].iter().map(|s| s.env_steps).sum::<u64>()
+        );
+        assert_eq!(
+            t.combine_stable(&summaries[1..], &estimates[1..], 0)
+                .unwrap_err(),
+            TrainError::Shape
+        );
     }
 
     #[test]
