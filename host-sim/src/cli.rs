@@ -25,6 +25,7 @@ use crate::outputs::{check_dir, check_file};
 use crate::plot::{Bar, GoalPaths, LabelledCurve, plot_comparison, plot_curves, plot_trajectories};
 use crate::rundir::RunDir;
 use crate::runlog::read_curve;
+use crate::sweep::{Cell, Outcome, Run};
 use crate::train::{EngineFactory, ProgressMode, TrainOptions, TrainOutcome, train};
 
 /// `sgmrl`: meta-train a policy with SG-MRL (or MAML, FO-MAML, E-MAML), evaluate its
@@ -500,16 +501,6 @@ pub fn run_on(
     if cluster.ranks() > 1 {
         let leader = cluster.rank() == 0;
         match &cli.command {
-            // Table 2's runs are not spread over ranks yet: every rank would redo every run
-            // into the same directories.
-            Command::Reproduce(a) if a.experiment == Experiment::Table2 => {
-                if leader {
-                    bail!(
-                        "reproduce table2 does not run on several MPI ranks yet; start it without mpirun"
-                    );
-                }
-                return Ok(());
-            }
             Command::Train(_) | Command::Reproduce(_) => {}
             _ if leader => bail!(
                 "only `train` and `reproduce` run on several MPI ranks; start this command without mpirun"
@@ -1050,23 +1041,6 @@ struct TableRow {
     best_validation: Option<Stat>,
 }
 
-/// Mean and standard error across seeds of each run's mean return.
-fn across_seeds(xs: &[f64]) -> Stat {
-    Stat::of(xs)
-}
-
-/// What one run of a sweep reports to the table (sent to rank 0 under MPI as the numbers'
-/// bits, so the table is the single-process table to the last bit, NaN included).
-#[derive(Debug, Serialize, serde::Deserialize)]
-struct SweepResult {
-    /// Held-out return before adaptation (`f64::to_bits`).
-    before: u64,
-    /// Held-out return after the last adaptation step.
-    after: Option<u64>,
-    /// Best validation score during training.
-    best_validation: Option<u64>,
-}
-
 /// The overrides of `reproduce --tiny`.
 const TINY: [&str; 10] = [
     "iterations=3",
@@ -1091,7 +1065,7 @@ fn cmd_reproduce(
         bail!("reproduce sets --algorithm and --seed itself; use --algorithms and --seeds");
     }
     if a.experiment == Experiment::Table2 {
-        return cmd_reproduce_table2(a, progress, engine);
+        return cmd_reproduce_table2(a, progress, engine, cluster);
     }
     if a.reduced {
         bail!("--reduced is a Table 2 setting");
@@ -1127,72 +1101,63 @@ fn cmd_reproduce(
         check_file(&f)?;
     }
     check_plot(&out.join("curves"))?;
-    // One job per (algorithm, seed), spread over the ranks under MPI; the tables and
-    // curves are made on rank 0 from the results in job order, as on one process.
-    let jobs: Vec<(AlgorithmName, u64)> = algorithms
+    // One run per (algorithm, seed), one cell per algorithm, one plot.
+    let runs: Vec<Run> = algorithms
         .iter()
-        .flat_map(|&alg| (1..=u64::from(seeds)).map(move |seed| (alg, seed)))
-        .collect();
-    let run_dir = |(alg, seed): (AlgorithmName, u64)| out.join(format!("{alg}-seed{seed}"));
-    let results = crate::distributed::spread(cluster, jobs.len(), |j| {
-        let (alg, seed) = jobs[j];
-        let dir = run_dir(jobs[j]);
-        let run = RunDir::new(&dir);
-        let mut args = if run.config().exists() {
-            ConfigArgs {
-                config: None,
-                preset: None,
-                ..args.clone()
-            }
-        } else {
-            args.clone()
-        };
-        args.algorithm = Some(alg);
-        args.seed = Some(seed);
-        let config = args.resolve_for_run(&run)?;
-        println!("== {alg}, seed {seed}: {}", dir.display());
-        let out = train(&config, &train_options(&dir, progress), engine)?;
-        let report = run_eval(
-            &out.model,
-            &EvalFlags {
-                goals: None,
-                eval_seed: None,
-                eval_episodes: None,
-            },
-        )?;
-        println!("{report}");
-        write_json(&run.eval(), &report)?;
-        Ok(SweepResult {
-            before: report.before.mean.to_bits(),
-            after: report.final_after().map(|s| s.mean.to_bits()),
-            best_validation: out.best_validation.map(|(_, v)| v.to_bits()),
+        .enumerate()
+        .flat_map(|(cell, &algorithm)| {
+            let out = &out;
+            (1..=u64::from(seeds)).map(move |seed| Run {
+                env: None,
+                inner_steps: None,
+                algorithm,
+                seed,
+                dir: out.join(format!("{algorithm}-seed{seed}")),
+                cell,
+                plot: 0,
+                curve: algorithm.to_string(),
+            })
         })
-    })?;
-    let Some(results) = results else {
+        .collect();
+    let plots = [(
+        "nav2d: return before and after adaptation".to_string(),
+        out.join("curves"),
+    )];
+    let Some(cells) = run_sweep(
+        &runs,
+        algorithms.len(),
+        &plots,
+        &args,
+        progress,
+        engine,
+        cluster,
+    )?
+    else {
         return Ok(()); // not rank 0: rank 0 writes the tables.
     };
-    let mut rows = Vec::new();
-    let mut curve_specs = Vec::new();
-    for &alg in &algorithms {
-        let (mut after, mut before, mut best) = (vec![], vec![], vec![]);
-        for (&job, r) in jobs.iter().zip(&results).filter(|((j, _), _)| *j == alg) {
-            before.push(f64::from_bits(r.before));
-            after.extend(r.after.map(f64::from_bits));
-            best.extend(r.best_validation.map(f64::from_bits));
-            curve_specs.push(format!("{alg}={}", run_dir(job).display()));
-        }
-        rows.push(TableRow {
+    let rows: Vec<TableRow> = algorithms
+        .iter()
+        .zip(cells)
+        .map(|(alg, c)| TableRow {
             algorithm: alg.to_string(),
-            seeds: after.len(),
-            honest_after: across_seeds(&after),
-            honest_before: across_seeds(&before),
-            best_validation: (!best.is_empty()).then(|| across_seeds(&best)),
-        });
-    }
+            seeds: c.seeds,
+            honest_after: c.honest_after,
+            honest_before: c.honest_before,
+            best_validation: c.best_validation,
+        })
+        .collect();
+    let md = table1_markdown(&rows);
+    crate::atomic::write(&out.join("table1.md"), md.as_bytes())?;
+    write_json(&out.join("table1.json"), &rows)?;
+    print!("{md}");
+    Ok(())
+}
+
+fn table1_markdown(rows: &[TableRow]) -> String {
     let mut md = String::from(
         "| algorithm | seeds | held-out, before | held-out, after adaptation (honest) | best validation (paper protocol) |\n|---|---|---|---|---|\n",
     );
-    for r in &rows {
+    for r in rows {
         let best = r.best_validation.map_or("–".to_string(), |s| {
             format!("{:.3} ± {:.3}", s.mean, s.stderr)
         });
@@ -1207,20 +1172,68 @@ fn cmd_reproduce(
         ));
     }
     md.push_str("\n± is the standard error across seeds of each run's mean return.\n");
-    crate::atomic::write(&out.join("table1.md"), md.as_bytes())?;
-    write_json(&out.join("table1.json"), &rows)?;
-    let (curves, still) = curves_of(&curve_specs)?;
-    let files = plot_curves(
-        &curves,
-        "nav2d: return before and after adaptation",
-        still,
-        &out.join("curves"),
-    )?;
-    print!("{md}");
-    for f in files {
-        println!("wrote {}", f.display());
+    md
+}
+
+/// Trains and evaluates every run of a sweep over the cluster's ranks ([`crate::sweep`]),
+/// each from `base` with the run's task, ζ, algorithm and seed, and on rank 0 draws plot
+/// `i`'s learning curves (`plots[i]`: title, output path) and returns the `cells` table
+/// cells; `None` on the other ranks.
+fn run_sweep(
+    runs: &[Run],
+    cells: usize,
+    plots: &[(String, PathBuf)],
+    base: &ConfigArgs,
+    progress: ProgressMode,
+    engine: EngineFactory,
+    cluster: &dyn Cluster,
+) -> anyhow::Result<Option<Vec<Cell>>> {
+    let cells = crate::sweep::run(cluster, runs, cells, |r| {
+        let run = RunDir::new(&r.dir);
+        // A run directory that has its configuration resumes it, with the flags on top.
+        let mut args = if run.config().exists() {
+            ConfigArgs {
+                config: None,
+                preset: None,
+                ..base.clone()
+            }
+        } else {
+            base.clone()
+        };
+        args.env = r.env.or(args.env);
+        args.steps = r.inner_steps.or(args.steps);
+        args.algorithm = Some(r.algorithm);
+        args.seed = Some(r.seed);
+        let config = args.resolve_for_run(&run)?;
+        println!("{}", r.title());
+        let o = train(&config, &train_options(&r.dir, progress), engine)?;
+        let report = run_eval(
+            &o.model,
+            &EvalFlags {
+                goals: None,
+                eval_seed: None,
+                eval_episodes: None,
+            },
+        )?;
+        println!("{report}");
+        write_json(&run.eval(), &report)?;
+        Ok(Outcome::new(
+            report.before.mean,
+            report.final_after().map(|s| s.mean),
+            o.best_validation.map(|(_, v)| v),
+            report.failed,
+        ))
+    })?;
+    let Some(cells) = cells else {
+        return Ok(None);
+    };
+    for (i, (title, path)) in plots.iter().enumerate() {
+        let (curves, still) = curves_of(&crate::sweep::curves(runs, i))?;
+        for f in plot_curves(&curves, title, still, path)? {
+            println!("wrote {}", f.display());
+        }
     }
-    Ok(())
+    Ok(Some(cells))
 }
 
 /// The overrides of `reproduce table2 --tiny` (a few meta-iterations of each task).
@@ -1301,6 +1314,7 @@ fn cmd_reproduce_table2(
     mut a: ReproduceArgs,
     progress: ProgressMode,
     engine: EngineFactory,
+    cluster: &dyn Cluster,
 ) -> anyhow::Result<()> {
     let mode = if a.tiny {
         "-tiny"
@@ -1350,79 +1364,68 @@ fn cmd_reproduce_table2(
     for env in &a.envs {
         check_plot(&out.join(format!("curves-{}", env.name())))?;
     }
-    let mut rows: Vec<Table2Row> = Vec::new();
-    for env in &a.envs {
-        let mut curve_specs = Vec::new();
+    // One run per (task, ζ, algorithm, seed), one cell per (task, ζ, algorithm), one
+    // plot per task.
+    let mut runs = Vec::new();
+    let mut settings = Vec::new();
+    for (plot, &env) in a.envs.iter().enumerate() {
         for &zeta in &inner_steps {
-            for alg in &algorithms {
-                let (mut after, mut before, mut best, mut failed) = (vec![], vec![], vec![], 0);
-                for seed in 1..=u64::from(seeds) {
-                    let dir = out
-                        .join(env.name())
-                        .join(format!("{alg}-z{zeta}-seed{seed}"));
-                    let run = RunDir::new(&dir);
-                    let mut args = if run.config().exists() {
-                        ConfigArgs {
-                            config: None,
-                            preset: None,
-                            ..base.clone()
-                        }
-                    } else {
-                        base.clone()
-                    };
-                    args.env = Some(*env);
-                    args.steps = Some(zeta);
-                    args.algorithm = Some(*alg);
-                    args.seed = Some(seed);
-                    let config = args.resolve_for_run(&run)?;
-                    println!(
-                        "== {env}, ζ = {zeta}, {alg}, seed {seed}: {}",
-                        dir.display()
-                    );
-                    let o = train(&config, &train_options(&dir, progress), engine)?;
-                    let report = run_eval(
-                        &o.model,
-                        &EvalFlags {
-                            goals: None,
-                            eval_seed: None,
-                            eval_episodes: None,
-                        },
-                    )?;
-                    println!("{report}");
-                    write_json(&run.eval(), &report)?;
-                    before.push(report.before.mean);
-                    if let Some(s) = report.final_after() {
-                        after.push(s.mean);
+            for &algorithm in &algorithms {
+                let cell = settings.len();
+                settings.push((env, zeta, algorithm));
+                runs.extend((1..=u64::from(seeds)).map(|seed| {
+                    Run {
+                        env: Some(env),
+                        inner_steps: Some(zeta),
+                        algorithm,
+                        seed,
+                        dir: out
+                            .join(env.name())
+                            .join(format!("{algorithm}-z{zeta}-seed{seed}")),
+                        cell,
+                        plot,
+                        curve: format!("{algorithm} z{zeta}"),
                     }
-                    if let Some((_, v)) = o.best_validation {
-                        best.push(v);
-                    }
-                    failed += report.failed;
-                    curve_specs.push(format!("{alg} z{zeta}={}", dir.display()));
-                }
-                rows.push(Table2Row {
-                    env: env.name().into(),
-                    inner_steps: zeta,
-                    algorithm: alg.to_string(),
-                    seeds: after.len(),
-                    honest_after: across_seeds(&after),
-                    honest_before: across_seeds(&before),
-                    best_validation: (!best.is_empty()).then(|| across_seeds(&best)),
-                    failed_goals: failed,
-                });
+                }));
             }
         }
-        let (curves, still) = curves_of(&curve_specs)?;
-        let files = plot_curves(
-            &curves,
-            &format!("{env}: return before and after adaptation"),
-            still,
-            &out.join(format!("curves-{}", env.name())),
-        )?;
-        for f in files {
-            println!("wrote {}", f.display());
-        }
     }
+    let plots: Vec<(String, PathBuf)> = a
+        .envs
+        .iter()
+        .map(|env| {
+            (
+                format!("{env}: return before and after adaptation"),
+                out.join(format!("curves-{}", env.name())),
+            )
+        })
+        .collect();
+    let Some(cells) = run_sweep(
+        &runs,
+        settings.len(),
+        &plots,
+        &base,
+        progress,
+        engine,
+        cluster,
+    )?
+    else {
+        return Ok(()); // not rank 0: rank 0 writes the tables.
+    };
+    let rows: Vec<Table2Row> = settings
+        .iter()
+        .zip(cells)
+        .map(|(&(env, zeta, alg), c)| Table2Row {
+            env: env.name().into(),
+            inner_steps: zeta,
+            algorithm: alg.to_string(),
+            seeds: c.seeds,
+            honest_after: c.honest_after,
+            honest_before: c.honest_before,
+            best_validation: c.best_validation,
+            failed_goals: c.failed_goals,
+        })
+        .collect();
     let md = table2_markdown(&rows);
     crate::atomic::write(&out.join("table2.md"), md.as_bytes())?;
     write_json(&out.join("table2.json"), &rows)?;

@@ -27,7 +27,8 @@ use crate::checkpoint::OptimizerState;
 use crate::cluster::{self, Cluster};
 use crate::config::{Config, ConfigBuilder};
 use crate::envs::TaskFamily;
-use crate::meta::trainer::TaskSummary;
+use crate::meta::baseline::{self, TaskSums};
+use crate::meta::trainer::{TaskSummary, all_unstable};
 use crate::meta::{IterationStats as MetaStats, MetaTrainer};
 use crate::train::{Engine, EngineInit, IterationStats};
 use crate::wiring::{MetaEngine, TrainerVisitor, with_trainer};
@@ -87,51 +88,169 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 
 const SUMMARY_BYTES: usize = 4 + 1 + 4 + 4 + 4 + 8;
 
-/// A rank's tasks' summaries (`[0, …]`) or its failure (`[1, message]`).
-fn encode_summaries(r: &Result<Vec<TaskSummary>, String>) -> Vec<u8> {
+/// What a rank reports of one of its tasks.
+#[derive(Clone, Debug, PartialEq)]
+enum Slot {
+    /// The task ran: its summary.
+    Ran(TaskSummary),
+    /// Its simulation diverged (the error): the task is left out, as on one process.
+    Diverged(String),
+}
+
+/// A rank's tasks' slots (`[0, …]`: per task `0` and a summary or `1`, a length and a
+/// message), or its failure (`[1, message]`).
+fn encode_slots(r: &Result<Vec<Slot>, String>) -> Vec<u8> {
     match r {
         Err(msg) => [&[1u8][..], msg.as_bytes()].concat(),
-        Ok(s) => {
-            let mut m = Vec::with_capacity(1 + SUMMARY_BYTES * s.len());
+        Ok(slots) => {
+            let mut m = Vec::with_capacity(1 + (1 + SUMMARY_BYTES) * slots.len());
             m.push(0);
-            for t in s {
-                m.extend_from_slice(&t.jt.to_le_bytes());
-                m.push(u8::from(t.pre_adaptation_return.is_some()));
-                m.extend_from_slice(&t.pre_adaptation_return.unwrap_or(0.0).to_le_bytes());
-                m.extend_from_slice(&t.return_before.to_le_bytes());
-                m.extend_from_slice(&t.return_after.to_le_bytes());
-                m.extend_from_slice(&t.env_steps.to_le_bytes());
+            for slot in slots {
+                match slot {
+                    Slot::Ran(t) => {
+                        m.push(0);
+                        m.extend_from_slice(&t.jt.to_le_bytes());
+                        m.push(u8::from(t.pre_adaptation_return.is_some()));
+                        m.extend_from_slice(&t.pre_adaptation_return.unwrap_or(0.0).to_le_bytes());
+                        m.extend_from_slice(&t.return_before.to_le_bytes());
+                        m.extend_from_slice(&t.return_after.to_le_bytes());
+                        m.extend_from_slice(&t.env_steps.to_le_bytes());
+                    }
+                    Slot::Diverged(e) => {
+                        m.push(1);
+                        m.extend_from_slice(&(e.len() as u64).to_le_bytes());
+                        m.extend_from_slice(e.as_bytes());
+                    }
+                }
             }
             m
         }
     }
 }
 
-fn decode_summaries(m: &[u8]) -> Result<Vec<TaskSummary>, String> {
-    match m.split_first() {
-        Some((1, msg)) => Err(String::from_utf8_lossy(msg).into_owned()),
-        Some((0, rest)) if rest.len() % SUMMARY_BYTES == 0 => Ok(rest
-            .chunks_exact(SUMMARY_BYTES)
-            .map(|c| {
+fn decode_slots(m: &[u8]) -> Result<Vec<Slot>, String> {
+    let malformed = || format!("malformed task summaries ({} bytes)", m.len());
+    let mut rest = match m.split_first() {
+        Some((1, msg)) => return Err(String::from_utf8_lossy(msg).into_owned()),
+        Some((0, rest)) => rest,
+        _ => return Err(malformed()),
+    };
+    let mut slots = Vec::new();
+    while let Some((&tag, body)) = rest.split_first() {
+        match tag {
+            0 => {
+                let (c, tail) = body.split_at_checked(SUMMARY_BYTES).ok_or_else(malformed)?;
                 let f = |at: usize| f32::from_le_bytes([c[at], c[at + 1], c[at + 2], c[at + 3]]);
                 let mut steps = [0u8; 8];
                 steps.copy_from_slice(&c[17..25]);
-                TaskSummary {
+                slots.push(Slot::Ran(TaskSummary {
                     jt: f(0),
                     pre_adaptation_return: (c[4] == 1).then(|| f(5)),
                     return_before: f(9),
                     return_after: f(13),
                     env_steps: u64::from_le_bytes(steps),
-                }
-            })
-            .collect()),
-        _ => Err(format!("malformed task summaries ({} bytes)", m.len())),
+                }));
+                rest = tail;
+            }
+            1 => {
+                let (len, tail) = body.split_at_checked(8).ok_or_else(malformed)?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(len);
+                let len = usize::try_from(u64::from_le_bytes(b)).map_err(|_| malformed())?;
+                let (e, tail) = tail.split_at_checked(len).ok_or_else(malformed)?;
+                slots.push(Slot::Diverged(String::from_utf8_lossy(e).into_owned()));
+                rest = tail;
+            }
+            _ => return Err(malformed()),
+        }
+    }
+    Ok(slots)
+}
+
+/// A rank's tasks' shares of the time-baseline fit (`[0, …]`: per task `H` sums, then
+/// `H` counts) or its failure (`[1, message]`).
+fn encode_sums(r: &Result<Vec<TaskSums>, String>) -> Vec<u8> {
+    match r {
+        Err(msg) => [&[1u8][..], msg.as_bytes()].concat(),
+        Ok(tasks) => {
+            let mut m = vec![0u8];
+            for t in tasks {
+                m.extend(t.sums.iter().flat_map(|x| x.to_le_bytes()));
+                m.extend(t.counts.iter().flat_map(|x| x.to_le_bytes()));
+            }
+            m
+        }
     }
 }
 
+fn decode_sums(m: &[u8], horizon: usize) -> Result<Vec<TaskSums>, String> {
+    let per_task = 16 * horizon;
+    match m.split_first() {
+        Some((1, msg)) => Err(String::from_utf8_lossy(msg).into_owned()),
+        Some((0, rest)) if per_task > 0 && rest.len() % per_task == 0 => Ok(rest
+            .chunks_exact(per_task)
+            .map(|c| {
+                let (sums, counts) = c.split_at(8 * horizon);
+                let word = |b: &[u8]| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(b);
+                    w
+                };
+                TaskSums {
+                    sums: sums
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(word(b)))
+                        .collect(),
+                    counts: counts
+                        .chunks_exact(8)
+                        .map(|b| u64::from_le_bytes(word(b)))
+                        .collect(),
+                }
+            })
+            .collect()),
+        _ => Err(format!("malformed time-baseline sums ({} bytes)", m.len())),
+    }
+}
+
+/// The `TimeBaseline` table of the trainer's next iteration, fitted over the cluster:
+/// each rank fits its block of tasks and every rank joins all the tasks' sums in task
+/// order, so every rank holds the single-process table, bit for bit, for `1/R` of the
+/// fit's sampling. `None` when the configuration fits no table. A failure on any rank
+/// fails the call on every rank.
+fn collective_baseline<F: TaskFamily>(
+    cluster: &dyn Cluster,
+    trainer: &MetaTrainer<F>,
+) -> anyhow::Result<Option<Vec<f32>>> {
+    if !trainer.fits_time_baseline() {
+        return Ok(None);
+    }
+    let tasks = trainer.config().tasks;
+    let horizon = usize::from(trainer.config().recipe.horizon);
+    let ranks = cluster.ranks();
+    let mine = trainer
+        .time_baseline_sums(cluster::block(cluster.rank(), ranks, tasks))
+        .map_err(|e| e.to_string());
+    let gathered = cluster.all_gather(&encode_sums(&mine));
+    let mut all = Vec::with_capacity(tasks);
+    for (r, m) in gathered.iter().enumerate() {
+        let s = decode_sums(m, horizon).map_err(|e| anyhow!("rank {r}: {e}"))?;
+        let want = cluster::block(r, ranks, tasks).len();
+        if s.len() != want {
+            bail!(
+                "rank {r} sent {} tasks' time-baseline sums, expected {want}",
+                s.len()
+            );
+        }
+        all.extend(s);
+    }
+    Ok(Some(baseline::table_of(horizon, &all)))
+}
+
 /// One meta-gradient over the cluster: every rank calls it with the same trainer state;
-/// rank 0 gets the gradient and the statistics, the others `None`. A task that fails on
-/// any rank fails the call on every rank (with that rank's message).
+/// rank 0 gets the gradient and the statistics, the others `None`. A task whose
+/// simulation diverged is left out on every rank, as on one process (the same tasks, the
+/// same mean over the others, the same bits); any other failure of a task on any rank
+/// fails the call on every rank (with that rank's message), as does every task diverging.
 fn collective_gradient<F: TaskFamily>(
     cluster: &dyn Cluster,
     trainer: &MetaTrainer<F>,
@@ -140,27 +259,52 @@ fn collective_gradient<F: TaskFamily>(
     let tasks = trainer.config().tasks;
     let (rank, ranks) = (cluster.rank(), cluster.ranks());
     let mine = cluster::block(rank, ranks, tasks);
-    let runs = trainer.run_tasks(mine.clone()).map_err(|e| e.to_string());
-    let summaries = runs
+    let baseline = collective_baseline(cluster, trainer)?;
+    let local = trainer
+        .run_stable_tasks(mine.clone(), baseline.as_deref())
+        .map_err(|e| e.to_string());
+    let slots = local
         .as_ref()
-        .map(|r| r.iter().map(TaskSummary::of).collect::<Vec<_>>())
+        .map(|(runs, unstable)| {
+            let mut runs = runs.iter();
+            let mut unstable = unstable.iter().peekable();
+            mine.clone()
+                .filter_map(|i| match unstable.next_if(|(j, _)| *j == i) {
+                    Some((_, e)) => Some(Slot::Diverged(e.clone())),
+                    None => runs.next().map(|r| Slot::Ran(TaskSummary::of(r))),
+                })
+                .collect::<Vec<_>>()
+        })
         .map_err(Clone::clone);
-    let gathered = cluster.all_gather(&encode_summaries(&summaries));
-    let mut all = Vec::with_capacity(tasks);
+    let gathered = cluster.all_gather(&encode_slots(&slots));
+    let (mut all, mut unstable, mut offset) = (Vec::with_capacity(tasks), Vec::new(), 0);
     for (r, m) in gathered.iter().enumerate() {
-        let s = decode_summaries(m).map_err(|e| anyhow!("rank {r}: {e}"))?;
-        if s.len() != cluster::block(r, ranks, tasks).len() {
+        let s = decode_slots(m).map_err(|e| anyhow!("rank {r}: {e}"))?;
+        let block = cluster::block(r, ranks, tasks);
+        if s.len() != block.len() {
             bail!(
                 "rank {r} sent {} task summaries, expected {}",
                 s.len(),
-                cluster::block(r, ranks, tasks).len()
+                block.len()
             );
         }
-        all.extend(s);
+        if r == rank {
+            offset = all.len();
+        }
+        for (i, slot) in block.zip(s) {
+            match slot {
+                Slot::Ran(t) => all.push(t),
+                Slot::Diverged(e) => unstable.push((i, e)),
+            }
+        }
     }
-    let runs = runs.map_err(|e| anyhow!("rank {rank}: {e}"))?;
+    let (runs, _) = local.map_err(|e| anyhow!("rank {rank}: {e}"))?;
+    if all.is_empty() {
+        bail!("{}", all_unstable(&unstable));
+    }
     let baselines = trainer.config().control_variate.baselines_of(&all);
-    let estimates = trainer.estimates(runs, baselines.get(mine).unwrap_or_default());
+    let n = runs.len();
+    let estimates = trainer.estimates(runs, baselines.get(offset..offset + n).unwrap_or_default());
     let bytes: Vec<u8> = estimates
         .iter()
         .flat_map(|e| e.iter().flat_map(|x| x.to_le_bytes()))
@@ -174,8 +318,9 @@ fn collective_gradient<F: TaskFamily>(
         .flat_map(|m| m.chunks(4 * p.max(1)).map(f32s))
         .collect();
     let (grad, mut stats) = trainer
-        .combine(&all, &estimates)
+        .combine_stable(&all, &estimates, unstable.len())
         .map_err(|e| anyhow!("{e}"))?;
+    stats.unstable = unstable;
     stats.elapsed = start.elapsed();
     Ok(Some((grad, stats)))
 }
@@ -202,6 +347,7 @@ impl<F: TaskFamily> Engine for Leader<F> {
         self.cluster.broadcast(&mut m);
         let (grad, s) = collective_gradient(self.cluster.as_ref(), trainer)?
             .ok_or_else(|| anyhow!("rank 0 received no meta-gradient"))?;
+        crate::wiring::warn_unstable(iteration, &s, trainer.config().tasks);
         trainer.ascend(&grad).map_err(|e| anyhow!("{e}"))?;
         params.copy_from_slice(trainer.params());
         Ok(IterationStats {
@@ -385,16 +531,27 @@ pub fn spread<R: Serialize + DeserializeOwned>(
 
 /// The processes this command runs on: the MPI job when started by a launcher (MPI
 /// build), otherwise this process alone. A default build started as one of several MPI
-/// ranks refuses, since every rank would train the same run into the same directory.
+/// ranks refuses, since every rank would train the same run into the same directory; so
+/// does an MPI build whose launcher started more processes than MPI sees (`srun` with a
+/// PMI the MPI library was not built for starts every process as rank 0 of 1).
 pub fn cluster_from_environment() -> anyhow::Result<Rc<dyn Cluster>> {
     #[cfg(feature = "mpi")]
     if cluster::launched_by_mpi() {
         let world = cluster::MpiWorld::initialize()
             .ok_or_else(|| anyhow!("MPI was already initialised in this process"))?;
+        let started = launcher_size(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"]);
+        if let Some(n) = started
+            && n > world.ranks() as u64
+        {
+            bail!(
+                "started as one of {n} tasks, but MPI sees {} process(es): the launcher and this MPI library do not talk to each other (under srun, give the PMI the library was built for: `srun --mpi=list`, e.g. `srun --mpi=pmix`)",
+                world.ranks()
+            );
+        }
         return Ok(Rc::new(world));
     }
     #[cfg(not(feature = "mpi"))]
-    if let Some(n) = launcher_size()
+    if let Some(n) = launcher_size(&["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"])
         && n > 1
     {
         bail!(
@@ -404,11 +561,12 @@ pub fn cluster_from_environment() -> anyhow::Result<Rc<dyn Cluster>> {
     Ok(Rc::new(cluster::Local))
 }
 
-#[cfg(not(feature = "mpi"))]
-fn launcher_size() -> Option<u64> {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+/// The most processes any of the launcher's `variables` says it started.
+fn launcher_size(variables: &[&str]) -> Option<u64> {
+    variables
         .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .filter_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+        .max()
 }
 
 #[cfg(test)]
@@ -433,35 +591,66 @@ mod tests {
     }
 
     #[test]
-    fn summaries_round_trip_bit_for_bit() {
+    fn slots_round_trip_bit_for_bit() {
         let s = vec![
-            TaskSummary {
+            Slot::Ran(TaskSummary {
                 jt: -3.25,
                 pre_adaptation_return: Some(f32::from_bits(0x7fc0_0001)),
                 return_before: -1.0,
                 return_after: 0.5,
                 env_steps: u64::MAX,
-            },
-            TaskSummary {
+            }),
+            Slot::Diverged("simulator went unstable at step 3: qacc".into()),
+            Slot::Ran(TaskSummary {
                 jt: 1e-30,
                 pre_adaptation_return: None,
                 return_before: 2.0,
                 return_after: 3.0,
                 env_steps: 0,
-            },
+            }),
+            Slot::Diverged(String::new()),
         ];
-        let back = decode_summaries(&encode_summaries(&Ok(s.clone()))).unwrap();
-        assert_eq!(back.len(), 2);
+        let back = decode_slots(&encode_slots(&Ok(s.clone()))).unwrap();
+        assert_eq!(back.len(), 4);
+        let Slot::Ran(first) = &back[0] else {
+            panic!("{back:?}")
+        };
+        assert_eq!(first.pre_adaptation_return.unwrap().to_bits(), 0x7fc0_0001);
+        assert_eq!(back[1..], s[1..]);
+        assert_eq!(decode_slots(&encode_slots(&Ok(vec![]))), Ok(vec![]));
         assert_eq!(
-            back[0].pre_adaptation_return.unwrap().to_bits(),
-            0x7fc0_0001
-        );
-        assert_eq!(back[1], s[1]);
-        assert_eq!(
-            decode_summaries(&encode_summaries(&Err("boom".into()))),
+            decode_slots(&encode_slots(&Err("boom".into()))),
             Err("boom".into())
         );
-        assert!(decode_summaries(&[0, 1, 2]).is_err());
+        assert!(decode_slots(&[0, 0, 1, 2]).is_err());
+        assert!(decode_slots(&[0, 1, 9, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(decode_slots(&[0, 7]).is_err());
+    }
+
+    #[test]
+    fn baseline_sums_round_trip_bit_for_bit() {
+        let s = vec![
+            TaskSums {
+                sums: vec![-1.5, f64::from_bits(0x7ff8_0000_0000_0001)],
+                counts: vec![3, u64::MAX],
+            },
+            TaskSums {
+                sums: vec![0.0, 1e-300],
+                counts: vec![0, 1],
+            },
+        ];
+        let back = decode_sums(&encode_sums(&Ok(s.clone())), 2).unwrap();
+        assert_eq!(back[0].sums[1].to_bits(), 0x7ff8_0000_0000_0001);
+        assert_eq!(back[1], s[1]);
+        assert_eq!(back[0].counts, s[0].counts);
+        assert_eq!(
+            decode_sums(&encode_sums(&Err("x".into())), 2),
+            Err("x".into())
+        );
+        assert!(
+            decode_sums(&encode_sums(&Ok(s)), 3).is_err(),
+            "another horizon"
+        );
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //! [`plot`], [`outputs`] (output paths checked before the work), [`model`] and [`shapes`]
 //! (runtime shape → compile-time policy type), [`comparison`] (what meta-training buys,
 //! line by line), [`cli`]; [`cluster`] (one process or the ranks of an MPI job) and
-//! [`distributed`] (training and sweeps spread over them).
+//! [`distributed`] (training and sweeps spread over them); [`sweep`] (the grid of
+//! training runs behind `reproduce`, folded into table cells).
 //!
 //! Driving it: build a [`kernels::Net`] from a `PolicyShape`, initial parameters
 //! ([`kernels::Net::glorot_init`]), a [`meta::MetaConfig`] (e.g. [`bench::table1_config`])
@@ -53,5 +54,6 @@ pub mod plot;
 pub mod rundir;
 pub mod runlog;
 pub mod shapes;
+pub mod sweep;
 pub mod train;
 pub mod wiring;

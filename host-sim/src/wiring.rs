@@ -78,7 +78,13 @@ impl TrainerVisitor for Plain {
     }
 }
 
-/// The MuJoCo family of a Table 2 env name.
+/// Environment variable that replaces the MuJoCo models' physics timestep (seconds; their
+/// own is 0.01) in every MuJoCo family this process builds: a stress knob, not a setting
+/// (it is not part of a run's configuration). A far too large one makes simulations
+/// diverge for real, which the multi-rank test of dropped tasks uses.
+pub const TIMESTEP_VARIABLE: &str = "SGMRL_MUJOCO_TIMESTEP";
+
+/// The MuJoCo family of a Table 2 env name (with [`TIMESTEP_VARIABLE`]'s timestep when set).
 #[cfg(feature = "mujoco")]
 pub fn locomotion_family(env: EnvName) -> anyhow::Result<crate::envs::LocomotionFamily> {
     use crate::envs::{Locomotion, LocomotionFamily};
@@ -91,7 +97,21 @@ pub fn locomotion_family(env: EnvName) -> anyhow::Result<crate::envs::Locomotion
         | EnvName::Diffdrive
         | EnvName::DiffdriveContinuous => bail!("{env} is not a MuJoCo task"),
     };
-    Ok(LocomotionFamily::new(kind)?)
+    let Some(v) = std::env::var_os(TIMESTEP_VARIABLE) else {
+        return Ok(LocomotionFamily::new(kind)?);
+    };
+    let v = v.to_string_lossy();
+    let timestep = v
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{TIMESTEP_VARIABLE}={v}: expected a physics timestep in seconds, above 0"
+            )
+        })?;
+    Ok(LocomotionFamily::with_timestep(kind, timestep)?)
 }
 
 /// Without the `mujoco` feature the MuJoCo tasks are named but cannot run.
@@ -128,6 +148,17 @@ fn trainer_for<F: TaskFamily + 'static, V: TrainerVisitor>(
     visitor.visit(trainer, params)
 }
 
+/// Says on stderr which of the iteration's `tasks` were left out because their simulation
+/// diverged (nothing when none was), on one process and on rank 0 of an MPI job alike.
+pub fn warn_unstable(iteration: u64, s: &crate::meta::IterationStats, tasks: usize) {
+    if let Some((task, e)) = s.unstable.first() {
+        eprintln!(
+            "warning: iteration {iteration}: {} of {tasks} tasks left out, their simulation diverged (task {task}: {e})",
+            s.unstable.len(),
+        );
+    }
+}
+
 /// The single-process [`Engine`] over a [`MetaTrainer`] (its optimiser state is what
 /// checkpoints store, on one process or on rank 0 of an MPI job).
 pub struct MetaEngine<F: TaskFamily>(pub MetaTrainer<F>);
@@ -138,13 +169,7 @@ impl<F: TaskFamily> Engine for MetaEngine<F> {
             .set_state(params, iteration)
             .map_err(|e| anyhow!("{e}"))?;
         let s = self.0.step().map_err(|e| anyhow!("{e}"))?;
-        if let Some((task, e)) = s.unstable.first() {
-            eprintln!(
-                "warning: iteration {iteration}: {} of {} tasks left out, their simulation diverged (task {task}: {e})",
-                s.unstable.len(),
-                self.0.config().tasks
-            );
-        }
+        warn_unstable(iteration, &s, self.0.config().tasks);
         params.copy_from_slice(self.0.params());
         Ok(IterationStats {
             return_before: s.return_before,

@@ -7,7 +7,8 @@
 //!   no_std builds for three Cortex-M targets (with and without `defmt`), the panic-symbol
 //!   check, the QEMU firmware and its on-target tests, a tiny end-to-end training run, and
 //!   the MuJoCo tasks (`setup-mujoco`, then clippy, their tests and a few meta-iterations of
-//!   each Table 2 task with host-sim's `mujoco` feature).
+//!   each Table 2 task with host-sim's `mujoco` feature, and the multi-rank tests that need
+//!   both `mpi` and `mujoco`).
 //! - `cargo xtask setup` — only the installs.
 //! - `cargo xtask setup-mujoco` — MuJoCo 3.17.0 and the HalfCheetah / Swimmer model files
 //!   from PyPI into `target/mujoco/` (for host-sim's `mujoco` feature).
@@ -426,7 +427,7 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
     }
     if !flags.iter().any(|f| f == "--skip-mujoco") {
         check(
-            "MuJoCo tasks (setup, clippy, tests, Table 2 smoke)",
+            "MuJoCo tasks (setup, clippy, tests, Table 2 smoke, on MPI ranks)",
             &mut || mujoco_checks(root),
         );
     }
@@ -642,7 +643,8 @@ fn missing_mujoco_names_the_setup(root: &Path) -> Result<(), String> {
 }
 
 /// The MuJoCo part of `test`: fetch the library, then lint and test host-sim with the
-/// `mujoco` feature and run a few meta-iterations of each Table 2 task.
+/// `mujoco` feature and run a few meta-iterations of each Table 2 task; then the MPI tests
+/// that need MuJoCo too (features `mpi,mujoco`).
 fn mujoco_checks(root: &Path) -> Result<(), String> {
     setup_mujoco(root)?;
     let feature = ["-p", "sgmrl-host", "--release", "--features", "mujoco"];
@@ -668,5 +670,38 @@ fn mujoco_checks(root: &Path) -> Result<(), String> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run(root, "cargo", &args, &[])?;
     }
-    Ok(())
+    // The multi-rank tests that need MuJoCo (Table 2's sweep over ranks, a diverging task
+    // left out alike on every rank count); the MPI step has run the others.
+    let both = ["-p", "sgmrl-host", "--release", "--features", "mpi,mujoco"];
+    run(
+        root,
+        "cargo",
+        &[
+            &["clippy"][..],
+            &both,
+            &["--all-targets", "--", "-D", "warnings"],
+        ]
+        .concat(),
+        &[],
+    )?;
+    run(
+        root,
+        "cargo",
+        &[
+            &["test"][..],
+            &both,
+            &[
+                "--test",
+                "mpi",
+                "--",
+                "reproduce_table2_spread_over_ranks",
+                "a_diverging_task_is_left_out",
+            ],
+        ]
+        .concat(),
+        &[
+            ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+            ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+        ],
+    )
 }

@@ -12,6 +12,8 @@
 //! table is the fit at the final parameters (the fit the next iteration would use). Steps
 //! no episode reached get `b_h = 0`.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 use sgmrl::rng::Rng;
 
@@ -24,6 +26,16 @@ use crate::sampler::{self, SampleSpec};
 /// BASELINE]`); adaptation batches use small step indices and task draws `streams::TASK`.
 pub const BASELINE: u64 = 0x4241_5345_4C49_4E45;
 
+/// One task's share of the fit: per step `h`, the sum of its episodes' reward-to-go `R^h`
+/// and how many of its episodes reached `h` (`H` values each).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskSums {
+    /// `Σ R^h` over the task's episodes that reached step `h`.
+    pub sums: Vec<f64>,
+    /// Episodes that reached step `h`.
+    pub counts: Vec<u64>,
+}
+
 /// The table (`H` values) fitted at `params` on the tasks of meta-iteration `iteration`.
 pub fn fit_time_baseline<F: TaskFamily>(
     family: &F,
@@ -32,11 +44,27 @@ pub fn fit_time_baseline<F: TaskFamily>(
     config: &MetaConfig,
     iteration: u64,
 ) -> Result<Vec<f32>, TrainError> {
+    let per_task = task_sums(family, net, params, config, iteration, 0..config.tasks)?;
+    Ok(table_of(usize::from(config.recipe.horizon), &per_task))
+}
+
+/// The fit's batches of the meta-batch's tasks `tasks` (indices into `0..config.tasks`), in
+/// parallel, in index order. Each task's batch is drawn on its own stream, so the tasks can
+/// be fitted on different processes and [`table_of`] the lot gives [`fit_time_baseline`].
+pub fn task_sums<F: TaskFamily>(
+    family: &F,
+    net: &Net,
+    params: &[f32],
+    config: &MetaConfig,
+    iteration: u64,
+    tasks: Range<usize>,
+) -> Result<Vec<TaskSums>, TrainError> {
     let horizon = usize::from(config.recipe.horizon);
     let gamma = f64::from(config.recipe.gamma);
-    let per_task: Vec<(Vec<f64>, Vec<u64>)> = (0..config.tasks as u64)
+    tasks
         .into_par_iter()
         .map(|i| {
+            let i = i as u64;
             let task = family.sample_task(&mut Rng::derive(
                 config.seed,
                 &[streams::TRAIN, iteration, i, streams::TASK],
@@ -63,25 +91,29 @@ pub fn fit_time_baseline<F: TaskFamily>(
                     }
                 }
             }
-            Ok((sums, counts))
+            Ok(TaskSums { sums, counts })
         })
-        .collect::<Result<_, TrainError>>()?;
-    // Summed in task order: the table does not depend on the thread count.
+        .collect()
+}
+
+/// The table (`horizon` values) from every task's sums, in task order. The sum runs in
+/// that order in f64, so the table depends neither on the thread count nor on which
+/// process fitted which task.
+pub fn table_of(horizon: usize, per_task: &[TaskSums]) -> Vec<f32> {
     let mut sums = vec![0.0f64; horizon];
     let mut counts = vec![0u64; horizon];
-    for (s, c) in &per_task {
-        for (a, x) in sums.iter_mut().zip(s) {
+    for t in per_task {
+        for (a, x) in sums.iter_mut().zip(&t.sums) {
             *a += x;
         }
-        for (a, x) in counts.iter_mut().zip(c) {
+        for (a, x) in counts.iter_mut().zip(&t.counts) {
             *a += x;
         }
     }
-    Ok(sums
-        .iter()
+    sums.iter()
         .zip(&counts)
         .map(|(&s, &c)| if c == 0 { 0.0 } else { (s / c as f64) as f32 })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -156,5 +188,18 @@ mod tests {
             .unwrap();
         let one = pool.install(|| fit_time_baseline(&Nav2dFamily, &net, &params, &config, 2));
         assert_eq!(one.unwrap(), b);
+        // Fitted in blocks (as MPI ranks do), the table is the same to the bit.
+        let blocks: Vec<TaskSums> = [0..1, 1..4]
+            .into_iter()
+            .flat_map(|r| task_sums(&Nav2dFamily, &net, &params, &config, 2, r).unwrap())
+            .collect();
+        let split = table_of(12, &blocks);
+        let bits = |t: &[f32]| t.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&split), bits(&b));
+        assert_ne!(
+            bits(&table_of(12, &blocks[1..])),
+            bits(&b),
+            "every task counts"
+        );
     }
 }

@@ -376,30 +376,36 @@ impl<F: TaskFamily> MetaTrainer<F> {
     /// [`MetaTrainer::combine`]; `distributed` runs them across MPI ranks.
     pub fn meta_gradient(&self) -> Result<(Vec<f32>, IterationStats), TrainError> {
         let start = Instant::now();
-        let (runs, unstable) = self.run_stable_tasks(0..self.config.tasks)?;
+        let baseline = self.time_baseline()?;
+        let (runs, unstable) = self.run_stable_tasks(0..self.config.tasks, baseline.as_deref())?;
+        if runs.is_empty() {
+            return Err(all_unstable(&unstable));
+        }
         let summaries: Vec<TaskSummary> = runs.iter().map(TaskSummary::of).collect();
         let baselines = self.config.control_variate.baselines_of(&summaries);
         let estimates = self.estimates(runs, &baselines);
-        let (grad, mut stats) = self.combine_over(summaries.len(), &summaries, &estimates)?;
+        let (grad, mut stats) = self.combine_stable(&summaries, &estimates, unstable.len())?;
         stats.unstable = unstable;
         stats.elapsed = start.elapsed();
         Ok((grad, stats))
     }
 
-    /// [`Self::run_tasks`] on one process, leaving out the tasks whose simulation diverged
-    /// (returned with their errors): the others' mean is still an unbiased estimate. Any
-    /// other failure, or every task diverging, fails the iteration. (Across MPI ranks a
-    /// diverged task fails the iteration: `distributed` uses [`Self::run_tasks`].)
+    /// [`Self::run_tasks`] with the `TimeBaseline` table `baseline` given (fitted by
+    /// [`Self::time_baseline`], or across processes), leaving out the tasks whose
+    /// simulation diverged (returned with their errors, in index order): the others' mean
+    /// is still an unbiased estimate. Any other failure fails the call; all of `tasks`
+    /// diverging does not (on one process [`Self::meta_gradient`] then fails with
+    /// [`TrainError::AllUnstable`], across processes it does when every rank's tasks did).
     #[allow(clippy::type_complexity)]
-    fn run_stable_tasks(
+    pub fn run_stable_tasks(
         &self,
         tasks: Range<usize>,
+        baseline: Option<&[f32]>,
     ) -> Result<(Vec<TaskRun>, Vec<(usize, String)>), TrainError> {
-        let baseline = self.time_baseline()?;
         let results: Vec<Result<TaskRun, TrainError>> = tasks
             .clone()
             .into_par_iter()
-            .map(|i| self.run_task(i, baseline.as_deref()))
+            .map(|i| self.run_task(i, baseline))
             .collect();
         let mut runs = Vec::with_capacity(results.len());
         let mut unstable = Vec::new();
@@ -410,14 +416,6 @@ impl<F: TaskFamily> MetaTrainer<F> {
                 Err(e) => return Err(e),
             }
         }
-        if runs.is_empty() {
-            let first = unstable
-                .into_iter()
-                .next()
-                .map(|(_, e)| e)
-                .unwrap_or_default();
-            return Err(TrainError::AllUnstable(first));
-        }
         Ok((runs, unstable))
     }
 
@@ -425,7 +423,8 @@ impl<F: TaskFamily> MetaTrainer<F> {
     /// `0..config.tasks`) of the next iteration, in parallel, in index order. Each task's
     /// streams are keyed by (iteration, task index), so which process runs it is free.
     pub fn run_tasks(&self, tasks: Range<usize>) -> Result<Vec<TaskRun>, TrainError> {
-        // Fitted from streams keyed by the iteration alone, so every rank fits the same table.
+        // The whole meta-batch's table, fitted here (see `run_stable_tasks` for one fitted
+        // elsewhere).
         let baseline = self.time_baseline()?;
         tasks
             .into_par_iter()
@@ -465,8 +464,23 @@ impl<F: TaskFamily> MetaTrainer<F> {
         self.combine_over(self.config.tasks, summaries, estimates)
     }
 
-    /// [`Self::combine`] over exactly `b` tasks: the whole meta-batch, or on one process
-    /// the tasks whose simulation did not diverge (the mean is over those).
+    /// [`Self::combine`] with `left_out` tasks left out because their simulation diverged
+    /// ([`Self::run_stable_tasks`]): `summaries` and `estimates` are the other tasks', in
+    /// task order, and the mean is over them. Any other missing task is refused.
+    pub fn combine_stable(
+        &self,
+        summaries: &[TaskSummary],
+        estimates: &[Vec<f32>],
+        left_out: usize,
+    ) -> Result<(Vec<f32>, IterationStats), TrainError> {
+        if summaries.len() + left_out != self.config.tasks {
+            return Err(TrainError::Shape);
+        }
+        self.combine_over(summaries.len(), summaries, estimates)
+    }
+
+    /// [`Self::combine`] over exactly `b` tasks: the whole meta-batch, or the tasks whose
+    /// simulation did not diverge (the mean is over those).
     fn combine_over(
         &self,
         b: usize,
@@ -532,10 +546,7 @@ impl<F: TaskFamily> MetaTrainer<F> {
     /// parameters ([`super::baseline`]); `None` for every other inner rule (and when
     /// training takes no inner step).
     pub fn time_baseline(&self) -> Result<Option<Vec<f32>>, TrainError> {
-        let cfg = &self.config;
-        if cfg.recipe.advantage != Advantage::TimeBaseline
-            || cfg.algorithm.inner_steps(cfg.recipe.steps) == 0
-        {
+        if !self.fits_time_baseline() {
             return Ok(None);
         }
         super::baseline::fit_time_baseline(
@@ -546,6 +557,30 @@ impl<F: TaskFamily> MetaTrainer<F> {
             self.iteration,
         )
         .map(Some)
+    }
+
+    /// Whether this configuration adapts with a fitted `TimeBaseline` table.
+    pub fn fits_time_baseline(&self) -> bool {
+        let cfg = &self.config;
+        cfg.recipe.advantage == Advantage::TimeBaseline
+            && cfg.algorithm.inner_steps(cfg.recipe.steps) > 0
+    }
+
+    /// The share of [`Self::time_baseline`]'s fit that the tasks `tasks` contribute
+    /// ([`super::baseline::task_sums`]): fitted in blocks on several processes and joined
+    /// by [`super::baseline::table_of`] in task order, it is the same table to the bit.
+    pub fn time_baseline_sums(
+        &self,
+        tasks: Range<usize>,
+    ) -> Result<Vec<super::baseline::TaskSums>, TrainError> {
+        super::baseline::task_sums(
+            &self.family,
+            &self.net,
+            &self.params,
+            &self.config,
+            self.iteration,
+            tasks,
+        )
     }
 
     fn run_task(&self, i: usize, baseline: Option<&[f32]>) -> Result<TaskRun, TrainError> {
@@ -566,6 +601,11 @@ impl<F: TaskFamily> MetaTrainer<F> {
             &path,
         )
     }
+}
+
+/// The error of an iteration whose every task diverged: the first task's error.
+pub fn all_unstable(unstable: &[(usize, String)]) -> TrainError {
+    TrainError::AllUnstable(unstable.first().map(|(_, e)| e.clone()).unwrap_or_default())
 }
 
 /// Adapts `params` to `task` as the configuration says and draws the outer batch: inner
@@ -750,6 +790,20 @@ mod tests {
             t.combine(&summaries[1..], &estimates[1..]).unwrap_err(),
             TrainError::Shape,
             "a missing task is refused"
+        );
+        // Unless it is declared left out (diverged): then the mean is over the others.
+        let (rest, rest_stats) = t
+            .combine_stable(&summaries[1..], &estimates[1..], 1)
+            .unwrap();
+        assert_ne!(rest, whole);
+        assert_eq!(
+            rest_stats.env_steps,
+            summaries[1..].iter().map(|s| s.env_steps).sum::<u64>()
+        );
+        assert_eq!(
+            t.combine_stable(&summaries[1..], &estimates[1..], 0)
+                .unwrap_err(),
+            TrainError::Shape
         );
     }
 
