@@ -124,6 +124,30 @@ impl<E: core::fmt::Debug> core::fmt::Display for AdaptError<E> {
 #[cfg(feature = "std")]
 impl<E: core::fmt::Debug> std::error::Error for AdaptError<E> {}
 
+impl<E> AdaptError<E> {
+    /// The environment's error, or the adapter's own (the inverse of
+    /// [`AdaptError::with_env`]): a control loop reports the two apart.
+    pub fn split_env(self) -> Result<E, AdaptError> {
+        Err(match self {
+            Self::Env(e) => return Ok(e),
+            Self::Recipe(e) => AdaptError::Recipe(e),
+            Self::Memory { needed, got } => AdaptError::Memory { needed, got },
+            Self::Shape => AdaptError::Shape,
+            Self::Bundle(e) => AdaptError::Bundle(e),
+            Self::TooWide => AdaptError::TooWide,
+            Self::NonFiniteObservation => AdaptError::NonFiniteObservation,
+            Self::NonFiniteReward => AdaptError::NonFiniteReward,
+            Self::HorizonReached => AdaptError::HorizonReached,
+            Self::RewardWithoutAction => AdaptError::RewardWithoutAction,
+            Self::MissingReward => AdaptError::MissingReward,
+            Self::EmptyEpisode => AdaptError::EmptyEpisode,
+            Self::NonFiniteStep => AdaptError::NonFiniteStep,
+            Self::Policy(e) => AdaptError::Policy(e),
+            Self::Estimator(e) => AdaptError::Estimator(e),
+        })
+    }
+}
+
 impl<E> From<PolicyError> for AdaptError<E> {
     fn from(e: PolicyError) -> Self {
         Self::Policy(e)
@@ -183,6 +207,16 @@ pub enum Progress {
         /// Its undiscounted return.
         episode_return: f32,
     },
+}
+
+/// How an episode played tick by tick ([`Adapter::play_tick`]) ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EpisodeEnd {
+    /// What [`Adapter::end_episode`] did with it.
+    pub progress: Progress,
+    /// Its undiscounted return (whatever `progress` says).
+    pub episode_return: f32,
 }
 
 /// Where the current policy's parameters are.
@@ -913,22 +947,65 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         env: &mut E,
         obs: &mut [f32],
     ) -> Result<(Progress, u32), AdaptError<E::Error>> {
-        env.reset(obs).map_err(AdaptError::Env)?;
+        // The first tick resets `env`; the horizon ends the loop.
         let mut n = 0;
-        for _ in 0..self.recipe.horizon {
-            let action = self.act(obs).map_err(AdaptError::with_env)?;
-            let mut a = [0.0f32; MAX_IO];
-            let a = a.get_mut(..action.len()).ok_or(AdaptError::TooWide)?;
-            a.copy_from_slice(action);
-            let tr = env.step(a, obs).map_err(AdaptError::Env)?;
+        loop {
             n += 1;
-            self.reward(tr.reward).map_err(AdaptError::with_env)?;
-            if tr.done {
-                break;
+            if let Some(end) = self.play_tick_unguarded(env, obs)? {
+                return Ok((end.progress, n));
             }
         }
+    }
+
+    /// One control tick of an episode on `env`, for a loop that does other things between
+    /// ticks (a board's buttons): when no episode is in progress it first resets `env`
+    /// into `obs`; then [`Adapter::act`] on `obs` → [`Env::step`] (writing the next
+    /// observation into `obs`, `P::OBS_DIM` scalars kept by the caller between ticks) →
+    /// [`Adapter::reward`], and [`Adapter::end_episode`] once `env` says done or the
+    /// horizon is reached, whose result it returns.
+    ///
+    /// On an error the episode in progress is dropped (the next call starts a new one with
+    /// a reset) and nothing is sent to `env`: the caller sends the safe stop
+    /// ([`Env::stop`] with [`Adapter::safe_action`]). An `env` whose dimensions do not fit
+    /// the policy is refused (`Shape`) before anything is sent to it.
+    pub fn play_tick<E: Env>(
+        &mut self,
+        env: &mut E,
+        obs: &mut [f32],
+    ) -> Result<Option<EpisodeEnd>, AdaptError<E::Error>> {
+        let result = self.play_tick_unguarded(env, obs);
+        if result.is_err() {
+            self.drop_episode();
+        }
+        result
+    }
+
+    fn play_tick_unguarded<E: Env>(
+        &mut self,
+        env: &mut E,
+        obs: &mut [f32],
+    ) -> Result<Option<EpisodeEnd>, AdaptError<E::Error>> {
+        if env.obs_dim() != P::OBS_DIM || env.action_width() != P::ACTION_WIDTH {
+            return Err(AdaptError::Shape);
+        }
+        if self.t == 0 && self.tick == Tick::Act {
+            env.reset(obs).map_err(AdaptError::Env)?;
+        }
+        let action = self.act(obs).map_err(AdaptError::with_env)?;
+        let mut a = [0.0f32; MAX_IO];
+        let a = a.get_mut(..action.len()).ok_or(AdaptError::TooWide)?;
+        a.copy_from_slice(action);
+        let tr = env.step(a, obs).map_err(AdaptError::Env)?;
+        self.reward(tr.reward).map_err(AdaptError::with_env)?;
+        if !tr.done && self.t < self.recipe.horizon {
+            return Ok(None);
+        }
+        let episode_return = self.episode_return;
         let progress = self.end_episode().map_err(AdaptError::with_env)?;
-        Ok((progress, n))
+        Ok(Some(EpisodeEnd {
+            progress,
+            episode_return,
+        }))
     }
 }
 
