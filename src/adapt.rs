@@ -1562,6 +1562,46 @@ mod tests {
     }
 
     #[test]
+    fn play_tick_plays_what_act_step_reward_play_tick_by_tick() {
+        let meta = meta_params::<Pol>(6);
+        let r = Recipe {
+            steps: 2,
+            ..recipe()
+        };
+        let mut mem1 = memory_for::<Pol>(&r);
+        let mut mem2 = memory_for::<Pol>(&r);
+        let mut a1 = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem1, 42).unwrap();
+        let mut a2 = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem2, 42).unwrap();
+        let (mut env1, mut env2) = (Nav2d::new([-0.3, 0.2]), Nav2d::new([-0.3, 0.2]));
+        let mut obs = vec![0.0; Pol::OBS_DIM];
+        // Adaptation episodes, then two played by the adapted policy.
+        for _ in 0..(r.steps * r.episodes + 2) {
+            let (progress, recs) = play(&mut a1, &mut env1);
+            let mut ticks = 1;
+            let end = loop {
+                if let Some(end) = a2.play_tick(&mut env2, &mut obs).unwrap() {
+                    break end;
+                }
+                ticks += 1;
+            };
+            assert_eq!(end.progress, progress);
+            assert_eq!(ticks, recs.len());
+            assert_eq!(end.episode_return, recs.iter().fold(0.0, |s, r| s + r.2));
+        }
+        assert!(a2.is_adapted());
+        assert_eq!(
+            a1.with_params(|p| p.checksum()),
+            a2.with_params(|p| p.checksum())
+        );
+        // An environment of another shape is refused before anything is sent to it.
+        let mut wide = Nav2dDiscrete::new([0.1, 0.1]);
+        assert_eq!(
+            a2.play_tick(&mut wide, &mut obs).err(),
+            Some(AdaptError::Shape)
+        );
+    }
+
+    #[test]
     fn slots_split_exactly_and_skip_a_partial_tail() {
         let mut buf: Vec<f32> = (0..11).map(|i| i as f32).collect();
         let slots: Vec<Vec<f32>> = slots_mut(&mut buf, 3).map(|s| s.to_vec()).collect();

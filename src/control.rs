@@ -304,6 +304,11 @@ impl<'m, P: Policy, M: MetaSource, F: NorFlash> Controller<'m, P, M, F> {
         self.status
     }
 
+    /// The CRC-32 of the bundle it was booted with.
+    pub fn bundle_crc(&self) -> u32 {
+        self.bundle
+    }
+
     /// The policy that runs.
     pub fn active(&self) -> Active {
         self.active
@@ -493,6 +498,9 @@ pub trait Panel {
     fn command(&mut self) -> Option<Command>;
     /// Shows `status` (LEDs, buzzer).
     fn show(&mut self, status: Status);
+    /// Shows blink code `code` ([`blink_code`] at the board's time) in place of a status:
+    /// the firmware cannot run ([`crate::firmware::BringUpError::blink_code`]).
+    fn show_code(&mut self, code: u8);
 }
 
 /// Two buttons, sampled once per tick, as commands; the same on every board. A command is
