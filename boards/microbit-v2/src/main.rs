@@ -80,6 +80,7 @@ fn main() -> ! {
         }
     };
     info!("sgmrl on the micro:bit v2 + Kitronik motor driver board");
+    nfc_pads_as_gpio(&p.UICR, &p.NVMC);
     let port0 = p0::Parts::new(p.P0);
     let port1 = p1::Parts::new(p.P1);
 
@@ -108,7 +109,7 @@ fn main() -> ! {
     // Motors on the Kitronik Motor Driver Board 5620, two inputs per motor (README: from
     // Kitronik's MakeCode extension and data sheet, edge pins to nRF52833 pins from the
     // micro:bit's CODAL runtime): motor 1 = P8 (forward) and P12 (reverse), motor 2 = P0
-    // (forward) and P16 (reverse). P8 is P0.10, an NFC pad: UICR.NFCPINS must select GPIO.
+    // (forward) and P16 (reverse). P8 is P0.10, a GPIO since `nfc_pads_as_gpio`.
     let pwm = Pwm::new(p.PWM0);
     pwm.set_output_pin(
         Channel::C0,
@@ -199,6 +200,29 @@ fn main() -> ! {
     let entropy = u64::from(timer.read());
     Firmware::start(Pol::default(), region, memory, entropy, slots)
         .run(&mut robot, &mut idle, &mut panel, &mut Defmt)
+}
+
+/// Makes P8 (P0.10, motor 1's forward input) and P0.09 GPIOs: they are the NFC antenna
+/// pads while `UICR.NFCPINS` says so, its value after a chip erase. Nordic's MDK startup
+/// clears it when built with `CONFIG_NFCT_PINS_AS_GPIOS`, as the micro:bit's CODAL runtime
+/// is (so a board that ran MakeCode has it cleared); this firmware has no MDK startup and
+/// does the same: program the bit once, then reset for it to take effect.
+fn nfc_pads_as_gpio(uicr: &pac::UICR, nvmc: &pac::NVMC) {
+    if !uicr.nfcpins.read().protect().is_nfc() {
+        return;
+    }
+    let wait = || while nvmc.ready.read().ready().is_busy() {};
+    nvmc.config.write(|w| w.wen().wen());
+    wait();
+    uicr.nfcpins.write(|w| w.protect().disabled());
+    wait();
+    nvmc.config.write(|w| w.wen().ren());
+    wait();
+    if uicr.nfcpins.read().protect().is_disabled() {
+        cortex_m::peripheral::SCB::sys_reset();
+    }
+    // The write did not take: no reset loop; motor 1 will not drive forward.
+    warn!("UICR.NFCPINS could not be cleared: P8 stays an NFC pad");
 }
 
 /// The firmware's log over defmt-rtt.
