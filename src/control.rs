@@ -1,10 +1,13 @@
-//! The robot's control loop, written once over traits: every board crate (and the QEMU and
-//! host end-to-end tests) runs this code and only supplies its pins.
+//! The robot's control loop, written once over traits: every board crate (through
+//! [`crate::firmware`], which brings it up from the bundle region) and the QEMU and host
+//! end-to-end tests run this code and only supply their pins.
 //!
 //! One [`Controller::tick`] per control period (paced by a hardware timer: the robot's
-//! control clock inside `Env::step`, or [`Ticker`] when idle, see [`Controller::step`]): it takes the button [`Command`] pressed since the last tick, plays one
-//! step of the episode in progress through the core's tick-by-tick [`Adapter`] (`act` →
-//! [`Env::step`] → `reward`, `end_episode` when the episode ends), and reports an [`Event`].
+//! control clock inside `Env::step`, or [`Ticker`] when idle, see [`Controller::step`]):
+//! it takes the button [`Command`] pressed since the last tick, plays one step of the
+//! episode in progress with [`Adapter::play_tick`] (`act` → [`Env::step`] → `reward`,
+//! `end_episode` when the episode ends: the episode's bookkeeping is the adapter's), and
+//! reports an [`Event`].
 //! The [`Status`] it is left in is what the LEDs show ([`Status::led`]).
 //!
 //! # Modes
