@@ -124,6 +124,30 @@ impl<E: core::fmt::Debug> core::fmt::Display for AdaptError<E> {
 #[cfg(feature = "std")]
 impl<E: core::fmt::Debug> std::error::Error for AdaptError<E> {}
 
+impl<E> AdaptError<E> {
+    /// The environment's error, or the adapter's own (the inverse of
+    /// [`AdaptError::with_env`]): a control loop reports the two apart.
+    pub fn split_env(self) -> Result<E, AdaptError> {
+        Err(match self {
+            Self::Env(e) => return Ok(e),
+            Self::Recipe(e) => AdaptError::Recipe(e),
+            Self::Memory { needed, got } => AdaptError::Memory { needed, got },
+            Self::Shape => AdaptError::Shape,
+            Self::Bundle(e) => AdaptError::Bundle(e),
+            Self::TooWide => AdaptError::TooWide,
+            Self::NonFiniteObservation => AdaptError::NonFiniteObservation,
+            Self::NonFiniteReward => AdaptError::NonFiniteReward,
+            Self::HorizonReached => AdaptError::HorizonReached,
+            Self::RewardWithoutAction => AdaptError::RewardWithoutAction,
+            Self::MissingReward => AdaptError::MissingReward,
+            Self::EmptyEpisode => AdaptError::EmptyEpisode,
+            Self::NonFiniteStep => AdaptError::NonFiniteStep,
+            Self::Policy(e) => AdaptError::Policy(e),
+            Self::Estimator(e) => AdaptError::Estimator(e),
+        })
+    }
+}
+
 impl<E> From<PolicyError> for AdaptError<E> {
     fn from(e: PolicyError) -> Self {
         Self::Policy(e)
@@ -183,6 +207,16 @@ pub enum Progress {
         /// Its undiscounted return.
         episode_return: f32,
     },
+}
+
+/// How an episode played tick by tick ([`Adapter::play_tick`]) ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EpisodeEnd {
+    /// What [`Adapter::end_episode`] did with it.
+    pub progress: Progress,
+    /// Its undiscounted return (whatever `progress` says).
+    pub episode_return: f32,
 }
 
 /// Where the current policy's parameters are.
@@ -913,22 +947,65 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         env: &mut E,
         obs: &mut [f32],
     ) -> Result<(Progress, u32), AdaptError<E::Error>> {
-        env.reset(obs).map_err(AdaptError::Env)?;
+        // The first tick resets `env`; the horizon ends the loop.
         let mut n = 0;
-        for _ in 0..self.recipe.horizon {
-            let action = self.act(obs).map_err(AdaptError::with_env)?;
-            let mut a = [0.0f32; MAX_IO];
-            let a = a.get_mut(..action.len()).ok_or(AdaptError::TooWide)?;
-            a.copy_from_slice(action);
-            let tr = env.step(a, obs).map_err(AdaptError::Env)?;
+        loop {
             n += 1;
-            self.reward(tr.reward).map_err(AdaptError::with_env)?;
-            if tr.done {
-                break;
+            if let Some(end) = self.play_tick_unguarded(env, obs)? {
+                return Ok((end.progress, n));
             }
         }
+    }
+
+    /// One control tick of an episode on `env`, for a loop that does other things between
+    /// ticks (a board's buttons): when no episode is in progress it first resets `env`
+    /// into `obs`; then [`Adapter::act`] on `obs` → [`Env::step`] (writing the next
+    /// observation into `obs`, `P::OBS_DIM` scalars kept by the caller between ticks) →
+    /// [`Adapter::reward`], and [`Adapter::end_episode`] once `env` says done or the
+    /// horizon is reached, whose result it returns.
+    ///
+    /// On an error the episode in progress is dropped (the next call starts a new one with
+    /// a reset) and nothing is sent to `env`: the caller sends the safe stop
+    /// ([`Env::stop`] with [`Adapter::safe_action`]). An `env` whose dimensions do not fit
+    /// the policy is refused (`Shape`) before anything is sent to it.
+    pub fn play_tick<E: Env>(
+        &mut self,
+        env: &mut E,
+        obs: &mut [f32],
+    ) -> Result<Option<EpisodeEnd>, AdaptError<E::Error>> {
+        let result = self.play_tick_unguarded(env, obs);
+        if result.is_err() {
+            self.drop_episode();
+        }
+        result
+    }
+
+    fn play_tick_unguarded<E: Env>(
+        &mut self,
+        env: &mut E,
+        obs: &mut [f32],
+    ) -> Result<Option<EpisodeEnd>, AdaptError<E::Error>> {
+        if env.obs_dim() != P::OBS_DIM || env.action_width() != P::ACTION_WIDTH {
+            return Err(AdaptError::Shape);
+        }
+        if self.t == 0 && self.tick == Tick::Act {
+            env.reset(obs).map_err(AdaptError::Env)?;
+        }
+        let action = self.act(obs).map_err(AdaptError::with_env)?;
+        let mut a = [0.0f32; MAX_IO];
+        let a = a.get_mut(..action.len()).ok_or(AdaptError::TooWide)?;
+        a.copy_from_slice(action);
+        let tr = env.step(a, obs).map_err(AdaptError::Env)?;
+        self.reward(tr.reward).map_err(AdaptError::with_env)?;
+        if !tr.done && self.t < self.recipe.horizon {
+            return Ok(None);
+        }
+        let episode_return = self.episode_return;
         let progress = self.end_episode().map_err(AdaptError::with_env)?;
-        Ok((progress, n))
+        Ok(Some(EpisodeEnd {
+            progress,
+            episode_return,
+        }))
     }
 }
 
@@ -1482,6 +1559,46 @@ mod tests {
         // After reset the same seed replays the same adaptation.
         a1.run(&mut Nav2d::new([-0.3, 0.2])).unwrap();
         assert_eq!(a1.with_params(|p| p.checksum()), s2);
+    }
+
+    #[test]
+    fn play_tick_plays_what_act_step_reward_play_tick_by_tick() {
+        let meta = meta_params::<Pol>(6);
+        let r = Recipe {
+            steps: 2,
+            ..recipe()
+        };
+        let mut mem1 = memory_for::<Pol>(&r);
+        let mut mem2 = memory_for::<Pol>(&r);
+        let mut a1 = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem1, 42).unwrap();
+        let mut a2 = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem2, 42).unwrap();
+        let (mut env1, mut env2) = (Nav2d::new([-0.3, 0.2]), Nav2d::new([-0.3, 0.2]));
+        let mut obs = vec![0.0; Pol::OBS_DIM];
+        // Adaptation episodes, then two played by the adapted policy.
+        for _ in 0..(r.steps * r.episodes + 2) {
+            let (progress, recs) = play(&mut a1, &mut env1);
+            let mut ticks = 1;
+            let end = loop {
+                if let Some(end) = a2.play_tick(&mut env2, &mut obs).unwrap() {
+                    break end;
+                }
+                ticks += 1;
+            };
+            assert_eq!(end.progress, progress);
+            assert_eq!(ticks, recs.len());
+            assert_eq!(end.episode_return, recs.iter().fold(0.0, |s, r| s + r.2));
+        }
+        assert!(a2.is_adapted());
+        assert_eq!(
+            a1.with_params(|p| p.checksum()),
+            a2.with_params(|p| p.checksum())
+        );
+        // An environment of another shape is refused before anything is sent to it.
+        let mut wide = Nav2dDiscrete::new([0.1, 0.1]);
+        assert_eq!(
+            a2.play_tick(&mut wide, &mut obs).err(),
+            Some(AdaptError::Shape)
+        );
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! The robot's control loop, written once over traits: every board crate (and the QEMU and
-//! host end-to-end tests) runs this code and only supplies its pins.
+//! The robot's control loop, written once over traits: every board crate (through
+//! [`crate::firmware`], which brings it up from the bundle region) and the QEMU and host
+//! end-to-end tests run this code and only supply their pins.
 //!
 //! One [`Controller::tick`] per control period (paced by a hardware timer: the robot's
-//! control clock inside `Env::step`, or [`Ticker`] when idle, see [`Controller::step`]): it takes the button [`Command`] pressed since the last tick, plays one
-//! step of the episode in progress through the core's tick-by-tick [`Adapter`] (`act` →
-//! [`Env::step`] → `reward`, `end_episode` when the episode ends), and reports an [`Event`].
+//! control clock inside `Env::step`, or [`Ticker`] when idle, see [`Controller::step`]):
+//! it takes the button [`Command`] pressed since the last tick, plays one step of the
+//! episode in progress with [`Adapter::play_tick`] (`act` → [`Env::step`] → `reward`,
+//! `end_episode` when the episode ends: the episode's bookkeeping is the adapter's), and
+//! reports an [`Event`].
 //! The [`Status`] it is left in is what the LEDs show ([`Status::led`]).
 //!
 //! # Modes
@@ -28,7 +31,7 @@
 //! [`Controller::boot`] restores the newest valid adapted policy stored for *this*
 //! bundle (CRC-checked, see [`crate::store`]); otherwise the meta-policy runs.
 
-use crate::adapt::{AdaptError, Adapter, MAX_IO, MetaSource, ParamsRef, Progress};
+use crate::adapt::{AdaptError, Adapter, EpisodeEnd, MAX_IO, MetaSource, ParamsRef, Progress};
 use crate::env::Env;
 use crate::guard::{self, Kept, Returns, Verdict};
 use crate::policy::Policy;
@@ -138,6 +141,15 @@ pub enum Fault<E> {
     Store(StoreError),
 }
 
+impl<E> From<AdaptError<E>> for Fault<E> {
+    fn from(e: AdaptError<E>) -> Self {
+        match e.split_env() {
+            Ok(env) => Self::Env(env),
+            Err(adapt) => Self::Adapt(adapt),
+        }
+    }
+}
+
 impl<E> Fault<E> {
     /// A small number for an LED blink code: 1 env, 2 adapter, 3 flash.
     pub const fn code(&self) -> u8 {
@@ -203,10 +215,8 @@ pub struct Controller<'m, P: Policy, M: MetaSource, F> {
     bundle: u32,
     status: Status,
     active: Active,
+    /// The observation carried from one tick of an episode to the next.
     obs: [f32; MAX_IO],
-    in_episode: bool,
-    t: u16,
-    episode_return: f32,
     guard_pending: bool,
     meta_returns: Returns,
     adapted_returns: Returns,
@@ -230,9 +240,6 @@ impl<'m, P: Policy, M: MetaSource, F: NorFlash> Controller<'m, P, M, F> {
             status: Status::Idle,
             active: Active::Meta,
             obs: [0.0; MAX_IO],
-            in_episode: false,
-            t: 0,
-            episode_return: 0.0,
             guard_pending: false,
             meta_returns: Returns::new(),
             adapted_returns: Returns::new(),
@@ -298,6 +305,11 @@ impl<'m, P: Policy, M: MetaSource, F: NorFlash> Controller<'m, P, M, F> {
     /// The current status (what the LEDs show).
     pub fn status(&self) -> Status {
         self.status
+    }
+
+    /// The CRC-32 of the bundle it was booted with.
+    pub fn bundle_crc(&self) -> u32 {
+        self.bundle
     }
 
     /// The policy that runs.
@@ -389,7 +401,6 @@ impl<'m, P: Policy, M: MetaSource, F: NorFlash> Controller<'m, P, M, F> {
     /// Drops the episode in progress (unfinished episodes are evidence of nothing) and
     /// stops the motors.
     fn halt<E: Env>(&mut self, env: &mut E) -> Result<(), Fault<E::Error>> {
-        self.in_episode = false;
         self.adapter.abandon_episode();
         let obs = self.obs.get_mut(..P::OBS_DIM).unwrap_or(&mut []);
         env.stop(self.adapter.safe_action(), obs)
@@ -404,37 +415,20 @@ impl<'m, P: Policy, M: MetaSource, F: NorFlash> Controller<'m, P, M, F> {
     }
 
     fn play<E: Env>(&mut self, env: &mut E) -> Result<Event<E::Error>, Fault<E::Error>> {
-        if env.obs_dim() != P::OBS_DIM || env.action_width() != P::ACTION_WIDTH {
-            return Err(Fault::Adapt(AdaptError::Shape));
-        }
         let obs = self
             .obs
             .get_mut(..P::OBS_DIM)
             .ok_or(Fault::Adapt(AdaptError::TooWide))?;
-        if !self.in_episode {
-            env.reset(obs).map_err(Fault::Env)?;
-            self.in_episode = true;
-            self.t = 0;
-            self.episode_return = 0.0;
-        }
-        let action = self.adapter.act(obs).map_err(Fault::Adapt)?;
-        let mut a = [0.0f32; MAX_IO];
-        let a = a
-            .get_mut(..action.len())
-            .ok_or(Fault::Adapt(AdaptError::TooWide))?;
-        a.copy_from_slice(action);
-        let tr = env.step(a, obs).map_err(Fault::Env)?;
-        self.adapter.reward(tr.reward).map_err(Fault::Adapt)?;
-        self.episode_return += tr.reward;
-        self.t += 1;
-        if !tr.done && self.t < self.adapter.recipe().horizon {
-            return Ok(Event::Tick);
-        }
-        self.in_episode = false;
-        let status = self.status;
         let before = self.adapter.steps_done();
-        let episode_return = self.episode_return;
-        match self.adapter.end_episode().map_err(Fault::Adapt)? {
+        let Some(EpisodeEnd {
+            progress,
+            episode_return,
+        }) = self.adapter.play_tick(env, obs).map_err(Fault::from)?
+        else {
+            return Ok(Event::Tick);
+        };
+        let status = self.status;
+        match progress {
             Progress::Recorded { .. } => {
                 if before == 0 {
                     self.meta_returns.push(episode_return);
@@ -507,6 +501,9 @@ pub trait Panel {
     fn command(&mut self) -> Option<Command>;
     /// Shows `status` (LEDs, buzzer).
     fn show(&mut self, status: Status);
+    /// Shows blink code `code` ([`blink_code`] at the board's time) in place of a status:
+    /// the firmware cannot run ([`crate::firmware::BringUpError::blink_code`]).
+    fn show_code(&mut self, code: u8);
 }
 
 /// Two buttons, sampled once per tick, as commands; the same on every board. A command is

@@ -49,6 +49,9 @@
 //! - [`simhw`]: embedded-hal drivers over the `DiffDrive` simulator (board logic in CI).
 //! - [`store`]: adapted parameters persisted in two NOR-flash slots (CRC, sequence number).
 //! - [`faults`]: an [`env::Env`] wrapper injecting sensor faults, for robustness tests.
+//! - [`firmware`]: a board's whole program over [`control`]: bring-up from the bundle's
+//!   flash region (or a blink code with the motors stopped), then the loop, logging
+//!   through a trait the board implements with defmt.
 //!
 //! # Features
 //! - `std`: the bundle writer and `std::error::Error` impls (used by the host crate).
@@ -91,6 +94,7 @@ pub mod episode;
 pub mod estimator;
 pub mod estimator_error;
 pub mod faults;
+pub mod firmware;
 pub mod guard;
 pub mod math;
 pub mod name;

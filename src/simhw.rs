@@ -3,14 +3,15 @@
 //! end on the host and under QEMU with no robot attached.
 //!
 //! The chain is the real one: the robot's motor drivers write duty cycles and direction
-//! levels to [`SimPwm`] and [`SimPin`]; each tick of [`SimClock`] turns them into wheel
-//! commands and advances the simulator one control period; [`SimEncoder`] reads its
-//! wrapping encoder counters; [`SimI2c`] answers the LSM6DSO register reads the robot's
+//! levels to a [`SimWheel`] (one wheel's PWM channel, direction pin and encoder, written
+//! once for both sides); each tick of [`SimClock`] turns them into wheel commands and
+//! advances the simulator one control period; the [`SimWheel`]s read its wrapping encoder
+//! counters; [`SimI2c`] answers the LSM6DSO register reads the robot's
 //! gyro driver makes with the simulated yaw rate. Everything shares one [`Plant`] through
 //! a `RefCell` (single-threaded, no `unsafe`).
 
 use crate::robot::{
-    ClockError, ControlClock, DiffDriveParts, EncoderError, GyroRange, Lsm6dso, PwmDirMotor,
+    ClockError, ControlClock, DiffDriveParts, EncoderError, GyroRange, Lsm6dso, PwmDirMotor, Side,
     WheelEncoder,
 };
 use crate::sim::diffdrive::{DiffDrive, OBS_DIM};
@@ -25,13 +26,28 @@ pub const MAX_DUTY: u16 = 6000;
 /// The simulated gyro's range (the robot's driver must be built with the same).
 pub const GYRO_RANGE: GyroRange = GyroRange::Dps1000;
 
+/// What one motor's driver last wrote.
+#[derive(Clone, Copy, Debug, Default)]
+struct MotorWires {
+    duty: u16,
+    /// The direction pin's level (high = backward, as [`PwmDirMotor`] drives it).
+    backward: bool,
+}
+
+impl MotorWires {
+    /// The wheel command in `[−1, 1]` that the duty cycle and direction level mean.
+    fn command(self) -> f32 {
+        let m = f32::from(self.duty.min(MAX_DUTY)) / f32::from(MAX_DUTY);
+        if self.backward { -m } else { m }
+    }
+}
+
 /// The simulated robot and what its drivers last wrote.
 #[derive(Debug)]
 pub struct Plant {
     sim: DiffDrive,
-    duty: [u16; 2],
-    /// Direction pin levels (high = backward, as [`PwmDirMotor`] drives them).
-    backward: [bool; 2],
+    /// `[left, right]`.
+    motors: [MotorWires; 2],
     /// Yaw rate over the last period (rad/s), what the gyro reports.
     yaw_rate: f32,
     /// Control periods simulated.
@@ -52,18 +68,21 @@ impl Plant {
     }
 
     /// The duty cycles last written `[left, right]`.
-    pub const fn duty(&self) -> [u16; 2] {
-        self.duty
+    pub fn duty(&self) -> [u16; 2] {
+        self.motors.map(|m| m.duty)
     }
 
     /// The wheel commands in `[−1, 1]` that the duty cycles and direction levels mean.
     pub fn commands(&self) -> [f32; 2] {
-        let mut c = [0.0f32; 2];
-        for ((c, &d), &back) in c.iter_mut().zip(&self.duty).zip(&self.backward) {
-            let m = f32::from(d.min(MAX_DUTY)) / f32::from(MAX_DUTY);
-            *c = if back { -m } else { m };
+        self.motors.map(MotorWires::command)
+    }
+
+    fn motor(&mut self, side: Side) -> &mut MotorWires {
+        let [left, right] = &mut self.motors;
+        match side {
+            Side::Left => left,
+            Side::Right => right,
         }
-        c
     }
 
     fn advance(&mut self) {
@@ -103,10 +122,10 @@ pub struct SimBench {
 
 /// The robot's parts over the bench, as [`crate::robot::DiffDriveRobot::new`] takes them.
 pub type SimParts<'a> = DiffDriveParts<
-    PwmDirMotor<SimPwm<'a>, SimPin<'a>>,
-    PwmDirMotor<SimPwm<'a>, SimPin<'a>>,
-    SimEncoder<'a>,
-    SimEncoder<'a>,
+    PwmDirMotor<SimWheel<'a>, SimWheel<'a>>,
+    PwmDirMotor<SimWheel<'a>, SimWheel<'a>>,
+    SimWheel<'a>,
+    SimWheel<'a>,
     Lsm6dso<SimI2c<'a>>,
     SimClock<'a>,
 >;
@@ -118,8 +137,10 @@ impl SimBench {
         Self {
             plant: RefCell::new(Plant {
                 sim,
-                duty: [0; 2],
-                backward: [false; 2],
+                motors: [MotorWires {
+                    duty: 0,
+                    backward: false,
+                }; 2],
                 yaw_rate: 0.0,
                 ticks: 0,
                 register: 0,
@@ -135,92 +156,68 @@ impl SimBench {
     /// Motors (PWM + direction, low = forward), encoders, the LSM6DSO gyro (not yet
     /// initialised: call its `init`) and the clock, all on this bench.
     pub fn parts(&self) -> SimParts<'_> {
-        let p = &self.plant;
+        let plant = &self.plant;
+        let wheel = |side| SimWheel { plant, side };
+        let motor = |side| PwmDirMotor::new(wheel(side), wheel(side), false);
         DiffDriveParts {
-            left_motor: PwmDirMotor::new(
-                SimPwm { plant: p, side: 0 },
-                SimPin { plant: p, side: 0 },
-                false,
-            ),
-            right_motor: PwmDirMotor::new(
-                SimPwm { plant: p, side: 1 },
-                SimPin { plant: p, side: 1 },
-                false,
-            ),
-            left_encoder: SimEncoder { plant: p, side: 0 },
-            right_encoder: SimEncoder { plant: p, side: 1 },
-            gyro: Lsm6dso::new(SimI2c { plant: p }, 0x6B, GYRO_RANGE, false),
-            clock: SimClock { plant: p },
+            left_motor: motor(Side::Left),
+            right_motor: motor(Side::Right),
+            left_encoder: wheel(Side::Left),
+            right_encoder: wheel(Side::Right),
+            gyro: Lsm6dso::new(SimI2c { plant }, 0x6B, GYRO_RANGE, false),
+            clock: SimClock { plant },
         }
     }
 }
 
-/// A simulated PWM channel (one motor's).
-#[derive(Debug)]
-pub struct SimPwm<'a> {
+/// One wheel's wiring on the bench: its motor's PWM channel ([`SetDutyCycle`]) and
+/// direction pin ([`OutputPin`]), and its quadrature counter ([`WheelEncoder`], 32 bits,
+/// wrapping). One type for the three, told apart by trait, so that each driver is
+/// written once for both wheels.
+#[derive(Clone, Copy, Debug)]
+pub struct SimWheel<'a> {
     plant: &'a RefCell<Plant>,
-    side: usize,
+    side: Side,
 }
 
-impl PwmErrorType for SimPwm<'_> {
+impl PwmErrorType for SimWheel<'_> {
     type Error = Infallible;
 }
 
-impl SetDutyCycle for SimPwm<'_> {
+impl SetDutyCycle for SimWheel<'_> {
     fn max_duty_cycle(&self) -> u16 {
         MAX_DUTY
     }
 
     fn set_duty_cycle(&mut self, duty: u16) -> Result<(), Infallible> {
-        if let Some(d) = self.plant.borrow_mut().duty.get_mut(self.side) {
-            *d = duty;
-        }
+        self.plant.borrow_mut().motor(self.side).duty = duty;
         Ok(())
     }
 }
 
-/// A simulated direction pin (one motor's).
-#[derive(Debug)]
-pub struct SimPin<'a> {
-    plant: &'a RefCell<Plant>,
-    side: usize,
-}
-
-impl PinErrorType for SimPin<'_> {
+impl PinErrorType for SimWheel<'_> {
     type Error = Infallible;
 }
 
-impl OutputPin for SimPin<'_> {
+impl OutputPin for SimWheel<'_> {
     fn set_low(&mut self) -> Result<(), Infallible> {
-        self.set(false);
+        self.plant.borrow_mut().motor(self.side).backward = false;
         Ok(())
     }
 
     fn set_high(&mut self) -> Result<(), Infallible> {
-        self.set(true);
+        self.plant.borrow_mut().motor(self.side).backward = true;
         Ok(())
     }
 }
 
-impl SimPin<'_> {
-    fn set(&mut self, high: bool) {
-        if let Some(b) = self.plant.borrow_mut().backward.get_mut(self.side) {
-            *b = high;
-        }
-    }
-}
-
-/// A simulated quadrature counter (one wheel's, 32 bits, wrapping).
-#[derive(Debug)]
-pub struct SimEncoder<'a> {
-    plant: &'a RefCell<Plant>,
-    side: usize,
-}
-
-impl WheelEncoder for SimEncoder<'_> {
+impl WheelEncoder for SimWheel<'_> {
     fn count(&mut self) -> Result<u32, EncoderError> {
-        let counts = self.plant.borrow().sim.counts();
-        counts.get(self.side).copied().ok_or(EncoderError::Read)
+        let [left, right] = self.plant.borrow().sim.counts();
+        Ok(match self.side {
+            Side::Left => left,
+            Side::Right => right,
+        })
     }
 }
 
@@ -346,7 +343,7 @@ mod tests {
         let parts = b.parts();
         let mut gyro = parts.gyro;
         gyro.init().unwrap();
-        b.plant.borrow_mut().duty = [0, 3000];
+        b.plant.borrow_mut().motor(Side::Right).duty = 3000;
         for _ in 0..3 {
             b.plant.borrow_mut().advance();
         }

@@ -1,9 +1,11 @@
-//! sgmrl on a BBC micro:bit v2 plugged into a Kitronik Motor Driver Board (5620): the pin
-//! map over the core's control loop.
+//! sgmrl on a BBC micro:bit v2 plugged into a Kitronik Motor Driver Board (5620): a pin
+//! map under the core's firmware.
 //!
-//! The decisions (episodes, adaptation, guard, flash slots, safe stop, buttons, LED
-//! patterns) are the core's [`sgmrl::control::Controller`] over
-//! [`sgmrl::robot::DiffDriveRobot`]. This kit has **no wheel encoders**, so (see README):
+//! The decisions (reading and checking the bundle, the blink code when it is missing,
+//! episodes, adaptation, guard, flash slots, safe stop, buttons, LED patterns, what is
+//! logged) are the core's [`sgmrl::firmware::Firmware`] around
+//! [`sgmrl::control::Controller`] over [`sgmrl::robot::DiffDriveRobot`]. This kit has **no
+//! wheel encoders**, so (see README):
 //! - the robot's "encoders" are [`ModelEncoder`]s: the commanded wheel speed through the
 //!   nominal first-order motor model, integrated into counts (dead reckoning from the
 //!   command, blind to the motors' real gains);
@@ -30,10 +32,9 @@ use nrf52833_hal::time::Hertz;
 use nrf52833_hal::timer::{Periodic, Timer};
 use nrf52833_hal::twim::{self, Twim};
 use panic_probe as _;
-use sgmrl::adapt::Adapter;
-use sgmrl::bundle::{self, Bundle};
-use sgmrl::control::{self, Boot, Controller, Event, Panel, Status, Ticker, TwoButtons};
-use sgmrl::policy::{Policy, SoftmaxMlp};
+use sgmrl::control::{self, Panel, Status, Ticker, TwoButtons};
+use sgmrl::firmware::{self, Firmware, Line, Log};
+use sgmrl::policy::SoftmaxMlp;
 use sgmrl::robot::{
     ClockError, ControlClock, DiffDriveParts, DiffDriveRobot, EncoderError, GyroError, Motor,
     MotorError, RobotConfig, Settle, TwoPwmMotor, WheelEncoder, YawRateSensor,
@@ -79,29 +80,36 @@ fn main() -> ! {
         }
     };
     info!("sgmrl on the micro:bit v2 + Kitronik motor driver board");
+    nfc_pads_as_gpio(&p.UICR, &p.NVMC);
     let port0 = p0::Parts::new(p.P0);
     let port1 = p1::Parts::new(p.P1);
 
     let mut timer = Timer::periodic(p.TIMER0);
     timer.start(u32::MAX);
     let timer = &timer;
+    let period_us = (SPEC.control_period_s * TIMER_HZ) as u32;
+    let deadline = Cell::new(timer.read());
+    let metronome = || Metronome {
+        timer,
+        deadline: &deadline,
+        period_us,
+    };
 
     // Status LED: matrix row 1 (P0.21) and column 1 (P0.28, active low): the top-left LED.
     let _row1 = port0.p0_21.into_push_pull_output(Level::High);
-    let col1 = port0.p0_28.into_push_pull_output(Level::High);
     let mut panel = Buttons {
         a: port0.p0_14.into_floating_input(),
         b: port0.p0_23.into_floating_input(),
-        led: col1,
+        led: port0.p0_28.into_push_pull_output(Level::High),
         buttons: TwoButtons::new(),
         status: Status::Idle,
         timer,
     };
 
-    // Motors on the Kitronik board (a DRV8833, two inputs per motor), from Kitronik's
-    // MakeCode extension (check against your board's docs): motor 1 = P8 (forward) and
-    // P12 (reverse), motor 2 = P0 (forward) and P16 (reverse). P8 is P0.10, an NFC pad:
-    // UICR.NFCPINS must select GPIO (see README).
+    // Motors on the Kitronik Motor Driver Board 5620, two inputs per motor (README: from
+    // Kitronik's MakeCode extension and data sheet, edge pins to nRF52833 pins from the
+    // micro:bit's CODAL runtime): motor 1 = P8 (forward) and P12 (reverse), motor 2 = P0
+    // (forward) and P16 (reverse). P8 is P0.10, a GPIO since `nfc_pads_as_gpio`.
     let pwm = Pwm::new(p.PWM0);
     pwm.set_output_pin(
         Channel::C0,
@@ -120,22 +128,13 @@ fn main() -> ! {
         port1.p1_02.into_push_pull_output(Level::Low).degrade(),
     )
     .set_period(Hertz(20_000));
+    // Zero duty from here on until the loop drives them.
     pwm.set_duty_on_common(0);
     let commanded = [Cell::new(0.0f32), Cell::new(0.0f32)];
     let [left_cmd, right_cmd] = &commanded;
-    let left_motor = Recording {
-        motor: TwoPwmMotor::new(
-            PwmChannel::new(&pwm, Channel::C0),
-            PwmChannel::new(&pwm, Channel::C1),
-        ),
-        command: left_cmd,
-    };
-    let right_motor = Recording {
-        motor: TwoPwmMotor::new(
-            PwmChannel::new(&pwm, Channel::C2),
-            PwmChannel::new(&pwm, Channel::C3),
-        ),
-        command: right_cmd,
+    let motor = |in1, in2, command| Recording {
+        motor: TwoPwmMotor::new(PwmChannel::new(&pwm, in1), PwmChannel::new(&pwm, in2)),
+        command,
     };
 
     // LSM303AGR on the internal I²C bus: SCL P0.08, SDA P0.16.
@@ -149,7 +148,7 @@ fn main() -> ! {
     );
     let mut delay = Delay::new(cp.SYST);
     let mut sensor = Lsm303agr::new_with_i2c(i2c);
-    let yaw = match sensor
+    let mag = sensor
         .init()
         .and_then(|()| {
             sensor.set_mag_mode_and_odr(
@@ -159,131 +158,83 @@ fn main() -> ! {
             )
         })
         .ok()
-        .and_then(|()| sensor.into_mag_continuous().ok())
-    {
-        Some(mag) => MagnetometerYaw {
-            mag: Some(mag),
-            timer,
-            last: None,
-        },
-        None => {
-            warn!("magnetometer did not start: heading from the wheel model only");
-            MagnetometerYaw {
-                mag: None,
+        .and_then(|()| sensor.into_mag_continuous().ok());
+    if mag.is_none() {
+        warn!("magnetometer did not start: heading from the wheel model only");
+    }
+
+    let mut robot = DiffDriveRobot::new(
+        DiffDriveParts {
+            left_motor: motor(Channel::C0, Channel::C1, left_cmd),
+            right_motor: motor(Channel::C2, Channel::C3, right_cmd),
+            left_encoder: ModelEncoder::new(left_cmd, timer),
+            right_encoder: ModelEncoder::new(right_cmd, timer),
+            gyro: MagnetometerYaw {
+                mag,
                 timer,
                 last: None,
-            }
-        }
-    };
+            },
+            clock: metronome(),
+        },
+        RobotConfig {
+            spec: SPEC,
+            commands: CommandSet::Discrete,
+            goal: GOAL,
+            settle: Settle::DEFAULT,
+        },
+    );
 
-    // The bundle: its own flash region (memory.x), length from its header.
     // SAFETY: BUNDLE is a flash region of memory.x that nothing in this firmware writes;
     // flash stays mapped at this address for the program's life.
     let region: &'static [u8] =
         unsafe { core::slice::from_raw_parts(BUNDLE_ADDR as *const u8, BUNDLE_LEN) };
-    let bundle = match bundle::declared_len(region)
-        .and_then(|n| Bundle::parse(region.get(..n).unwrap_or(region)))
-        .and_then(|b| b.check_policy::<Pol>().map(|()| b))
-    {
-        Ok(b) => b,
-        Err(e) => {
-            // The PWM duty is 0 since init: the motors stay stopped.
-            error!("no valid bundle at 0x{:08x}: {}", BUNDLE_ADDR, e);
-            halt_blinking(&mut panel, control::bundle_blink_code(&e))
-        }
-    };
-    info!(
-        "bundle crc 0x{:08x}, recipe {}",
-        bundle.checksum(),
-        bundle.recipe()
-    );
-
-    let need = bundle.recipe().memory(&Pol::SHAPE).total_floats();
+    let mut idle = metronome();
     let Some(memory) = cortex_m::singleton!(: [f32; MEMORY_FLOATS] = [0.0; MEMORY_FLOATS]) else {
-        halt_blinking(&mut panel, 7)
-    };
-    let Some(memory) = memory.get_mut(..need) else {
-        error!(
-            "the recipe needs {} floats of adapter memory, {} available",
-            need, MEMORY_FLOATS
-        );
-        halt_blinking(&mut panel, 6)
-    };
-    let adapter = match Adapter::from_bundle(
-        Pol::default(),
-        &bundle,
-        memory,
-        u64::from(bundle.checksum()) ^ u64::from(timer.read()),
-    ) {
-        Ok(a) => a,
-        Err(e) => {
-            error!("adapter: {}", e);
-            halt_blinking(&mut panel, 6)
-        }
+        firmware::halt(7, &mut idle, &mut panel)
     };
     // SAFETY: SLOTS is a flash region of memory.x used by nothing else; Nvmc is its only
     // accessor from here on.
     let slots_region: &'static mut [u8] =
         unsafe { core::slice::from_raw_parts_mut(SLOTS_ADDR as *mut u8, 2 * SLOT_LEN as usize) };
-    let slots = match Slots::new(Nvmc::new(p.NVMC, slots_region), 0, SLOT_LEN) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warn!(
-                "parameter slots unusable ({}): adaptations will not persist",
-                e
-            );
-            None
-        }
-    };
-    let (mut controller, boot) =
-        Controller::boot(adapter, bundle.params(), bundle.checksum(), slots);
-    match boot {
-        Boot::Meta => info!("boot: meta-policy"),
-        Boot::Restored(r) => info!("boot: restored adapted policy {}", r),
-        Boot::Unreadable(e) => warn!("boot: stored policy unreadable ({}), meta-policy", e),
-    }
-
-    let period_us = (SPEC.control_period_s * TIMER_HZ) as u32;
-    let deadline = Cell::new(timer.read());
-    let parts = DiffDriveParts {
-        left_motor,
-        right_motor,
-        left_encoder: ModelEncoder::new(left_cmd, timer),
-        right_encoder: ModelEncoder::new(right_cmd, timer),
-        gyro: yaw,
-        clock: Metronome {
-            timer,
-            deadline: &deadline,
-            period_us,
-        },
-    };
-    let config = RobotConfig {
-        spec: SPEC,
-        commands: CommandSet::Discrete,
-        goal: GOAL,
-        settle: Settle::DEFAULT,
-    };
-    let mut robot = DiffDriveRobot::new(parts, config);
-    let mut idle = Metronome {
-        timer,
-        deadline: &deadline,
-        period_us,
-    };
-    loop {
-        match controller.step(&mut robot, &mut idle, &mut panel) {
-            Event::Tick => {}
-            Event::Fault(f) => error!("stopped: {}", f),
-            Event::Guarded { verdict, saved } => info!("guard: {}, saved {}", verdict, saved),
-            e => info!("{}", e),
-        }
-    }
+    let slots = Slots::new(Nvmc::new(p.NVMC, slots_region), 0, SLOT_LEN);
+    let entropy = u64::from(timer.read());
+    Firmware::start(Pol::default(), region, memory, entropy, slots)
+        .run(&mut robot, &mut idle, &mut panel, &mut Defmt)
 }
 
-/// Shows `code` on the status LED forever, motors stopped.
-fn halt_blinking<A, B, L: OutputPin>(panel: &mut Buttons<'_, A, B, L>, code: u8) -> ! {
-    loop {
-        let ms = panel.timer.read() / 1000;
-        let _ = panel.led.set_state((!control::blink_code(code, ms)).into());
+/// Makes P8 (P0.10, motor 1's forward input) and P0.09 GPIOs: they are the NFC antenna
+/// pads while `UICR.NFCPINS` says so, its value after a chip erase. Nordic's MDK startup
+/// clears it when built with `CONFIG_NFCT_PINS_AS_GPIOS`, as the micro:bit's CODAL runtime
+/// is (so a board that ran MakeCode has it cleared); this firmware has no MDK startup and
+/// does the same: program the bit once, then reset for it to take effect.
+fn nfc_pads_as_gpio(uicr: &pac::UICR, nvmc: &pac::NVMC) {
+    if !uicr.nfcpins.read().protect().is_nfc() {
+        return;
+    }
+    let wait = || while nvmc.ready.read().ready().is_busy() {};
+    nvmc.config.write(|w| w.wen().wen());
+    wait();
+    uicr.nfcpins.write(|w| w.protect().disabled());
+    wait();
+    nvmc.config.write(|w| w.wen().ren());
+    wait();
+    if uicr.nfcpins.read().protect().is_disabled() {
+        cortex_m::peripheral::SCB::sys_reset();
+    }
+    // The write did not take: no reset loop; motor 1 will not drive forward.
+    warn!("UICR.NFCPINS could not be cleared: P8 stays an NFC pad");
+}
+
+/// The firmware's log over defmt-rtt.
+struct Defmt;
+
+impl<E: defmt::Format> Log<E> for Defmt {
+    fn log(&mut self, line: Line<E>) {
+        match line.level() {
+            firmware::Level::Info => info!("{}", line),
+            firmware::Level::Warn => warn!("{}", line),
+            firmware::Level::Error => error!("{}", line),
+        }
     }
 }
 
@@ -451,7 +402,16 @@ impl<A: InputPin, B: InputPin, L: OutputPin> Panel for Buttons<'_, A, B, L> {
 
     fn show(&mut self, status: Status) {
         self.status = status;
-        let on = status.led(self.timer.read() / 1000);
+        self.light(status.led(self.timer.read() / 1000));
+    }
+
+    fn show_code(&mut self, code: u8) {
+        self.light(control::blink_code(code, self.timer.read() / 1000));
+    }
+}
+
+impl<A, B, L: OutputPin> Buttons<'_, A, B, L> {
+    fn light(&mut self, on: bool) {
         // Column pins are active low.
         let _ = self.led.set_state((!on).into());
     }

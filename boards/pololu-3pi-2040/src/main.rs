@@ -1,13 +1,16 @@
-//! sgmrl on the Pololu 3pi+ 2040 robot: the pin map over the core's control loop.
+//! sgmrl on the Pololu 3pi+ 2040 robot: a pin map under the core's firmware.
 //!
-//! Everything that decides anything (episodes, adaptation, the guard, the flash slots, the
-//! safe stop, the buttons' meaning, the LED patterns) is the core's
-//! [`sgmrl::control::Controller`] over [`sgmrl::robot::DiffDriveRobot`]; this file only
-//! says which pin is what (see `README.md` for the pin map and its source) and implements
-//! the encoder and clock traits on the RP2040's PIO and timer.
+//! Everything that decides anything (reading and checking the bundle, the blink code
+//! when it is missing, episodes, adaptation, the guard, the flash slots, the safe stop, the
+//! buttons' meaning, the LED patterns, what is logged) is the core's
+//! [`sgmrl::firmware::Firmware`] around [`sgmrl::control::Controller`] over
+//! [`sgmrl::robot::DiffDriveRobot`]; this file only says which pin is what (see
+//! `README.md` for the pin map and its source) and implements the encoder, clock, panel and
+//! log traits on the RP2040's PIO, timer, pads and defmt-rtt.
 //!
 //! Not run on hardware: it builds for `thumbv6m-none-eabi` in CI; the logic it wires is
-//! tested on the host and under QEMU (`boards/qemu`, binary `robot`).
+//! tested on the host (`sgmrl::firmware`'s tests) and under QEMU (`boards/qemu`, binary
+//! `robot`).
 #![no_std]
 #![no_main]
 
@@ -26,10 +29,9 @@ use embassy_rp::pio::{
 use embassy_rp::pwm::{self, Pwm};
 use embassy_time::{Duration, Instant};
 use panic_probe as _;
-use sgmrl::adapt::Adapter;
-use sgmrl::bundle::{self, Bundle};
-use sgmrl::control::{self, Boot, Controller, Event, Panel, Status, Ticker, TwoButtons};
-use sgmrl::policy::{Policy, SoftmaxMlp};
+use sgmrl::control::{self, Panel, Status, Ticker, TwoButtons};
+use sgmrl::firmware::{self, Firmware, Line, Log};
+use sgmrl::policy::SoftmaxMlp;
 use sgmrl::robot::{
     ClockError, ControlClock, DiffDriveParts, DiffDriveRobot, EncoderError, GyroRange, Lsm6dso,
     PwmDirMotor, RobotConfig, Settle, WheelEncoder,
@@ -70,14 +72,27 @@ const GOAL: [f32; 2] = [0.3, 0.1];
 fn main() -> ! {
     let p = embassy_rp::init(Default::default());
     info!("sgmrl on the Pololu 3pi+ 2040");
+    let period = Duration::from_micros((SPEC.control_period_s * 1e6) as u64);
+    let mut idle = Metronome { period };
+
+    // Buttons and LED: A shares GP25 with the yellow LED (active low); C is GP0.
+    let mut panel = Buttons {
+        a_led: Flex::new(p.PIN_25),
+        c: Flex::new(p.PIN_0),
+        buttons: TwoButtons::new(),
+        status: Status::Idle,
+    };
+    panel.a_led.set_as_output();
+    panel.a_led.set_high();
 
     // Motors: PWM slice 7 (GP14 = channel A = right, GP15 = channel B = left), TOP 5999
-    // (6000 steps, ~20.8 kHz at 125 MHz); direction GP10 right, GP11 left, low = forward.
+    // (6000 steps, ~20.8 kHz at 125 MHz), compare 0 from here on until the loop drives
+    // them; direction GP10 right, GP11 left, low = forward.
     let mut pwm_config = pwm::Config::default();
     pwm_config.top = 5999;
     let motors = Pwm::new_output_ab(p.PWM_SLICE7, p.PIN_14, p.PIN_15, pwm_config);
     let (Some(right_pwm), Some(left_pwm)) = motors.split() else {
-        halt_blinking(None, 7)
+        firmware::halt(7, &mut idle, &mut panel)
     };
     let right_dir = Output::new(p.PIN_10, Level::Low);
     let left_dir = Output::new(p.PIN_11, Level::Low);
@@ -93,131 +108,59 @@ fn main() -> ! {
     let left_encoder = PioQuadrature::new(&mut common, sm0, p.PIN_12, p.PIN_13, &program);
     let right_encoder = PioQuadrature::new(&mut common, sm1, p.PIN_8, p.PIN_9, &program);
 
-    // IMU: LSM6DSO on I²C0, SCL GP5, SDA GP4, 400 kHz, address 0x6B.
+    // IMU: LSM6DSO on I²C0, SCL GP5, SDA GP4, 400 kHz, address 0x6B (SA0 high on this
+    // board: `Lsm6dso::ADDRESS_SA0_HIGH`).
     let mut i2c_config = i2c::Config::default();
     i2c_config.frequency = 400_000;
     let i2c = I2c::new_blocking(p.I2C0, p.PIN_5, p.PIN_4, i2c_config);
-    // 0x6B: SA0 high on this board (`Lsm6dso::ADDRESS_SA0_HIGH`).
     let mut gyro = Lsm6dso::new(i2c, 0x6B, GyroRange::Dps1000, false);
     if let Err(e) = gyro.init() {
         // The odometry still works from the encoders; the robot reports the error.
         warn!("gyro: {}", e);
     }
 
-    // Buttons and LED: A shares GP25 with the yellow LED (active low); C is GP0.
-    let mut panel = Buttons {
-        a_led: Flex::new(p.PIN_25),
-        c: Flex::new(p.PIN_0),
-        buttons: TwoButtons::new(),
-        status: Status::Idle,
-    };
-    panel.a_led.set_as_output();
-    panel.a_led.set_high();
+    let mut robot = DiffDriveRobot::new(
+        DiffDriveParts {
+            left_motor: PwmDirMotor::new(left_pwm, left_dir, false),
+            right_motor: PwmDirMotor::new(right_pwm, right_dir, false),
+            left_encoder,
+            right_encoder,
+            gyro,
+            clock: Metronome { period },
+        },
+        RobotConfig {
+            spec: SPEC,
+            commands: CommandSet::Discrete,
+            goal: GOAL,
+            settle: Settle::DEFAULT,
+        },
+    );
 
-    // The bundle: its own flash region, length from its header.
     // SAFETY: BUNDLE is a region of memory.x that this firmware never writes (only the
     // SLOTS region is erased and programmed); XIP keeps it mapped for the program's life.
     let region: &'static [u8] = unsafe {
         core::slice::from_raw_parts((XIP_BASE + BUNDLE_OFFSET as usize) as *const u8, BUNDLE_LEN)
     };
-    let bundle = match bundle::declared_len(region)
-        .and_then(|n| Bundle::parse(region.get(..n).unwrap_or(region)))
-        .and_then(|b| b.check_policy::<Pol>().map(|()| b))
-    {
-        Ok(b) => b,
-        Err(e) => {
-            // Motors were never driven (PWM compare 0 since init); say why and stay put.
-            error!(
-                "no valid bundle at 0x{:08x}: {}",
-                XIP_BASE + BUNDLE_OFFSET as usize,
-                e
-            );
-            halt_blinking(Some(panel), control::bundle_blink_code(&e))
-        }
-    };
-    info!(
-        "bundle crc 0x{:08x}: {} parameters, recipe {}",
-        bundle.checksum(),
-        Pol::N_PARAMS,
-        bundle.recipe()
-    );
-
-    let need = bundle.recipe().memory(&Pol::SHAPE).total_floats();
     let Some(memory) = cortex_m::singleton!(: [f32; MEMORY_FLOATS] = [0.0; MEMORY_FLOATS]) else {
-        halt_blinking(Some(panel), 7)
-    };
-    let Some(memory) = memory.get_mut(..need) else {
-        error!(
-            "the recipe needs {} floats of adapter memory, {} available",
-            need, MEMORY_FLOATS
-        );
-        halt_blinking(Some(panel), 6)
-    };
-    let seed = u64::from(bundle.checksum()) ^ Instant::now().as_ticks();
-    let adapter = match Adapter::from_bundle(Pol::default(), &bundle, memory, seed) {
-        Ok(a) => a,
-        Err(e) => {
-            error!("adapter: {}", e);
-            halt_blinking(Some(panel), 6)
-        }
+        firmware::halt(7, &mut idle, &mut panel)
     };
     let flash = Flash::<_, Blocking, FLASH_SIZE>::new_blocking(p.FLASH);
-    let slots = match Slots::new(flash, SLOTS_OFFSET, SLOT_LEN) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warn!(
-                "parameter slots unusable ({}): adaptations will not persist",
-                e
-            );
-            None
-        }
-    };
-    let (mut controller, boot) =
-        Controller::boot(adapter, bundle.params(), bundle.checksum(), slots);
-    match boot {
-        Boot::Meta => info!("boot: meta-policy"),
-        Boot::Restored(r) => info!("boot: restored adapted policy {}", r),
-        Boot::Unreadable(e) => warn!("boot: stored policy unreadable ({}), meta-policy", e),
-    }
-
-    let period = Duration::from_micros((SPEC.control_period_s * 1e6) as u64);
-    let parts = DiffDriveParts {
-        left_motor: PwmDirMotor::new(left_pwm, left_dir, false),
-        right_motor: PwmDirMotor::new(right_pwm, right_dir, false),
-        left_encoder,
-        right_encoder,
-        gyro,
-        clock: Metronome { period },
-    };
-    let config = RobotConfig {
-        spec: SPEC,
-        commands: CommandSet::Discrete,
-        goal: GOAL,
-        settle: Settle::DEFAULT,
-    };
-    let mut robot = DiffDriveRobot::new(parts, config);
-    let mut idle = Metronome { period };
-    loop {
-        match controller.step(&mut robot, &mut idle, &mut panel) {
-            Event::Tick => {}
-            Event::Fault(f) => error!("stopped: {}", f),
-            Event::Guarded { verdict, saved } => info!("guard: {}, saved {}", verdict, saved),
-            e => info!("{}", e),
-        }
-    }
+    let slots = Slots::new(flash, SLOTS_OFFSET, SLOT_LEN);
+    let entropy = Instant::now().as_ticks();
+    Firmware::start(Pol::default(), region, memory, entropy, slots)
+        .run(&mut robot, &mut idle, &mut panel, &mut Defmt)
 }
 
-/// Shows `code` on the yellow LED forever with the motors stopped (a missing bundle, a
-/// peripheral that failed to come up).
-fn halt_blinking(panel: Option<Buttons<'_>>, code: u8) -> ! {
-    let mut led = panel.map(|p| p.a_led);
-    loop {
-        let on = control::blink_code(code, Instant::now().as_millis() as u32);
-        if let Some(led) = led.as_mut() {
-            // Active low.
-            led.set_level(Level::from(!on));
+/// The firmware's log over defmt-rtt.
+struct Defmt;
+
+impl<E: defmt::Format> Log<E> for Defmt {
+    fn log(&mut self, line: Line<E>) {
+        match line.level() {
+            firmware::Level::Info => info!("{}", line),
+            firmware::Level::Warn => warn!("{}", line),
+            firmware::Level::Error => error!("{}", line),
         }
-        cortex_m::asm::delay(125_000);
     }
 }
 
@@ -272,6 +215,11 @@ struct Buttons<'d> {
 }
 
 impl Buttons<'_> {
+    /// The yellow LED, active low.
+    fn light(&mut self, on: bool) {
+        self.a_led.set_level(Level::from(!on));
+    }
+
     /// A pad that is normally an output, read as a pulled-up input for a moment
     /// (Pololu's library does the same for button A under the LED).
     fn pressed(pin: &mut Flex<'_>) -> bool {
@@ -295,8 +243,11 @@ impl Panel for Buttons<'_> {
 
     fn show(&mut self, status: Status) {
         self.status = status;
-        let on = status.led(Instant::now().as_millis() as u32);
-        self.a_led.set_level(Level::from(!on));
+        self.light(status.led(Instant::now().as_millis() as u32));
+    }
+
+    fn show_code(&mut self, code: u8) {
+        self.light(control::blink_code(code, Instant::now().as_millis() as u32));
     }
 }
 
