@@ -15,6 +15,7 @@ use core::cell::Cell;
 use sgmrl::adapt::Adapter;
 use sgmrl::bundle::Bundle;
 use sgmrl::control::{Active, Boot, Command, Controller, Event};
+use sgmrl::env::{Env, Transition};
 use sgmrl::guard::Kept;
 use sgmrl::policy::{Policy, SoftmaxMlp};
 use sgmrl::recipe::{ActionMap, Advantage, LossScale, Recipe};
@@ -94,7 +95,9 @@ pub struct RobotOutcome {
 
 /// Instructions of one kind of controller tick: the whole tick, and the core's share of it
 /// (the tick less the instructions spent inside the control clock's `wait_for_tick`, where
-/// the simulated plant's physics runs in place of the hardware's wait for its timer).
+/// the simulated plant's physics runs in place of the hardware's wait for its timer), split
+/// into the robot `Env`'s part (drivers, odometry, observation, reward, settle loop) and the
+/// rest (the controller and the adapter: `act`, `reward`, `end_episode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Spent {
     /// Largest whole tick.
@@ -105,18 +108,28 @@ pub struct Spent {
     pub sum: u64,
     /// Sum of core shares.
     pub core_sum: u64,
+    /// Sum of the robot `Env`'s part of the core shares.
+    pub env_sum: u64,
     /// Ticks counted.
     pub n: u64,
 }
 
 impl Spent {
-    fn add(&mut self, whole: u64, plant: u64) {
+    /// Adds a tick of `whole` instructions, `env` of them inside the robot `Env`'s calls
+    /// and `plant` of those inside the clock's wait.
+    fn add(&mut self, whole: u64, env: u64, plant: u64) {
         let core = whole.saturating_sub(plant);
         self.max = self.max.max(whole);
         self.core_max = self.core_max.max(core);
         self.sum += whole;
         self.core_sum += core;
+        self.env_sum += env.saturating_sub(plant);
         self.n += 1;
+    }
+
+    /// Mean of the robot `Env`'s part of the core share (0 when none was counted).
+    pub fn env_mean(&self) -> u64 {
+        self.env_sum / self.n.max(1)
     }
 
     /// Mean whole tick (0 when none was counted).
@@ -143,6 +156,9 @@ pub struct TickCosts {
     pub step: Spent,
     /// The tick that ended the last evaluation episode: verdict and flash write.
     pub guard: Spent,
+    /// Every tick of the adaptation step, from the first episode's first tick to the tick
+    /// that applied the step (the N·H control ticks and the N episode ends).
+    pub adaptation: Spent,
 }
 
 /// The bench's clock, adding the instructions spent in each wait (the simulated plant's
@@ -160,6 +176,47 @@ impl<C: ControlClock> ControlClock for MeteredClock<'_, C> {
         self.plant
             .set(self.plant.get() + (self.now)().saturating_sub(t0));
         r
+    }
+}
+
+/// The robot, adding the instructions spent in its `Env` calls to `spent`.
+struct MeteredEnv<'a, E> {
+    inner: E,
+    now: &'a dyn Fn() -> u64,
+    spent: &'a Cell<u64>,
+}
+
+impl<E> MeteredEnv<'_, E> {
+    fn metered<R>(&mut self, f: impl FnOnce(&mut E) -> R) -> R {
+        let t0 = (self.now)();
+        let r = f(&mut self.inner);
+        self.spent
+            .set(self.spent.get() + (self.now)().saturating_sub(t0));
+        r
+    }
+}
+
+impl<E: Env> Env for MeteredEnv<'_, E> {
+    type Error = E::Error;
+
+    fn obs_dim(&self) -> usize {
+        self.inner.obs_dim()
+    }
+
+    fn action_width(&self) -> usize {
+        self.inner.action_width()
+    }
+
+    fn reset(&mut self, obs: &mut [f32]) -> Result<(), E::Error> {
+        self.metered(|e| e.reset(obs))
+    }
+
+    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> Result<Transition, E::Error> {
+        self.metered(|e| e.step(action, obs))
+    }
+
+    fn stop(&mut self, action: &[f32], obs: &mut [f32]) -> Result<(), E::Error> {
+        self.metered(|e| e.stop(action, obs))
     }
 }
 
@@ -206,7 +263,12 @@ pub fn run_robot(
         goal: ROBOT_TASK.goal,
         settle: Settle::DEFAULT,
     };
-    let mut robot = DiffDriveRobot::new(parts, config);
+    let env_spent = Cell::new(0u64);
+    let mut robot = MeteredEnv {
+        inner: DiffDriveRobot::new(parts, config),
+        now,
+        spent: &env_spent,
+    };
 
     let mut costs = TickCosts::default();
     *flash = RobotFlash::new();
@@ -224,23 +286,27 @@ pub fn run_robot(
         let mut verdict = None;
         for _ in 0..10_000 {
             plant.set(0);
+            env_spent.set(0);
             let t0 = now();
             let event = c.tick(&mut robot, None);
             let whole = now().saturating_sub(t0);
-            let plant = plant.get();
+            let (env, plant) = (env_spent.get(), plant.get());
             steps += 1;
+            if adapted_crc.is_none() {
+                costs.adaptation.add(whole, env, plant);
+            }
             match event {
-                Event::Tick => costs.tick.add(whole, plant),
+                Event::Tick => costs.tick.add(whole, env, plant),
                 Event::Stepped { .. } => {
-                    costs.step.add(whole, plant);
+                    costs.step.add(whole, env, plant);
                     adapted_crc = Some(c.adapter().with_params(|p| p.checksum()));
                 }
                 Event::Guarded { verdict: v, saved } => {
-                    costs.guard.add(whole, plant);
+                    costs.guard.add(whole, env, plant);
                     verdict = Some((v, saved));
                     break;
                 }
-                Event::Episode { .. } => costs.episode_end.add(whole, plant),
+                Event::Episode { .. } => costs.episode_end.add(whole, env, plant),
                 Event::Fault(_) => return Err("fault on the simulated robot"),
                 Event::Command(_) => return Err("unexpected event"),
             }

@@ -90,6 +90,21 @@ fn main() -> ! {
         .u(core(&c.guard))
         .s(" instructions")
         .print();
+    // Where a plain tick's core share goes, and the whole adaptation step's compute.
+    Line::new("robot: [icount] ")
+        .s(machine::THIS.name)
+        .s(" control tick core share mean: robot Env ")
+        .u(sat(c.tick.env_mean()))
+        .s(", controller + adapter ")
+        .u(sat(c.tick.core_mean().saturating_sub(c.tick.env_mean())))
+        .s("; adaptation step in all (")
+        .u(sat(c.adaptation.n))
+        .s(" ticks) core share ")
+        .u(sat(c.adaptation.core_sum))
+        .s(", of it robot Env ")
+        .u(sat(c.adaptation.env_sum))
+        .s(" instructions")
+        .print();
     let statics = ram::statics();
     let shape = <RobotPolicy as Policy>::SHAPE;
     let bound = Memory::lower_bound_floats(&shape, ROBOT_RECIPE.horizon) * 4;
