@@ -159,6 +159,9 @@ pub struct TickCosts {
     /// Every tick of the adaptation step, from the first episode's first tick to the tick
     /// that applied the step (the N·H control ticks and the N episode ends).
     pub adaptation: Spent,
+    /// The ticks of [`TickCosts::adaptation`] that ended an episode (each runs the streaming
+    /// rule's gradient of that episode; the last one also the update).
+    pub adaptation_ends: Spent,
 }
 
 /// The bench's clock, adding the instructions spent in each wait (the simulated plant's
@@ -294,6 +297,9 @@ pub fn run_robot(
             steps += 1;
             if adapted_crc.is_none() {
                 costs.adaptation.add(whole, env, plant);
+                if matches!(event, Event::Episode { .. } | Event::Stepped { .. }) {
+                    costs.adaptation_ends.add(whole, env, plant);
+                }
             }
             match event {
                 Event::Tick => costs.tick.add(whole, env, plant),

@@ -12,6 +12,7 @@
 
 use cortex_m_rt::entry;
 use sgmrl::adapt::Memory;
+use sgmrl::bundle::Bundle;
 use sgmrl::policy::Policy;
 use sgmrl_qemu::out::Line;
 use sgmrl_qemu::robot_e2e::{
@@ -57,6 +58,20 @@ fn main() -> ! {
         }
     };
     print_outcome(&o);
+    if let Ok(b) = Bundle::parse(&BUNDLE_WORDS.0) {
+        let r = b.recipe();
+        Line::new("robot: bundle crc ")
+            .hex(b.checksum())
+            .s(", recipe: steps ")
+            .u(u32::from(r.steps))
+            .s(", alpha ")
+            .milli(r.alpha)
+            .s(", episodes ")
+            .u(u32::from(r.episodes))
+            .s(", horizon ")
+            .u(u32::from(r.horizon))
+            .print();
+    }
     let sat = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
     Line::new("robot: [icount] ")
         .s(machine::THIS.name)
@@ -103,6 +118,10 @@ fn main() -> ! {
         .u(sat(c.adaptation.core_sum))
         .s(", of it robot Env ")
         .u(sat(c.adaptation.env_sum))
+        .s(", of it its ")
+        .u(sat(c.adaptation_ends.n))
+        .s(" episode-end ticks ")
+        .u(sat(c.adaptation_ends.core_sum))
         .s(" instructions")
         .print();
     let statics = ram::statics();
