@@ -14,6 +14,9 @@
 #     recipe (written by pins/), on mps2-an386 and mps2-an505 (its adapter RAM alone is
 #     44 KB; the microbit has 16 KB);
 #   * test: the committed test bundle (GaussianMlp 2→16→2, ζ=2, N=10), on all three machines.
+# then `costs` (per-call instructions; M4F and M0), `robot` with the meta-trained
+# bundles/diffdrive.sgml on the M0 and M4F (the robot budgets: ticks whole and their core
+# share, the adaptation step, adapter RAM) and the two real-board firmwares' code size.
 # Instructions come from SysTick under `qemu -icount shift=6` (see src/icount.rs): guest
 # instructions, deterministic from run to run, not cycles.
 set -uo pipefail
@@ -270,7 +273,7 @@ adaptation steps tick by tick on the core's nav2d simulator (\`act\` → env ste
 |---|---|---|---|---|
 | default | the default embedded policy and recipe (\`sgmrl demo\`'s \`embedded\` preset): GaussianMlp 2→16→2 | 84 | ζ = 1, N = 40, H = 20, reward-to-go (streaming), α = 0.03, \`clip(0.1·u, ±0.1)\` | all three |
 | mid | GaussianMlp 2→32→32→2 (layers, not per-step overheads, dominate) | 1,220 | ζ = 1, N = 20, H = 100, reward-to-go (streaming), the paper's action map | all three |
-| paper | the paper's nav2d size: GaussianMlp 2→100→100→2 | 10,604 | same | mps2-an386, mps2-an505 (its 44 KB adapter memory alone exceeds the microbit's 16 KB) |
+| paper | the paper's nav2d size: GaussianMlp 2→100→100→2 | 10,604 | same | mps2-an386, mps2-an505 (its adapter memory alone, in the table below, exceeds the microbit's 16 KB) |
 | test | the committed test bundle: GaussianMlp 2→16→2 | 84 | ζ = 2, N = 10, H = 100, reward-to-go | all three |
 
 The default, mid and paper bundles are written by \`boards/qemu/pins\` with random weights (costs do
@@ -379,21 +382,22 @@ simulator, the advantages, bookkeeping and the final parameter update.
   the three cores compute the same bits (the kernel tests compare 20 shapes bit for bit with
   the plain loops). On the soft-float M0 the plain loops are compiled instead (unrolling
   saves nothing there and costs flash).
-- **The M4F inner loops**, counted in a QEMU per-instruction trace: 2.25 (forward), 2.2
-  (\`Wᵀ·δ\`) and 3.15 (weight gradient: a load, a \`VMLA\` and a store per gradient scalar)
-  instructions per MAC. LLVM allocates single-precision registers as s0, s2, s4, … and so
-  never merges consecutive \`VLDR\`s into \`VLDM\`: each weight costs one load and one
-  \`VMLA\`. The whole adaptation step of the paper policy, tanh (two per hidden unit and
+- **The M4F inner loops**, read once in a QEMU per-instruction trace (not part of this run):
+  a load and a \`VMLA\` per weight in the forward and \`Wᵀ·δ\` products, and a load, a
+  \`VMLA\` and a store per gradient scalar in the weight gradient. LLVM allocates
+  single-precision registers as s0, s2, s4, … and so never merges consecutive \`VLDR\`s into
+  \`VLDM\`. The whole adaptation step of the paper policy, tanh (two per hidden unit and
   step), sampling, the simulator and the update included, comes to the ratio in the table.
 - **Small policies**: the default 2→16→2 policy does 224 MACs per environment step, so
   3 instructions per MAC would leave 672 instructions for the whole step. Its fixed
   per-step work alone exceeds that: 32 tanh (16 when acting, 16 when the gradient
-  recomputes the forward pass, ~24 instructions each), two normal samples (the \`Rng::normal\`
+  recomputes the forward pass, at the \`tanh\` cost below), two normal samples (the \`Rng::normal\`
   cost below), the action map, the simulator, the advantages. The ≤ 3 goal is met where the
   multiply-accumulates dominate (the paper's policy); for the default it is bounded by that
   fixed work, reported as measured.
 - **tanh**: \`math::tanh_f32\`, a rational function in plain \`f32\` (≤ 7 ulp, \`|tanh| ≤ 1\`),
-  instead of \`libm::tanhf\` (~96 instructions a call on the M4F).
+  instead of \`libm::tanhf\` (several times as many instructions a call on the M4F, in a
+  one-off count not part of this run).
 - **Flash**: the policy code is compiled once. The adapter reads the meta-parameters
   (bundle bytes in flash) and the adapted parameters (its RAM) through one
   \`ParamSource\` type, \`MetaSource::View\` (\`src/adapt.rs\`): on little-endian targets
@@ -401,16 +405,15 @@ simulator, the advantages, bookkeeping and the final parameter update.
   4-aligned, takes the word-load path. A step is formed in the gradient accumulator and
   tried there before it becomes current, so no third parameter view exists either
   (before: forward pass, sampling and gradient compiled for flash bytes, for RAM slices and
-  twice more for a lazily stepped view, about 7 KB). The vector table has one device
+  twice more for a lazily stepped view). The vector table has one device
   interrupt entry (\`boards/qemu/src/vectors.rs\`: the firmware enables no interrupt;
   cortex-m-rt's generic table has 32 entries on ARMv6-M, 240 on ARMv7-M and 480 on
-  ARMv8-M Mainline, 1,920 B). One CRC-32 with a 64-byte table (\`src/crc32.rs\`) instead of
+  ARMv8-M Mainline). One CRC-32 with a 64-byte table (\`src/crc32.rs\`) instead of
   two 1 KB tables; the demo and the panic/fault handlers print through
   \`boards/qemu/src/out.rs\` instead of \`core::fmt\`.
 - **Stack**: the policy's hidden-layer activations and deltas, the only working memory
   that grows with the network's width, are in the adapter's memory buffer
-  (\`Memory::scratch_floats\` = 2·(hidden₀ + hidden₁) floats: 128 B for the default and
-  test policies, 512 B for the mid policy, 1,600 B for the paper's); only the head's two
+  (\`Memory::scratch_floats\` = 2·(hidden₀ + hidden₁) floats); only the head's two
   \`act_dim\`-vectors are on the stack. So the adaptation stack does not grow with the
   policy's width: it is the \`Adapter\` value (its 32-float action buffer included), the
   demo's control loop and \`Adapter::end_episode\`, then either an episode's gradient (the
@@ -447,7 +450,7 @@ simulator, the advantages, bookkeeping and the final parameter update.
   takes — N·H calls of \`act\` (forward pass, sampling, action map), the simulator's steps,
   \`reward\`, \`end_episode\` (advantages and the gradient of each episode) and the parameter
   update. Deterministic run to run; **instructions, not cycles**: QEMU models no pipeline,
-  wait states or cycle counts (a VDIV is one instruction here and 14 cycles on a real
+  wait states or cycle counts (a VDIV is one instruction here and many cycles on a real
   Cortex-M4). On hardware read DWT CYCCNT instead.
 - **instructions / env step**: the same total divided by the N·H environment steps.
 - **MACs / env step**: the multiply-accumulates one environment step of the algorithm needs,
