@@ -17,8 +17,9 @@
 #      timeout with 124 (microbit only; a harness that cannot fail proves nothing); and
 #      `adapt` built with a corrupted bundle (SGMRL_CORRUPT) must reject it with its typed
 #      error and exit 2 (microbit and an386).
-#   4. run `robot` (the board logic on a simulated robot, src/robot_e2e.rs) and require its
-#      outcome line to equal the one `pins/ robot` computes on the host;
+#   4. run `robot` (the board logic on a simulated robot, src/robot_e2e.rs, with the
+#      meta-trained bundles/diffdrive.sgml) and require its outcome line to equal the one
+#      `pins/ robot` computes on the host;
 #   0. (first) recompute the parity cases and the test bundle on the host (`pins/`) and fail
 #      if `src/pins.rs` or `bundles/test.sgml` is stale, i.e. the core's numerics or bundle
 #      format changed on the host since they were made.
@@ -80,15 +81,8 @@ else
     fail "bundles/test.sgml is stale or pins/ failed; regenerate as pins/src/main.rs says"
 fi
 
-if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- bundle-robot "$logs/robot-test.sgml" 2>"$logs/pins.err" &&
-    cmp -s bundles/robot-test.sgml "$logs/robot-test.sgml"; then
-    echo "ok   bundles/robot-test.sgml matches the host's encoding"
-    passed=$((passed + 1))
-else
-    fail "bundles/robot-test.sgml is stale or pins/ failed; regenerate: pins/ bundle-robot bundles/robot-test.sgml"
-fi
 # The board-logic scenario (src/robot_e2e.rs) on the host: the device must print this line.
-if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- robot bundles/robot-test.sgml \
+if cargo run -q --manifest-path pins/Cargo.toml --target "$host" -- robot bundles/diffdrive.sgml \
     >"$logs/robot-host.txt" 2>"$logs/pins.err"; then
     echo "ok   robot scenario on the host: $(cat "$logs/robot-host.txt")"
     passed=$((passed + 1))

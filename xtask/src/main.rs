@@ -425,6 +425,12 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
             )
         });
     }
+    if !skip_train && root.join("boards/qemu/bundles/diffdrive.sgml").exists() {
+        check(
+            "diffdrive bundle reproduces (train --preset diffdrive)",
+            &mut || diffdrive_bundle_reproduces(root),
+        );
+    }
     if !flags.iter().any(|f| f == "--skip-mujoco") {
         check(
             "MuJoCo tasks (setup, clippy, tests, Table 2 smoke, on MPI ranks)",
@@ -447,6 +453,44 @@ fn test(root: &Path, flags: &[String]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{failed} check(s) failed"))
+    }
+}
+
+/// The QEMU robot scenario and the budgets in docs/device.md run on the committed
+/// `boards/qemu/bundles/diffdrive.sgml`; it must be what `sgmrl train --preset diffdrive`
+/// writes, bit for bit (training is deterministic whatever the thread count).
+fn diffdrive_bundle_reproduces(root: &Path) -> Result<(), String> {
+    let out = root.join("target/xtask-diffdrive");
+    let _ = std::fs::remove_dir_all(&out);
+    let out_s = out.to_string_lossy();
+    run(
+        root,
+        "cargo",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "sgmrl-host",
+            "--",
+            "-q",
+            "train",
+            "--preset",
+            "diffdrive",
+            "-o",
+            &out_s,
+        ],
+        &[],
+    )?;
+    let committed = root.join("boards/qemu/bundles/diffdrive.sgml");
+    let fresh =
+        std::fs::read(out.join("bundle.sgml")).map_err(|e| format!("{out_s}/bundle.sgml: {e}"))?;
+    let want = std::fs::read(&committed).map_err(|e| format!("{}: {e}", committed.display()))?;
+    if fresh == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{out_s}/bundle.sgml differs from boards/qemu/bundles/diffdrive.sgml: the diffdrive preset or training changed; if intended, copy it there and rerun `cargo xtask bench-device`"
+        ))
     }
 }
 

@@ -5,25 +5,28 @@
 //! simulated embedded-hal drivers of [`sgmrl::simhw`] around the `DiffDrive` simulator:
 //! duty cycles → simulated robot → encoder counts and gyro register reads → observations →
 //! tick-by-tick adaptation → guard → the persisted flash slot ([`sgmrl::store`] on a
-//! simulated NOR flash) → a reboot that restores it. Depends only on `core` and `sgmrl`:
+//! simulated NOR flash) → a reboot that restores it, with the meta-trained diffdrive bundle
+//! (`bundles/diffdrive.sgml`, what the real boards run). Depends only on `core` and `sgmrl`:
 //! `pins/` includes this file with `#[path]` and prints the host's outcome, the `robot`
 //! binary prints the device's, and `run-all.sh` requires them to be equal.
 
+use core::cell::Cell;
+
 use sgmrl::adapt::Adapter;
-use sgmrl::bundle::{Bundle, BundleSpec, TaskId, Trainer};
+use sgmrl::bundle::Bundle;
 use sgmrl::control::{Active, Boot, Command, Controller, Event};
+use sgmrl::env::{Env, Transition};
 use sgmrl::guard::Kept;
-use sgmrl::policy::{GaussianMlp, Policy};
+use sgmrl::policy::{Policy, SoftmaxMlp};
 use sgmrl::recipe::{ActionMap, Advantage, LossScale, Recipe};
-use sgmrl::rng::Rng;
-use sgmrl::robot::{DiffDriveRobot, RobotConfig, Settle};
+use sgmrl::robot::{ClockError, ControlClock, DiffDriveParts, DiffDriveRobot, RobotConfig, Settle};
 use sgmrl::sim::diffdrive::{CommandSet, DiffDrive, DiffDriveSpec, DiffDriveTask, RobotVariation};
 use sgmrl::simhw::SimBench;
 use sgmrl::store::{SimFlash, Slots};
 
-/// The policy of the robot test bundle: observation 6 (odometry), 16 hidden, 2 wheel
-/// commands.
-pub type RobotPolicy = GaussianMlp<6, 16, 0, 2>;
+/// The policy of the diffdrive bundle (`sgmrl train --preset diffdrive`), the real boards'
+/// `type Pol`: observation 6 (odometry), 16 hidden, a softmax over the 6 wheel commands.
+pub type RobotPolicy = SoftmaxMlp<6, 16, 0, 6>;
 /// Parameter count of [`RobotPolicy`].
 pub const ROBOT_PARAMS: usize = <RobotPolicy as Policy>::N_PARAMS;
 /// Simulated NOR flash for the slots: word writes, 256-byte pages, 1 KB sectors; two
@@ -32,18 +35,19 @@ pub type RobotFlash = SimFlash<2048, 4, 256, 1024>;
 /// Bytes per slot.
 pub const SLOT_LEN: u32 = 1024;
 
-/// The robot test bundle's recipe: ζ = 1 step of N = 10 episodes of H = 20 ticks (2 s at
-/// the nominal 10 Hz), batch-mean baseline with normalisation, α = 0.002, wheel commands
-/// clipped to ±1. (Without the baseline, every step of this untrained policy made it
-/// worse and the guard kept the meta-policy on every seed tried.)
+/// The recipe of `--preset diffdrive` (host-sim's `Preset::Diffdrive`), which the committed
+/// `bundles/diffdrive.sgml` carries: ζ = 1 step (α = 10) of N = 20 episodes of H = 40 ticks
+/// (4 s at the nominal 10 Hz), the streaming reward-to-go rule, so the adapter holds one
+/// episode. [`run_robot`] refuses a bundle with another recipe: the firmware's adapter
+/// memory is sized from this one.
 pub const ROBOT_RECIPE: Recipe = Recipe {
-    alpha: 0.002,
+    alpha: 10.0,
     steps: 1,
-    episodes: 10,
-    horizon: 20,
+    episodes: 20,
+    horizon: 40,
     gamma: 0.99,
-    advantage: Advantage::BatchMeanBaseline,
-    normalize: true,
+    advantage: Advantage::RewardToGo,
+    normalize: false,
     loss: LossScale::PerEpisode,
     action: ActionMap {
         scale: 1.0,
@@ -56,56 +60,18 @@ pub const ROBOT_MEMORY_FLOATS: usize = ROBOT_RECIPE
     .memory(&<RobotPolicy as Policy>::SHAPE)
     .total_floats();
 
-/// Encoded length of the robot test bundle.
-pub const ROBOT_BUNDLE_LEN: usize = sgmrl::bundle::encoded_len(&<RobotPolicy as Policy>::SHAPE, 0);
-
-/// The goal (m, relative to the pose at each reset) and the simulated robot's defects.
+/// The goal (m, relative to the pose at each reset) and the simulated robot's defects:
+/// a weak left motor, inside the training distribution (gains U(0.4, 1.0)).
 pub const ROBOT_TASK: DiffDriveTask = DiffDriveTask {
     goal: [0.25, 0.1],
     robot: RobotVariation {
-        motor_gain: [0.8, 1.05],
+        motor_gain: [0.6, 0.95],
         ..RobotVariation::NOMINAL
     },
 };
 
-/// Seed of the adapter's streams.
+/// Seed of the adapter's streams in the committed scenario.
 pub const ROBOT_SEED: u64 = 2;
-
-/// Encodes the robot test bundle (`bundles/robot-test.sgml`): weights
-/// `WEIGHT_SCALE·N(0,1)` from `Rng::new(77)`, log standard deviations ln 0.3. Not meta-trained: it exercises the
-/// board logic, it is not expected to drive well.
-pub fn encode_robot_bundle(
-    out: &mut [u8; ROBOT_BUNDLE_LEN],
-) -> Result<(), sgmrl::bundle::BundleError> {
-    let mut params = [0.0f32; ROBOT_PARAMS];
-    let act = <RobotPolicy as Policy>::SHAPE.act_dim as usize;
-    let mut rng = Rng::new(77);
-    let (weights, log_std) = params.split_at_mut(ROBOT_PARAMS - act);
-    for w in weights.iter_mut() {
-        *w = WEIGHT_SCALE * rng.normal();
-    }
-    log_std.fill(libm_ln_0_3());
-    BundleSpec {
-        shape: <RobotPolicy as Policy>::SHAPE,
-        recipe: ROBOT_RECIPE,
-        task: TaskId::DIFFDRIVE,
-        trainer: Trainer::Unknown,
-        seed: 77,
-        meta_iterations: 0,
-        baseline: None,
-        params: &params,
-    }
-    .encode_into(out)
-    .map(|_| ())
-}
-
-/// Standard deviation of the test bundle's weights.
-const WEIGHT_SCALE: f32 = 0.3;
-
-/// ln 0.3 as an `f32` literal (the same bits everywhere).
-const fn libm_ln_0_3() -> f32 {
-    -1.203_972_8
-}
 
 /// What one run produced, comparable between host and device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,32 +93,151 @@ pub struct RobotOutcome {
     pub steps: u32,
 }
 
+/// Instructions of one kind of controller tick: the whole tick, and the core's share of it
+/// (the tick less the instructions spent inside the control clock's `wait_for_tick`, where
+/// the simulated plant's physics runs in place of the hardware's wait for its timer), split
+/// into the robot `Env`'s part (drivers, odometry, observation, reward, settle loop) and the
+/// rest (the controller and the adapter: `act`, `reward`, `end_episode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spent {
+    /// Largest whole tick.
+    pub max: u64,
+    /// Largest core share.
+    pub core_max: u64,
+    /// Sum of whole ticks.
+    pub sum: u64,
+    /// Sum of core shares.
+    pub core_sum: u64,
+    /// Sum of the robot `Env`'s part of the core shares.
+    pub env_sum: u64,
+    /// Ticks counted.
+    pub n: u64,
+}
+
+impl Spent {
+    /// Adds a tick of `whole` instructions, `env` of them inside the robot `Env`'s calls
+    /// and `plant` of those inside the clock's wait.
+    fn add(&mut self, whole: u64, env: u64, plant: u64) {
+        let core = whole.saturating_sub(plant);
+        self.max = self.max.max(whole);
+        self.core_max = self.core_max.max(core);
+        self.sum += whole;
+        self.core_sum += core;
+        self.env_sum += env.saturating_sub(plant);
+        self.n += 1;
+    }
+
+    /// Mean of the robot `Env`'s part of the core share (0 when none was counted).
+    pub fn env_mean(&self) -> u64 {
+        self.env_sum / self.n.max(1)
+    }
+
+    /// Mean whole tick (0 when none was counted).
+    pub fn mean(&self) -> u64 {
+        self.sum / self.n.max(1)
+    }
+
+    /// Mean core share (0 when none was counted).
+    pub fn core_mean(&self) -> u64 {
+        self.core_sum / self.n.max(1)
+    }
+}
+
 /// Instruction counts of the controller's ticks (all zero where nothing counts them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TickCosts {
-    /// Largest plain control tick (act → motors → one simulated period → sensors →
-    /// reward), no episode boundary.
-    pub tick_max: u64,
-    /// Sum and count of plain ticks (for the mean).
-    pub tick_sum: u64,
-    /// Plain ticks counted.
-    pub ticks: u64,
+    /// Plain control ticks (act → motors → one control period → sensors → reward), no
+    /// episode boundary; an episode's first tick includes its reset (stop and settle).
+    pub tick: Spent,
+    /// Ticks that ended an episode without a step or a verdict: during adaptation the
+    /// streaming rule's gradient of that episode.
+    pub episode_end: Spent,
     /// The tick that ended the last adaptation episode and applied the step.
-    pub step: u64,
+    pub step: Spent,
     /// The tick that ended the last evaluation episode: verdict and flash write.
-    pub guard: u64,
+    pub guard: Spent,
+    /// Every tick of the adaptation step, from the first episode's first tick to the tick
+    /// that applied the step (the N·H control ticks and the N episode ends).
+    pub adaptation: Spent,
+    /// The ticks of [`TickCosts::adaptation`] that ended an episode (each runs the streaming
+    /// rule's gradient of that episode; the last one also the update).
+    pub adaptation_ends: Spent,
 }
 
-/// Runs the scenario with adapter `memory` (at least [`ROBOT_MEMORY_FLOATS`]) and `flash`
-/// (erased here first); `count` runs a closure and returns the instructions it took (the
-/// host passes one returning 0).
+/// The bench's clock, adding the instructions spent in each wait (the simulated plant's
+/// physics) to `plant`.
+struct MeteredClock<'a, C> {
+    inner: C,
+    now: &'a dyn Fn() -> u64,
+    plant: &'a Cell<u64>,
+}
+
+impl<C: ControlClock> ControlClock for MeteredClock<'_, C> {
+    fn wait_for_tick(&mut self) -> Result<(), ClockError> {
+        let t0 = (self.now)();
+        let r = self.inner.wait_for_tick();
+        self.plant
+            .set(self.plant.get() + (self.now)().saturating_sub(t0));
+        r
+    }
+}
+
+/// The robot, adding the instructions spent in its `Env` calls to `spent`.
+struct MeteredEnv<'a, E> {
+    inner: E,
+    now: &'a dyn Fn() -> u64,
+    spent: &'a Cell<u64>,
+}
+
+impl<E> MeteredEnv<'_, E> {
+    fn metered<R>(&mut self, f: impl FnOnce(&mut E) -> R) -> R {
+        let t0 = (self.now)();
+        let r = f(&mut self.inner);
+        self.spent
+            .set(self.spent.get() + (self.now)().saturating_sub(t0));
+        r
+    }
+}
+
+impl<E: Env> Env for MeteredEnv<'_, E> {
+    type Error = E::Error;
+
+    fn obs_dim(&self) -> usize {
+        self.inner.obs_dim()
+    }
+
+    fn action_width(&self) -> usize {
+        self.inner.action_width()
+    }
+
+    fn reset(&mut self, obs: &mut [f32]) -> Result<(), E::Error> {
+        self.metered(|e| e.reset(obs))
+    }
+
+    fn step(&mut self, action: &[f32], obs: &mut [f32]) -> Result<Transition, E::Error> {
+        self.metered(|e| e.step(action, obs))
+    }
+
+    fn stop(&mut self, action: &[f32], obs: &mut [f32]) -> Result<(), E::Error> {
+        self.metered(|e| e.stop(action, obs))
+    }
+}
+
+/// Runs the scenario on the diffdrive bundle `bundle_bytes` with adapter `memory` (at least
+/// [`ROBOT_MEMORY_FLOATS`]), `flash` (erased here first) and adapter seed `seed`
+/// ([`ROBOT_SEED`] in the committed scenario); `now` reads an instruction counter (the host
+/// passes one returning 0).
 pub fn run_robot(
     bundle_bytes: &[u8],
     memory: &mut [f32],
     flash: &mut RobotFlash,
-    count: &mut dyn FnMut(&mut dyn FnMut()) -> u64,
+    seed: u64,
+    now: &dyn Fn() -> u64,
 ) -> Result<(RobotOutcome, TickCosts), &'static str> {
     let bundle = Bundle::parse(bundle_bytes).map_err(|_| "bundle rejected")?;
+    if bundle.recipe() != ROBOT_RECIPE {
+        return Err("the bundle's recipe is not the diffdrive preset's");
+    }
     let crc = bundle.checksum();
     let bench = SimBench::new(DiffDrive::new(
         DiffDriveSpec::NOMINAL,
@@ -160,20 +245,38 @@ pub fn run_robot(
         CommandSet::Continuous,
         true,
     ));
-    let mut parts = bench.parts();
+    let parts = bench.parts();
+    let plant = Cell::new(0u64);
+    let mut parts = DiffDriveParts {
+        left_motor: parts.left_motor,
+        right_motor: parts.right_motor,
+        left_encoder: parts.left_encoder,
+        right_encoder: parts.right_encoder,
+        gyro: parts.gyro,
+        clock: MeteredClock {
+            inner: parts.clock,
+            now,
+            plant: &plant,
+        },
+    };
     parts.gyro.init().map_err(|_| "gyro init")?;
     let config = RobotConfig {
         spec: DiffDriveSpec::NOMINAL,
-        commands: CommandSet::Continuous,
+        commands: CommandSet::Discrete,
         goal: ROBOT_TASK.goal,
         settle: Settle::DEFAULT,
     };
-    let mut robot = DiffDriveRobot::new(parts, config);
+    let env_spent = Cell::new(0u64);
+    let mut robot = MeteredEnv {
+        inner: DiffDriveRobot::new(parts, config),
+        now,
+        spent: &env_spent,
+    };
 
     let mut costs = TickCosts::default();
     *flash = RobotFlash::new();
     let outcome = {
-        let adapter = Adapter::from_bundle(RobotPolicy::default(), &bundle, memory, ROBOT_SEED)
+        let adapter = Adapter::from_bundle(RobotPolicy::default(), &bundle, memory, seed)
             .map_err(|_| "adapter")?;
         let slots = Slots::new(&mut *flash, 0, SLOT_LEN).map_err(|_| "slots")?;
         let (mut c, boot) = Controller::boot(adapter, bundle.params(), crc, Some(slots));
@@ -185,27 +288,33 @@ pub fn run_robot(
         let mut steps = 0u32;
         let mut verdict = None;
         for _ in 0..10_000 {
-            let mut event = None;
-            let instr = count(&mut || event = Some(c.tick(&mut robot, None)));
+            plant.set(0);
+            env_spent.set(0);
+            let t0 = now();
+            let event = c.tick(&mut robot, None);
+            let whole = now().saturating_sub(t0);
+            let (env, plant) = (env_spent.get(), plant.get());
             steps += 1;
-            match event {
-                Some(Event::Tick) => {
-                    costs.tick_max = costs.tick_max.max(instr);
-                    costs.tick_sum += instr;
-                    costs.ticks += 1;
+            if adapted_crc.is_none() {
+                costs.adaptation.add(whole, env, plant);
+                if matches!(event, Event::Episode { .. } | Event::Stepped { .. }) {
+                    costs.adaptation_ends.add(whole, env, plant);
                 }
-                Some(Event::Stepped { .. }) => {
-                    costs.step = instr;
+            }
+            match event {
+                Event::Tick => costs.tick.add(whole, env, plant),
+                Event::Stepped { .. } => {
+                    costs.step.add(whole, env, plant);
                     adapted_crc = Some(c.adapter().with_params(|p| p.checksum()));
                 }
-                Some(Event::Guarded { verdict: v, saved }) => {
-                    costs.guard = instr;
+                Event::Guarded { verdict: v, saved } => {
+                    costs.guard.add(whole, env, plant);
                     verdict = Some((v, saved));
                     break;
                 }
-                Some(Event::Episode { .. }) => {}
-                Some(Event::Fault(_)) => return Err("fault on the simulated robot"),
-                Some(Event::Command(_)) | None => return Err("unexpected event"),
+                Event::Episode { .. } => costs.episode_end.add(whole, env, plant),
+                Event::Fault(_) => return Err("fault on the simulated robot"),
+                Event::Command(_) => return Err("unexpected event"),
             }
         }
         let (v, saved) = verdict.ok_or("no verdict in 10000 ticks")?;
@@ -226,7 +335,7 @@ pub fn run_robot(
         }
     };
     // Power cycle: a fresh adapter on the same memory and the flash as it was left.
-    let adapter = Adapter::from_bundle(RobotPolicy::default(), &bundle, memory, ROBOT_SEED)
+    let adapter = Adapter::from_bundle(RobotPolicy::default(), &bundle, memory, seed)
         .map_err(|_| "adapter")?;
     let slots = Slots::new(flash, 0, SLOT_LEN).map_err(|_| "slots")?;
     let (c, boot) = Controller::boot(adapter, bundle.params(), crc, Some(slots));

@@ -81,32 +81,27 @@ fn main() {
         std::fs::write(path, mid_bundle()).expect("write the mid-size bundle");
         return;
     }
-    if let [cmd, path] = args.as_slice()
-        && cmd == "bundle-robot"
-    {
-        let mut bytes = [0u8; robot_e2e::ROBOT_BUNDLE_LEN];
-        robot_e2e::encode_robot_bundle(&mut bytes).expect("robot test bundle encodes");
-        std::fs::write(path, bytes).expect("write the robot test bundle");
-        return;
-    }
-    if let [cmd, path] = args.as_slice()
+    if let [cmd, path, rest @ ..] = args.as_slice()
         && cmd == "robot"
+        && rest.len() <= 1
     {
         // The board-logic scenario on the host: the line `robot` prints on the device.
+        // An optional adapter seed replaces the committed scenario's (the guard's verdict
+        // on other seeds, docs/robot.md).
+        let seed = rest.first().map_or(robot_e2e::ROBOT_SEED, |s| {
+            s.parse().unwrap_or_else(|e| panic!("seed {s:?}: {e}"))
+        });
         let bytes = std::fs::read(path).expect("read the robot bundle");
         let mut memory = vec![0.0f32; robot_e2e::ROBOT_MEMORY_FLOATS];
         let mut flash = robot_e2e::RobotFlash::new();
-        let (o, _) = robot_e2e::run_robot(&bytes, &mut memory, &mut flash, &mut |f| {
-            f();
-            0
-        })
-        .unwrap_or_else(|e| panic!("robot scenario on the host: {e}"));
+        let (o, _) = robot_e2e::run_robot(&bytes, &mut memory, &mut flash, seed, &|| 0)
+            .unwrap_or_else(|e| panic!("robot scenario on the host: {e}"));
         println!("{}", robot_line(&o));
         return;
     }
     if !args.is_empty() {
         eprintln!(
-            "usage: pins [bundle <path> | bundle-paper <path> | bundle-default <path> | bundle-mid <path> | bundle-robot <path> | robot <bundle>]"
+            "usage: pins [bundle <path> | bundle-paper <path> | bundle-default <path> | bundle-mid <path> | robot <bundle> [seed]]"
         );
         std::process::exit(2);
     }
