@@ -254,6 +254,9 @@ pub enum AdvantageName {
     /// Reward-to-go minus the bundle's per-step baseline table (streams), which training
     /// fits to the meta-policy's mean reward-to-go over tasks (`meta::baseline`).
     TimeBaseline,
+    /// Reward-to-go minus the bundle's table scaled to the goal by a fit to the batch's
+    /// earlier episodes (streams; the table is fitted as for `TimeBaseline`).
+    ScaledTimeBaseline,
     /// Reward-to-go minus the batch mean at the same step (needs the batch in RAM).
     BatchMean,
     /// GAE(λ) on a refitted linear feature baseline (needs the batch in RAM).
@@ -262,17 +265,19 @@ pub enum AdvantageName {
 
 impl AdvantageName {
     /// Every rule a configuration can name.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::RewardToGo,
         Self::TimeBaseline,
+        Self::ScaledTimeBaseline,
         Self::BatchMean,
         Self::Gae,
     ];
-    const NAMES: [&'static str; 4] = [
+    const NAMES: [&'static str; 5] = [
         Self::ALL[0].name(),
         Self::ALL[1].name(),
         Self::ALL[2].name(),
         Self::ALL[3].name(),
+        Self::ALL[4].name(),
     ];
 
     /// The core's rule, with GAE's λ `lambda` (ignored by the other rules).
@@ -280,6 +285,7 @@ impl AdvantageName {
         match self {
             Self::RewardToGo => Advantage::RewardToGo,
             Self::TimeBaseline => Advantage::TimeBaseline,
+            Self::ScaledTimeBaseline => Advantage::ScaledTimeBaseline,
             Self::BatchMean => Advantage::BatchMeanBaseline,
             Self::Gae => Advantage::LinearFeatureGae { lambda },
         }
@@ -292,6 +298,7 @@ impl AdvantageName {
             Advantage::BatchMeanBaseline => Some(Self::BatchMean),
             Advantage::LinearFeatureGae { .. } => Some(Self::Gae),
             Advantage::TimeBaseline => Some(Self::TimeBaseline),
+            Advantage::ScaledTimeBaseline => Some(Self::ScaledTimeBaseline),
         }
     }
 
@@ -743,7 +750,7 @@ impl Config {
             // The time baseline is the inner rule's table; the outer gradient only needs an
             // unbiased advantage, and reward-to-go is that rule without the table.
             outer_advantage: match recipe.advantage {
-                Advantage::TimeBaseline => Advantage::RewardToGo,
+                Advantage::TimeBaseline | Advantage::ScaledTimeBaseline => Advantage::RewardToGo,
                 a => a,
             },
             outer_episodes: self.outer.episodes,

@@ -533,9 +533,7 @@ impl<F: TaskFamily> MetaTrainer<F> {
     /// training takes no inner step).
     pub fn time_baseline(&self) -> Result<Option<Vec<f32>>, TrainError> {
         let cfg = &self.config;
-        if cfg.recipe.advantage != Advantage::TimeBaseline
-            || cfg.algorithm.inner_steps(cfg.recipe.steps) == 0
-        {
+        if !cfg.recipe.advantage.uses_table() || cfg.algorithm.inner_steps(cfg.recipe.steps) == 0 {
             return Ok(None);
         }
         super::baseline::fit_time_baseline(
