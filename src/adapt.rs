@@ -39,7 +39,7 @@ use crate::env::Env;
 use crate::episode::Episode;
 use crate::estimator::{self, EstimatorError};
 use crate::policy::{LeF32s, ParamSource, Policy, PolicyError, dense};
-use crate::recipe::{Advantage, Recipe, RecipeError};
+use crate::recipe::{Recipe, RecipeError};
 use crate::rng::Rng;
 
 mod memory;
@@ -343,7 +343,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
         if meta.len() != P::N_PARAMS {
             return Err(AdaptError::Shape);
         }
-        let wants_table = matches!(recipe.advantage, Advantage::TimeBaseline);
+        let wants_table = recipe.advantage.uses_table();
         match baseline {
             Some(b) if wants_table && b.len() == usize::from(recipe.horizon) => {}
             None if !wants_table => {}
@@ -665,11 +665,17 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// so that the advantage state is off the stack before the gradient runs.
     #[inline(never)]
     fn stream_weights(&mut self, steps: usize) -> Result<(), AdaptError> {
-        let slot = self
+        let (slot, stats) = self
             .episodes
-            .get_mut(..self.slot_len())
+            .split_at_mut_checked(self.slot_len())
             .ok_or(AdaptError::Shape)?;
-        let mut advantages = Advantages::new(&self.recipe, P::OBS_DIM, self.baseline, &mut [])?;
+        // `ScaledTimeBaseline` carries its sums in `stats` from episode to episode of the
+        // batch: zeroed by the first episode, continued by the others.
+        let mut advantages = if self.episode == 0 {
+            Advantages::new(&self.recipe, P::OBS_DIM, self.baseline, stats)?
+        } else {
+            Advantages::resume(&self.recipe, P::OBS_DIM, self.baseline, stats)?
+        };
         Self::episode_weights(
             &mut advantages,
             slot,
@@ -794,7 +800,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// frame (the trial's) is not on the stack while the gradient is computed.
     #[inline(never)]
     fn apply_step(&mut self) -> Result<(), AdaptError> {
-        let alpha_per_sample = self.recipe.alpha_per_sample();
+        let alpha_per_sample = self.recipe.alpha_per_sample() * self.step_scale()?;
         match self.current {
             Current::Meta => {
                 for (g, p) in self.grad.iter_mut().zip(self.meta.values()) {
@@ -818,6 +824,20 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
             self.current = Current::InParams;
         }
         Ok(())
+    }
+
+    /// The advantage rule's factor on the summed gradient ([`Advantages::step_scale`]),
+    /// from the statistics a streaming rule kept after the episode slot.
+    fn step_scale(&mut self) -> Result<f32, AdaptError> {
+        if self.recipe.needs_batch() {
+            return Ok(1.0);
+        }
+        let stats = self
+            .episodes
+            .get_mut(self.slot_len()..)
+            .ok_or(AdaptError::Shape)?;
+        let advantages = Advantages::resume(&self.recipe, P::OBS_DIM, self.baseline, stats)?;
+        Ok(advantages.step_scale())
     }
 
     /// Whether the stepped parameters `stepped` may replace the current ones: every scalar
@@ -1246,7 +1266,7 @@ mod tests {
     use super::*;
     use crate::estimator::{batch_gradient, batch_gradient_scratch_len};
     use crate::policy::{GaussianMlp, LeF32s, SoftmaxLinear};
-    use crate::recipe::{ActionMap, LossScale};
+    use crate::recipe::{ActionMap, Advantage, LossScale};
     use crate::sim::{Nav2d, Nav2dDiscrete};
     use std::vec;
     use std::vec::Vec;
@@ -1417,6 +1437,8 @@ mod tests {
             (Advantage::BatchMeanBaseline, false),
             (Advantage::RewardToGo, true),
             (Advantage::LinearFeatureGae { lambda: 0.97 }, true),
+            (Advantage::ScaledTimeBaseline, false),
+            (Advantage::ScaledTimeBaseline, true),
         ];
         for (advantage, normalize) in rules {
             // Unclipped action map: the raw action is recoverable as a / scale.
@@ -1431,7 +1453,12 @@ mod tests {
             };
             let meta = meta_params::<Pol>(4);
             let mut mem = memory_for::<Pol>(&r);
-            let mut ad = Adapter::new(Pol::default(), &meta[..], None, r, &mut mem, 11).unwrap();
+            // A table shaped like nav2d's reward-to-go (the rule scales it per goal).
+            let table: Vec<f32> = (0..r.horizon)
+                .map(|h| -0.05 * f32::from(r.horizon - h))
+                .collect();
+            let table = advantage.uses_table().then_some(&table[..]);
+            let mut ad = Adapter::new(Pol::default(), &meta[..], table, r, &mut mem, 11).unwrap();
             let mut env = Nav2d::new([0.2, 0.1]);
             let mut batch = Vec::new();
             loop {
@@ -1472,7 +1499,7 @@ mod tests {
                 &Pol::default(),
                 &meta[..],
                 &r,
-                None::<&[f32]>,
+                table,
                 &episodes,
                 &mut g,
                 &mut scratch,

@@ -3,7 +3,8 @@
 //! scratch each rule needs and the linear baseline's features.
 //!
 //! # Discounting: two conventions, on purpose
-//! * `RewardToGo`, `TimeBaseline` and `BatchMeanBaseline` use the paper's eq. 4:
+//! * `RewardToGo`, `TimeBaseline`, `ScaledTimeBaseline` and `BatchMeanBaseline` use the
+//!   paper's eq. 4:
 //!   `R^h = Σ_{t≥h} γ^t r_t` (`γ^t`, not `γ^{t−h}`), so late steps weigh less.
 //! * `LinearFeatureGae` follows the paper's released code (rllab): the baseline is fitted to
 //!   `G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}` and `A_t = Σ_k (γλ)^k δ_{t+k}`, both discounted
@@ -18,6 +19,7 @@
 //! | rule | pass 1 | pass 2 | then |
 //! |---|---|---|---|
 //! | `RewardToGo`, `TimeBaseline` | – | – | `weights`, episode by episode (streams) |
+//! | `ScaledTimeBaseline` | – | – | `weights` episode by episode, then [`Advantages::step_scale`] |
 //! | `BatchMeanBaseline` | `Σ_j G_h,j` per step | – | `weights` |
 //! | `LinearFeatureGae` | normal equations | – | `weights` |
 //! | any, with `normalize` | (the rule's pass) | mean and std of the advantages | `weights` |
@@ -45,6 +47,10 @@ pub const FEATURE_CLIP: f64 = 10.0;
 pub const TIME_SCALE: f64 = 100.0;
 /// Smallest standard deviation advantage normalisation divides by.
 pub const NORMALIZE_STD_FLOOR: f64 = 1e-8;
+/// Scalars `ScaledTimeBaseline` carries from episode to episode of a batch: `Σ R^h b_h`
+/// and `Σ b_h²` of the earlier episodes (the fit of κ), `Σ A_h²` and the step count (the
+/// normalising scale).
+pub const SCALED_BASELINE_STATS: usize = 4;
 
 /// Number of features of the linear baseline for an observation of length `obs`.
 pub const fn linear_feature_count(obs: usize) -> usize {
@@ -52,13 +58,16 @@ pub const fn linear_feature_count(obs: usize) -> usize {
 }
 
 /// Scalars of scratch [`Advantages`] needs for `advantage` (in units of the scalar `T`):
-/// 0 for the streaming rules, `H` for `BatchMeanBaseline` (one running sum per step),
+/// 0 for the streaming rules without state, [`SCALED_BASELINE_STATS`] for
+/// `ScaledTimeBaseline` (its running sums, kept across the batch's episodes), `H` for
+/// `BatchMeanBaseline` (one running sum per step),
 /// `f² + 3f` for `LinearFeatureGae` with `f` = [`linear_feature_count`]`(obs_dim)` (the
 /// Gram matrix's upper triangle sharing an `f×f` block with its Cholesky factor, the Gram
 /// diagonal kept for retries, the right-hand side, and the coefficients).
 pub const fn advantage_scratch_len(advantage: Advantage, horizon: usize, obs_dim: usize) -> usize {
     match advantage {
         Advantage::RewardToGo | Advantage::TimeBaseline => 0,
+        Advantage::ScaledTimeBaseline => SCALED_BASELINE_STATS,
         Advantage::BatchMeanBaseline => horizon,
         Advantage::LinearFeatureGae { .. } => {
             let f = linear_feature_count(obs_dim);
@@ -280,7 +289,11 @@ impl<T: Real> Carry<T> {
 /// for ep in &episodes { adv.weights(ep, out)?; /* Σ_h out[h] ∇log π(a_h|s_h) */ }
 /// ```
 /// For the streaming rules without normalisation it is ready at once, so an episode's
-/// weights are available as soon as it ends. `B` is where a `TimeBaseline` table lives
+/// weights are available as soon as it ends. `ScaledTimeBaseline` streams too, but its
+/// scratch carries sums from episode to episode: weigh the batch's episodes in order
+/// (with one value, or one per episode made by [`Advantages::resume`] on the same
+/// scratch), then multiply the summed gradient by [`Advantages::step_scale`].
+/// `B` is where a `TimeBaseline` table lives
 /// (`&[T]`, or [`LeF32s`](crate::policy::LeF32s) in a bundle); other rules ignore it.
 /// After an error the accumulated state is meaningless: start again with a new value.
 pub struct Advantages<'s, T, B = &'s [T]> {
@@ -302,6 +315,8 @@ pub struct Advantages<'s, T, B = &'s [T]> {
     std: T,
     /// Ridge coefficient the linear fit succeeded with.
     ridge: Option<T>,
+    /// `ScaledTimeBaseline`'s κ for the episode being weighed.
+    kappa: T,
 }
 
 impl<'s, T: Real> Advantages<'s, T, &'s [T]> {
@@ -326,6 +341,28 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
         baseline: Option<B>,
         scratch: &'s mut [T],
     ) -> Result<Self, EstimatorError> {
+        Self::with_scratch(recipe, obs_dim, baseline, scratch, true)
+    }
+
+    /// [`Advantages::new`] on a scratch that already holds the sums of the batch's earlier
+    /// episodes (not zeroed): how a device that makes one value per episode continues
+    /// `ScaledTimeBaseline`'s batch. The same as `new` for the other streaming rules.
+    pub fn resume(
+        recipe: &Recipe,
+        obs_dim: usize,
+        baseline: Option<B>,
+        scratch: &'s mut [T],
+    ) -> Result<Self, EstimatorError> {
+        Self::with_scratch(recipe, obs_dim, baseline, scratch, false)
+    }
+
+    fn with_scratch(
+        recipe: &Recipe,
+        obs_dim: usize,
+        baseline: Option<B>,
+        scratch: &'s mut [T],
+        zero: bool,
+    ) -> Result<Self, EstimatorError> {
         recipe.validate().map_err(EstimatorError::Recipe)?;
         if obs_dim == 0 {
             return Err(EstimatorError::ZeroWidth);
@@ -339,12 +376,14 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
                 expected: need,
                 got,
             }))?;
-        scratch.fill(T::ZERO);
+        if zero {
+            scratch.fill(T::ZERO);
+        }
         let lambda = match recipe.advantage {
             Advantage::LinearFeatureGae { lambda } => T::from_f32(lambda),
             _ => T::ONE,
         };
-        if let Advantage::TimeBaseline = recipe.advantage {
+        if recipe.advantage.uses_table() {
             let b = baseline.ok_or(EstimatorError::MissingBaseline)?;
             if b.len() != horizon {
                 return Err(EstimatorError::BaselineLength(LenMismatch {
@@ -362,7 +401,7 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
         );
         let phase = if fit {
             Phase::Fit
-        } else if recipe.normalize {
+        } else if recipe.normalize && recipe.needs_batch() {
             Phase::Stats
         } else {
             Phase::Ready
@@ -383,6 +422,7 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
             m2: T::ZERO,
             std: T::ONE,
             ridge: None,
+            kappa: T::ONE,
         })
     }
 
@@ -494,7 +534,7 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
                     }
                 }
             }
-            Advantage::RewardToGo | Advantage::TimeBaseline => {
+            Advantage::RewardToGo | Advantage::TimeBaseline | Advantage::ScaledTimeBaseline => {
                 return Err(EstimatorError::OutOfOrder);
             }
         }
@@ -543,7 +583,9 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
                             .ok_or(EstimatorError::SingularBaselineFit)?;
                         self.ridge = Some(reg);
                     }
-                    Advantage::RewardToGo | Advantage::TimeBaseline => {
+                    Advantage::RewardToGo
+                    | Advantage::TimeBaseline
+                    | Advantage::ScaledTimeBaseline => {
                         return Err(EstimatorError::OutOfOrder);
                     }
                 }
@@ -581,12 +623,11 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
             }
             Advantage::TimeBaseline => {
                 c.g = r + gamma * c.g;
-                let b = self
-                    .baseline
-                    .and_then(|b| b.split_at(h))
-                    .and_then(|(_, rest)| rest.values().next())
-                    .ok_or(EstimatorError::MissingBaseline)?;
-                powi(gamma, h) * c.g - b
+                powi(gamma, h) * c.g - self.table(h)?
+            }
+            Advantage::ScaledTimeBaseline => {
+                c.g = r + gamma * c.g;
+                powi(gamma, h) * c.g - self.kappa * self.table(h)?
             }
             Advantage::BatchMeanBaseline => {
                 c.g = r + gamma * c.g;
@@ -613,6 +654,34 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
             return Err(EstimatorError::NonFiniteAdvantage { episode, step: h });
         }
         Ok(a)
+    }
+
+    /// `b_h` of the bundle's table.
+    fn table(&self, h: usize) -> Result<T, EstimatorError> {
+        self.baseline
+            .and_then(|b| b.split_at(h))
+            .and_then(|(_, rest)| rest.values().next())
+            .ok_or(EstimatorError::MissingBaseline)
+    }
+
+    /// What the batch's summed gradient `Σ_τ Σ_h w_h ∇log π` is multiplied by before the
+    /// step: `1 / max(√(mean_h,τ A_h²), NORMALIZE_STD_FLOOR)` for a normalised
+    /// `ScaledTimeBaseline` once its episodes are weighed (a streamed normalisation), 1 for
+    /// every other rule (their weights are already normalised).
+    pub fn step_scale(&self) -> T {
+        if !(self.normalize && self.rule == Advantage::ScaledTimeBaseline) {
+            return T::ONE;
+        }
+        let (sum_aa, count) = match &*self.scratch {
+            [_, _, aa, n, ..] => (*aa, *n),
+            _ => return T::ONE,
+        };
+        let rms = if count > T::ZERO {
+            (sum_aa / count).sqrt()
+        } else {
+            T::ZERO
+        };
+        T::ONE / rms.max(T::from_f64(NORMALIZE_STD_FLOOR))
     }
 
     /// Writes the per-step weights of one episode into `out` (`steps` scalars): the rule's
@@ -647,11 +716,31 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
             return Err(EstimatorError::OutOfOrder);
         }
         self.check_shape(obs.len(), rewards_then_weights.len())?;
+        let scaled = self.rule == Advantage::ScaledTimeBaseline;
+        // κ of this episode: the fit to the earlier ones (1 before any, or on a zero table).
+        let mut stats = [T::ZERO; SCALED_BASELINE_STATS];
+        if scaled {
+            let earlier = self
+                .scratch
+                .get(..SCALED_BASELINE_STATS)
+                .ok_or(scratch_err(SCALED_BASELINE_STATS))?;
+            stats.copy_from_slice(earlier);
+            let [rb, bb, ..] = stats;
+            self.kappa = if bb > T::ZERO { rb / bb } else { T::ONE };
+        }
+        let [mut rb, mut bb, mut aa] = [T::ZERO; 3];
         let mut c = Carry::ZERO;
         let rows = obs.chunks_exact(self.obs_dim.max(1));
         for (h, (slot, row)) in rewards_then_weights.iter_mut().zip(rows).enumerate().rev() {
             let a = self.raw_step(&mut c, h, *slot, row)?;
-            let w = if self.normalize {
+            if scaled {
+                let b = self.table(h)?;
+                // R^h = γ^h·G_h, with G_h just carried by `raw_step`.
+                rb += powi(self.gamma, h) * c.g * b;
+                bb += b * b;
+                aa += a * a;
+            }
+            let w = if self.normalize && !scaled {
                 (a - self.mean) / self.std
             } else {
                 a
@@ -663,6 +752,23 @@ impl<'s, T: Real, B: ParamSource<T>> Advantages<'s, T, B> {
                 });
             }
             *slot = w;
+        }
+        if scaled {
+            let [s_rb, s_bb, s_aa, s_n] = &mut stats;
+            *s_rb += rb;
+            *s_bb += bb;
+            *s_aa += aa;
+            *s_n += T::from_f64(rewards_then_weights.len() as f64);
+            if !stats.iter().all(|x| x.is_finite()) {
+                return Err(EstimatorError::NonFiniteAdvantage {
+                    episode: self.episode,
+                    step: 0,
+                });
+            }
+            self.scratch
+                .get_mut(..SCALED_BASELINE_STATS)
+                .ok_or(scratch_err(SCALED_BASELINE_STATS))?
+                .copy_from_slice(&stats);
         }
         self.episode += 1;
         Ok(())
@@ -822,6 +928,62 @@ mod tests {
         assert_eq!(w32, [2.0, 1.5, 0.75]);
     }
 
+    /// κ of episode n is the fit to episodes 1..n−1 only, the sums survive from one value
+    /// to the next through the scratch (`resume`), and the normalising scale is the RMS of
+    /// every raw advantage of the batch.
+    #[test]
+    fn scaled_baseline_fits_kappa_to_earlier_episodes_and_streams_its_scale() {
+        let eps = episodes();
+        let b = [1.0, 0.5, 0.25];
+        for normalize in [false, true] {
+            let r = recipe(Advantage::ScaledTimeBaseline, normalize, 3, 0.5);
+            assert!(!r.needs_batch(), "streams, normalised or not");
+            let mut scratch = [7.0f64; SCALED_BASELINE_STATS];
+            let mut adv = Advantages::new(&r, 2, Some(&b[..]), &mut scratch).unwrap();
+            assert!(adv.is_ready());
+            let (mut wa, mut wb) = ([0.0; 3], [0.0; 1]);
+            // Episode A: no earlier episode, κ = 1: R_A − b = (3 − 1, 2 − ½, 1 − ¼).
+            adv.weights(&eps[0], &mut wa).unwrap();
+            assert_eq!(wa, [2.0, 1.5, 0.75]);
+            // Σ R b = 3 + 1 + ¼, Σ b² = 1 + ¼ + 1/16, Σ A² = 4 + 9/4 + 9/16, 3 steps.
+            assert_eq!(scratch, [4.25, 1.3125, 6.8125, 3.0]);
+            // Episode B, by a new value on the same scratch: κ = 4.25 / 1.3125.
+            let mut adv = Advantages::resume(&r, 2, Some(&b[..]), &mut scratch).unwrap();
+            adv.weights(&eps[1], &mut wb).unwrap();
+            let kappa = 4.25 / 1.3125;
+            assert_eq!(wb, [2.0 - kappa]);
+            let rms = ((6.8125 + (2.0 - kappa) * (2.0 - kappa)) / 4.0f64).sqrt();
+            let want = if normalize { 1.0 / rms } else { 1.0 };
+            assert!((adv.step_scale() - want).abs() < 1e-15, "{normalize}");
+            // One value over the batch gives the same weights.
+            let mut fresh = [0.0f64; SCALED_BASELINE_STATS];
+            let mut one = Advantages::new(&r, 2, Some(&b[..]), &mut fresh).unwrap();
+            let (mut wa2, mut wb2) = ([0.0; 3], [0.0; 1]);
+            one.weights(&eps[0], &mut wa2).unwrap();
+            one.weights(&eps[1], &mut wb2).unwrap();
+            assert_eq!((wa2, wb2), (wa, wb));
+            assert_eq!(one.step_scale(), adv.step_scale());
+        }
+        // A zero table cannot be fitted: κ stays 1 and the rule is reward-to-go.
+        let r = recipe(Advantage::ScaledTimeBaseline, false, 3, 0.5);
+        let zero = [0.0; 3];
+        let mut scratch = [0.0f64; SCALED_BASELINE_STATS];
+        let mut adv = Advantages::new(&r, 2, Some(&zero[..]), &mut scratch).unwrap();
+        let (mut wa, mut wb) = ([0.0; 3], [0.0; 1]);
+        adv.weights(&eps[0], &mut wa).unwrap();
+        adv.weights(&eps[1], &mut wb).unwrap();
+        assert_eq!((wa, wb), ([3.0, 2.0, 1.0], [2.0]));
+        // It needs its table and its scratch.
+        assert_eq!(
+            Advantages::<f64>::without_baseline(&r, 2, &mut scratch).err(),
+            Some(EstimatorError::MissingBaseline)
+        );
+        assert!(matches!(
+            Advantages::new(&r, 2, Some(&b[..]), &mut []).err(),
+            Some(EstimatorError::ScratchLength(_))
+        ));
+    }
+
     #[test]
     fn batch_mean_baseline_counts_short_episodes_as_zero() {
         // R_A = (3, 2, 1), R_B = (2). b = ((3 + 2)/2, (2 + 0)/2, (1 + 0)/2) = (2.5, 1, 0.5).
@@ -863,6 +1025,7 @@ mod tests {
         let rules = [
             (Advantage::RewardToGo, 0),
             (Advantage::TimeBaseline, 0),
+            (Advantage::ScaledTimeBaseline, 0),
             (Advantage::BatchMeanBaseline, 1),
             (Advantage::LinearFeatureGae { lambda: 0.9 }, 1),
         ];
@@ -872,7 +1035,9 @@ mod tests {
                 let r = recipe(rule, normalize, 3, 0.9);
                 let mut scratch = [0.0f64; 128];
                 let adv = Advantages::new(&r, 2, Some(&table[..]), &mut scratch).unwrap();
-                let passes = fit_passes + usize::from(normalize);
+                // The scaled baseline's normalisation is a scale after the batch, no pass.
+                let streamed = rule == Advantage::ScaledTimeBaseline;
+                let passes = fit_passes + usize::from(normalize && !streamed);
                 assert_eq!(adv.passes_remaining(), passes, "{rule:?} {normalize}");
                 assert_eq!(r.needs_batch(), passes > 0, "{rule:?} {normalize}");
             }

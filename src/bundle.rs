@@ -569,7 +569,7 @@ impl Header {
             c => return Err(BundleError::UnknownDistribution(c)),
         };
         let [advantage_code] = read::<1>(h, field::ADVANTAGE);
-        if advantage_code > 3 {
+        if advantage_code > 4 {
             return Err(BundleError::UnknownAdvantage(advantage_code));
         }
         let [trainer_code] = read::<1>(h, field::TRAINER);
@@ -591,6 +591,7 @@ impl Header {
             0 => Advantage::RewardToGo,
             1 => Advantage::TimeBaseline,
             2 => Advantage::BatchMeanBaseline,
+            4 => Advantage::ScaledTimeBaseline,
             _ => Advantage::LinearFeatureGae {
                 lambda: f32::from_bits(lambda_bits),
             },
@@ -656,11 +657,12 @@ impl Header {
     }
 }
 
-/// `H` for the time-baseline rule, 0 for the others.
+/// `H` for the rules that read the table (time-baseline, scaled-baseline), 0 for the others.
 const fn required_baseline_len(recipe: &Recipe) -> u32 {
-    match recipe.advantage {
-        Advantage::TimeBaseline => recipe.horizon as u32,
-        _ => 0,
+    if recipe.advantage.uses_table() {
+        recipe.horizon as u32
+    } else {
+        0
     }
 }
 
@@ -779,7 +781,7 @@ impl<'a> Bundle<'a> {
     }
 
     /// The time-baseline table `b_h` for `h = 0..H` (units of the reward-to-go), present
-    /// exactly when the recipe's advantage is [`Advantage::TimeBaseline`].
+    /// exactly when the recipe's advantage reads it ([`Advantage::uses_table`]).
     pub const fn baseline(&self) -> Option<LeF32s<'a>> {
         self.baseline
     }
@@ -829,8 +831,8 @@ pub struct BundleSpec<'s> {
     pub seed: u64,
     /// Number of meta-iterations.
     pub meta_iterations: u32,
-    /// The time-baseline table (`H` values), required exactly for
-    /// [`Advantage::TimeBaseline`]; an empty slice is the same as `None`.
+    /// The time-baseline table (`H` values), required exactly when the rule reads it
+    /// ([`Advantage::uses_table`]); an empty slice is the same as `None`.
     pub baseline: Option<&'s [f32]>,
     /// The parameters (`P` values).
     pub params: &'s [f32],
@@ -889,6 +891,7 @@ impl BundleSpec<'_> {
             Advantage::TimeBaseline => (1, 0.0),
             Advantage::BatchMeanBaseline => (2, 0.0),
             Advantage::LinearFeatureGae { lambda } => (3, lambda),
+            Advantage::ScaledTimeBaseline => (4, 0.0),
         };
         write(&mut h, field::ADVANTAGE, &[advantage]);
         let mut flags = 0;
@@ -1137,6 +1140,51 @@ mod tests {
             ..spec(GAUSSIAN, &p)
         };
         assert_round_trip(&s);
+    }
+
+    /// Code 4, the per-goal scaled table: carries the table, normalised or not, and is
+    /// refused without it.
+    #[test]
+    fn round_trip_scaled_time_baseline() {
+        let p = params(&GAUSSIAN);
+        let baseline = [-1.0f32, -0.75, -0.5, -0.25, 0.0];
+        for normalize in [false, true] {
+            let s = BundleSpec {
+                recipe: Recipe {
+                    advantage: Advantage::ScaledTimeBaseline,
+                    normalize,
+                    ..recipe()
+                },
+                baseline: Some(&baseline),
+                ..spec(GAUSSIAN, &p)
+            };
+            assert_round_trip(&s);
+            let bytes = encode(&s).unwrap();
+            assert_eq!(bytes[field::ADVANTAGE], 4);
+            assert_eq!(
+                Bundle::parse(&bytes)
+                    .unwrap()
+                    .baseline()
+                    .unwrap()
+                    .iter()
+                    .count(),
+                5
+            );
+        }
+        let missing = BundleSpec {
+            recipe: Recipe {
+                advantage: Advantage::ScaledTimeBaseline,
+                ..recipe()
+            },
+            ..spec(GAUSSIAN, &p)
+        };
+        assert!(matches!(
+            encode(&missing),
+            Err(BundleError::BaselineLength {
+                expected: 5,
+                found: 0
+            })
+        ));
     }
 
     #[test]
@@ -1399,8 +1447,8 @@ mod tests {
     fn unknown_codes() {
         let b = edited(SOFTMAX, |b| b[field::DISTRIBUTION] = 2);
         assert_eq!(parse_err(&b), BundleError::UnknownDistribution(2));
-        let b = edited(SOFTMAX, |b| b[field::ADVANTAGE] = 4);
-        assert_eq!(parse_err(&b), BundleError::UnknownAdvantage(4));
+        let b = edited(SOFTMAX, |b| b[field::ADVANTAGE] = 5);
+        assert_eq!(parse_err(&b), BundleError::UnknownAdvantage(5));
         let b = edited(SOFTMAX, |b| b[field::TRAINER] = 7);
         assert_eq!(parse_err(&b), BundleError::UnknownTrainer(7));
     }

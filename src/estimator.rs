@@ -105,7 +105,8 @@ pub struct BatchStats<T> {
 }
 
 /// The batch's summed policy gradient `Σ_τ Σ_h w_h ∇log π(a_h | s_h; θ)` under `recipe`'s
-/// advantage rule, written into `grad` (overwritten; `P` scalars). Unscaled: the step is
+/// advantage rule, written into `grad` (overwritten; `P` scalars), times the rule's
+/// [`Advantages::step_scale`] (1 but for a normalised `ScaledTimeBaseline`). The step is
 /// `θ + recipe.alpha_per_sample() · grad`. `scratch` must hold
 /// [`batch_gradient_scratch_len`] scalars. `baseline` is the `TimeBaseline` table (ignored by
 /// other rules).
@@ -158,6 +159,13 @@ pub fn batch_gradient<P: Policy, T: Real, S: ParamSource<T>, B: ParamSource<T>>(
         ret += ep.rewards.iter().fold(T::ZERO, |s, &r| s + r);
         disc += discounted_return(gamma, ep.rewards);
         steps += ep.steps();
+    }
+    // A streamed normalisation (`ScaledTimeBaseline`) scales the sum once the batch is in.
+    let scale = adv.step_scale();
+    if scale != T::ONE {
+        for g in grad.iter_mut() {
+            *g *= scale;
+        }
     }
     let n = T::from_f64(episodes.len() as f64);
     Ok(BatchStats {

@@ -21,6 +21,13 @@ pub enum Advantage {
     /// `A_h = R^h − b_h` with a per-time-step table `b` (H values, in the units of `R^h`)
     /// carried in the bundle. Streams: RAM for one episode.
     TimeBaseline,
+    /// `A_h = R^h − κ_n b_h` for the batch's `n`-th episode: the bundle's table `b` (as for
+    /// `TimeBaseline`) scaled to this goal by `κ_n`, the least-squares fit
+    /// `Σ R^h_j b_h / Σ b_h²` over the earlier episodes `j < n` of the same batch (`κ_1 =
+    /// 1`). A per-goal baseline that streams: four scalars of RAM beyond one episode. With
+    /// `normalize` the step is divided by the batch's root-mean-square advantage, applied
+    /// once the batch is complete, so it streams too (no mean is subtracted).
+    ScaledTimeBaseline,
     /// `A_h = R^h − mean_j R^h_j`, the mean over the batch's episodes at the same step
     /// (episodes that ended earlier count as 0). Needs the whole batch in RAM.
     BatchMeanBaseline,
@@ -37,18 +44,20 @@ pub enum Advantage {
 
 impl Advantage {
     /// One value of each rule, in declaration order (GAE with λ = 0).
-    pub const RULES: [Self; 4] = [
+    pub const RULES: [Self; 5] = [
         Self::RewardToGo,
         Self::TimeBaseline,
+        Self::ScaledTimeBaseline,
         Self::BatchMeanBaseline,
         Self::LinearFeatureGae { lambda: 0.0 },
     ];
     /// [`Advantage::name`] of each of [`Advantage::RULES`].
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 5] = [
         Self::RULES[0].name(),
         Self::RULES[1].name(),
         Self::RULES[2].name(),
         Self::RULES[3].name(),
+        Self::RULES[4].name(),
     ];
 
     /// The rule's name as users see it in flags, configuration files and JSON.
@@ -56,6 +65,7 @@ impl Advantage {
         match self {
             Self::RewardToGo => "reward-to-go",
             Self::TimeBaseline => "time-baseline",
+            Self::ScaledTimeBaseline => "scaled-baseline",
             Self::BatchMeanBaseline => "batch-mean",
             Self::LinearFeatureGae { .. } => "gae",
         }
@@ -83,6 +93,11 @@ impl Advantage {
             Self::LinearFeatureGae { lambda } => Some(*lambda),
             _ => None,
         }
+    }
+
+    /// Whether the rule reads the per-time-step table `b_h` carried in the bundle.
+    pub const fn uses_table(&self) -> bool {
+        matches!(self, Self::TimeBaseline | Self::ScaledTimeBaseline)
     }
 }
 
@@ -268,7 +283,8 @@ impl Recipe {
     /// True when the advantage rule needs every episode of a step before any gradient can
     /// be accumulated (so the device must buffer the whole batch).
     pub const fn needs_batch(&self) -> bool {
-        self.normalize
+        // The scaled baseline normalises by a scale applied after the batch: it streams.
+        (self.normalize && !matches!(self.advantage, Advantage::ScaledTimeBaseline))
             || matches!(
                 self.advantage,
                 Advantage::BatchMeanBaseline | Advantage::LinearFeatureGae { .. }
@@ -396,7 +412,13 @@ mod tests {
         }
         assert_eq!(
             Advantage::NAMES,
-            ["reward-to-go", "time-baseline", "batch-mean", "gae"]
+            [
+                "reward-to-go",
+                "time-baseline",
+                "scaled-baseline",
+                "batch-mean",
+                "gae"
+            ]
         );
         let e = Advantage::from_name("gea", 0.9).unwrap_err();
         assert_eq!(e.what, "advantage rule");

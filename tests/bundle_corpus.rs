@@ -232,11 +232,20 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         action: ActionMap::IDENTITY,
         ..recipe()
     };
+    let scaled_baseline = Recipe {
+        advantage: Advantage::ScaledTimeBaseline,
+        normalize: true,
+        ..recipe()
+    };
     let with_baseline = encode(GAUSSIAN, time_baseline, true);
     let mut out: Vec<(&str, Vec<u8>)> = vec![
         ("valid-softmax-linear", softmax.clone()),
         ("valid-gaussian-mlp", gaussian.clone()),
         ("valid-gaussian-time-baseline", with_baseline.clone()),
+        (
+            "valid-gaussian-scaled-baseline-normalized",
+            encode(GAUSSIAN, scaled_baseline, true),
+        ),
         (
             "valid-gaussian-gae-normalized-per-step",
             encode(GAUSSIAN, gae, false),
@@ -338,7 +347,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
     }
     // Codes.
     out.push(("err-UnknownDistribution-2", patch(g, 8, &[2])));
-    out.push(("err-UnknownAdvantage-4", patch(g, 36, &[4])));
+    out.push(("err-UnknownAdvantage-5", patch(g, 36, &[5])));
     out.push(("err-UnknownTrainer-7", patch(g, 54, &[7])));
     // Shapes (param_count is checked later, so the shape error wins).
     out.push(("err-BadShape-obs-0", patch(g, 10, &0u16.to_le_bytes())));

@@ -77,7 +77,7 @@ fn shape() -> impl Strategy<Value = PolicyShape> {
 fn recipe() -> impl Strategy<Value = Recipe> {
     (
         (1e-4f32..1.0, 1u16..=64, 2u16..50, 1u16..40, 0.0f32..=1.0),
-        (0u8..4, 0.0f32..=1.0, any::<bool>(), any::<bool>()),
+        (0u8..5, 0.0f32..=1.0, any::<bool>(), any::<bool>()),
         (1e-3f32..10.0, proptest::option::of(1e-2f32..5.0)),
     )
         .prop_map(
@@ -95,7 +95,8 @@ fn recipe() -> impl Strategy<Value = Recipe> {
                     0 => Advantage::RewardToGo,
                     1 => Advantage::TimeBaseline,
                     2 => Advantage::BatchMeanBaseline,
-                    _ => Advantage::LinearFeatureGae { lambda },
+                    3 => Advantage::LinearFeatureGae { lambda },
+                    _ => Advantage::ScaledTimeBaseline,
                 },
                 normalize,
                 loss: if per_step {
@@ -118,9 +119,10 @@ fn valid_spec() -> impl Strategy<Value = Owned> {
         any::<u32>(),
     )
         .prop_flat_map(|(shape, recipe, task, trainer, seed, meta_iterations)| {
-            let b = match recipe.advantage {
-                Advantage::TimeBaseline => usize::from(recipe.horizon),
-                _ => 0,
+            let b = if recipe.advantage.uses_table() {
+                usize::from(recipe.horizon)
+            } else {
+                0
             };
             (
                 proptest::collection::vec(finite_f32(), b),

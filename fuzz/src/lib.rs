@@ -133,10 +133,11 @@ impl RecipeInput {
             episodes: self.episodes,
             horizon: self.horizon,
             gamma: f32::from_bits(self.gamma),
-            advantage: match self.advantage % 4 {
+            advantage: match self.advantage % 5 {
                 0 => Advantage::RewardToGo,
                 1 => Advantage::TimeBaseline,
                 2 => Advantage::BatchMeanBaseline,
+                4 => Advantage::ScaledTimeBaseline,
                 _ => Advantage::LinearFeatureGae {
                     lambda: f32::from_bits(self.lambda),
                 },
@@ -173,7 +174,8 @@ impl RecipeInput {
 pub fn reference_validate(r: &Recipe) -> Result<(), RecipeError> {
     let pos = |x: f32| x.is_finite() && x > 0.0;
     let unit = |x: f32| x.is_finite() && (0.0..=1.0).contains(&x);
-    let batch = r.normalize
+    // The scaled baseline's normalisation is a scale after the batch: it streams.
+    let batch = (r.normalize && !matches!(r.advantage, Advantage::ScaledTimeBaseline))
         || matches!(
             r.advantage,
             Advantage::BatchMeanBaseline | Advantage::LinearFeatureGae { .. }
@@ -256,6 +258,8 @@ pub fn check_recipe(input: &RecipeInput) {
     let f = 2 * u128::from(shape.obs_dim) + 4;
     let scratch = match r.advantage {
         Advantage::RewardToGo | Advantage::TimeBaseline => 0,
+        // Its running sums: Σ R b, Σ b², Σ A², steps.
+        Advantage::ScaledTimeBaseline => 4,
         Advantage::BatchMeanBaseline => h,
         Advantage::LinearFeatureGae { .. } => f * f + 3 * f,
     };
@@ -273,11 +277,11 @@ pub fn check_recipe(input: &RecipeInput) {
     let lower = sgmrl::adapt::Memory::lower_bound_floats(&shape, r.horizon);
     assert_eq!(lower, sat(p + h * per_step));
     if valid.is_ok() {
-        // A valid recipe needs at least the yardstick, exactly it and the hidden layers'
-        // scratch when it streams one step.
+        // A valid recipe needs at least the yardstick, exactly it, the hidden layers'
+        // scratch and the rule's running sums when it streams one step.
         assert!(m.total_floats() >= lower);
         if !batch && r.steps == 1 {
-            assert_eq!(m.total_floats(), sat(p + h * per_step + hidden));
+            assert_eq!(m.total_floats(), sat(p + h * per_step + hidden + scratch));
         }
     }
 
@@ -285,7 +289,7 @@ pub fn check_recipe(input: &RecipeInput) {
     // comes back bit for bit. A small valid shape keeps the bundle small; so does skipping
     // time-baseline recipes with long horizons (their table is H floats), which otherwise
     // slow the target a hundredfold.
-    if matches!(r.advantage, Advantage::TimeBaseline) && r.horizon > 256 {
+    if r.advantage.uses_table() && r.horizon > 256 {
         return;
     }
     let small = PolicyShape {
@@ -303,7 +307,7 @@ pub fn check_recipe(input: &RecipeInput) {
         trainer: sgmrl::bundle::Trainer::Unknown,
         seed: 0,
         meta_iterations: 0,
-        baseline: matches!(r.advantage, Advantage::TimeBaseline).then_some(&baseline[..]),
+        baseline: r.advantage.uses_table().then_some(&baseline[..]),
         params: &params,
     };
     match (valid, spec.to_bytes()) {
@@ -324,6 +328,7 @@ fn bits(r: &Recipe) -> [u64; 11] {
         Advantage::TimeBaseline => (1, 0),
         Advantage::BatchMeanBaseline => (2, 0),
         Advantage::LinearFeatureGae { lambda } => (3, lambda.to_bits()),
+        Advantage::ScaledTimeBaseline => (4, 0),
     };
     [
         r.alpha.to_bits().into(),

@@ -44,6 +44,14 @@ pub fn weights_with_baseline<T: Scalar>(
     for (e, ep) in episodes.iter().enumerate() {
         rule.weights(ep, &mut w[rollouts.rows_of(e)])?;
     }
+    // A streamed normalisation (`ScaledTimeBaseline`) scales the summed gradient once the
+    // batch is in: the same as scaling every weight.
+    let scale = rule.step_scale();
+    if scale != T::ONE {
+        for x in &mut w {
+            *x *= scale;
+        }
+    }
     Ok(w)
 }
 

@@ -1705,7 +1705,11 @@ mod tests {
     #[test]
     fn preset_help_states_the_adapter_ram() {
         use clap::ValueEnum;
-        for p in [Preset::Embedded, Preset::EmbeddedBatch] {
+        for p in [
+            Preset::Embedded,
+            Preset::EmbeddedBatch,
+            Preset::EmbeddedStreaming,
+        ] {
             let c = p.config();
             let bytes = MemoryJson::new(&c.shape(), &c.recipe()).total_bytes;
             let help = p

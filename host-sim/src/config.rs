@@ -254,6 +254,9 @@ pub enum AdvantageName {
     /// Reward-to-go minus the bundle's per-step baseline table (streams), which training
     /// fits to the meta-policy's mean reward-to-go over tasks (`meta::baseline`).
     TimeBaseline,
+    /// Reward-to-go minus the bundle's table scaled to the goal by a fit to the batch's
+    /// earlier episodes (streams; the table is fitted as for `TimeBaseline`).
+    ScaledTimeBaseline,
     /// Reward-to-go minus the batch mean at the same step (needs the batch in RAM).
     BatchMean,
     /// GAE(λ) on a refitted linear feature baseline (needs the batch in RAM).
@@ -262,17 +265,19 @@ pub enum AdvantageName {
 
 impl AdvantageName {
     /// Every rule a configuration can name.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::RewardToGo,
         Self::TimeBaseline,
+        Self::ScaledTimeBaseline,
         Self::BatchMean,
         Self::Gae,
     ];
-    const NAMES: [&'static str; 4] = [
+    const NAMES: [&'static str; 5] = [
         Self::ALL[0].name(),
         Self::ALL[1].name(),
         Self::ALL[2].name(),
         Self::ALL[3].name(),
+        Self::ALL[4].name(),
     ];
 
     /// The core's rule, with GAE's λ `lambda` (ignored by the other rules).
@@ -280,6 +285,7 @@ impl AdvantageName {
         match self {
             Self::RewardToGo => Advantage::RewardToGo,
             Self::TimeBaseline => Advantage::TimeBaseline,
+            Self::ScaledTimeBaseline => Advantage::ScaledTimeBaseline,
             Self::BatchMean => Advantage::BatchMeanBaseline,
             Self::Gae => Advantage::LinearFeatureGae { lambda },
         }
@@ -292,6 +298,7 @@ impl AdvantageName {
             Advantage::BatchMeanBaseline => Some(Self::BatchMean),
             Advantage::LinearFeatureGae { .. } => Some(Self::Gae),
             Advantage::TimeBaseline => Some(Self::TimeBaseline),
+            Advantage::ScaledTimeBaseline => Some(Self::ScaledTimeBaseline),
         }
     }
 
@@ -520,6 +527,11 @@ pub enum Preset {
     /// The same task with batch-mean baselined, normalised advantages from 10 episodes:
     /// 4584 bytes of adapter RAM (the batch is buffered) for a clearly stronger adaptation.
     EmbeddedBatch,
+    /// The same task with a per-goal baseline that streams (`scaled-baseline`: the fitted
+    /// time table scaled to each goal by the batch's earlier episodes, the step normalised
+    /// by the batch's RMS advantage) from 20 episodes: 880 bytes of adapter RAM, within
+    /// 1.2× the `P` + one-episode yardstick (docs/results.md §5).
+    EmbeddedStreaming,
     /// Exactly the paper's Table 1 settings (experiments.md).
     PaperTable1,
     /// The paper's Table 2 settings on HalfCheetah random direction (set `env` for the
@@ -539,6 +551,7 @@ impl Preset {
         match self {
             Self::Embedded => "embedded",
             Self::EmbeddedBatch => "embedded-batch",
+            Self::EmbeddedStreaming => "embedded-streaming",
             Self::PaperTable1 => "paper-table1",
             Self::PaperTable2 => "paper-table2",
             Self::Diffdrive => "diffdrive",
@@ -549,6 +562,7 @@ impl Preset {
         [
             Self::Embedded,
             Self::EmbeddedBatch,
+            Self::EmbeddedStreaming,
             Self::PaperTable1,
             Self::PaperTable2,
             Self::Diffdrive,
@@ -593,6 +607,22 @@ impl Preset {
                     horizon: 20,
                     gamma: 0.99,
                     advantage: AdvantageName::BatchMean,
+                    gae_lambda: 0.0,
+                    normalize: true,
+                    loss: LossName(LossScale::PerEpisode),
+                    action_scale: 0.1,
+                    action_clip: 0.1,
+                },
+                ..Self::Embedded.config()
+            },
+            Self::EmbeddedStreaming => Config {
+                recipe: RecipeConfig {
+                    alpha: 0.05,
+                    steps: 1,
+                    episodes: 20,
+                    horizon: 20,
+                    gamma: 0.99,
+                    advantage: AdvantageName::ScaledTimeBaseline,
                     gae_lambda: 0.0,
                     normalize: true,
                     loss: LossName(LossScale::PerEpisode),
@@ -743,7 +773,7 @@ impl Config {
             // The time baseline is the inner rule's table; the outer gradient only needs an
             // unbiased advantage, and reward-to-go is that rule without the table.
             outer_advantage: match recipe.advantage {
-                Advantage::TimeBaseline => Advantage::RewardToGo,
+                Advantage::TimeBaseline | Advantage::ScaledTimeBaseline => Advantage::RewardToGo,
                 a => a,
             },
             outer_episodes: self.outer.episodes,
@@ -1020,7 +1050,7 @@ impl ConfigBuilder {
                     ConfigError::new(
                         format!("{name}: preset"),
                         format!(
-                            "unknown preset `{s}` (expected embedded, embedded-batch or paper-table1)"
+                            "unknown preset `{s}` (expected embedded, embedded-batch, embedded-streaming, paper-table1, paper-table2 or diffdrive)"
                         ),
                     )
                 })?),
@@ -1102,6 +1132,7 @@ mod tests {
         for p in [
             Preset::Embedded,
             Preset::EmbeddedBatch,
+            Preset::EmbeddedStreaming,
             Preset::PaperTable1,
             Preset::PaperTable2,
         ] {
@@ -1160,6 +1191,15 @@ mod tests {
             Memory::lower_bound_floats(&shape, r.horizon) + shape.hidden_scratch_len()
         );
         assert!(m.total_bytes() <= 1024, "{} bytes", m.total_bytes());
+        // The streaming per-goal baseline: its four running sums stay within 1.2× the
+        // `P` + one-episode yardstick.
+        let c = Preset::EmbeddedStreaming.config();
+        let (shape, r) = (c.shape(), c.recipe());
+        let m = r.memory(&shape);
+        assert!(!r.needs_batch() && r.normalize);
+        let bound = Memory::lower_bound_floats(&shape, r.horizon);
+        assert_eq!(m.total_bytes(), 880);
+        assert!(m.total_floats() * 10 <= bound * 12, "{m:?} vs {bound}");
     }
 
     #[test]
@@ -1208,7 +1248,7 @@ mod tests {
             (
                 "[recipe]\nadvantage = \"gea\"\n",
                 "c.toml: recipe.advantage",
-                "unknown advantage rule (expected reward-to-go, time-baseline, batch-mean or gae)",
+                "unknown advantage rule (expected reward-to-go, time-baseline, scaled-baseline, batch-mean or gae)",
             ),
             (
                 "[recipe]\nloss = \"per_step\"\n",

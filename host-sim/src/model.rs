@@ -8,8 +8,6 @@ use sgmrl::bundle::{Bundle, Trainer};
 use sgmrl::policy::{ParamSource, PolicyShape};
 use sgmrl::recipe::Recipe;
 
-use sgmrl::recipe::Advantage;
-
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, EnvName, shape_name};
 use crate::envs::{DiffDriveFamily, Nav2dDiscreteFamily, Nav2dFamily};
@@ -140,7 +138,10 @@ impl Model {
     /// `TimeBaseline` recipe gets its table fitted at `params` (`meta::baseline`; `None` if
     /// that fails, which the bundle writer then reports).
     pub fn from_config(config: &Config, params: Vec<f32>, iterations: u64) -> Self {
-        let baseline = (config.recipe().advantage == Advantage::TimeBaseline)
+        let baseline = config
+            .recipe()
+            .advantage
+            .uses_table()
             .then(|| fit_baseline(config, &params, iterations))
             .flatten();
         Self {

@@ -88,6 +88,15 @@ impl Case {
         self.baseline = Some(b.to_vec());
         self
     }
+    /// The same case with the per-goal scaled table: `A_h = R^h − κ_n b_h`, `κ_n` fitted to
+    /// the batch's earlier episodes, normalised by the batch's RMS advantage if asked.
+    fn with_scaled_baseline(mut self, b: &[f64], normalize: bool) -> Self {
+        assert_eq!(b.len(), self.horizon());
+        self.recipe.advantage = Advantage::ScaledTimeBaseline;
+        self.recipe.normalize = normalize;
+        self.baseline = Some(b.to_vec());
+        self
+    }
     /// The inner rule's weights of `ro` (the trainer's `advantage` module).
     fn inner_weights(&self, ro: &Rollouts<f64>) -> Vec<f64> {
         advantage::weights_with_baseline(&self.recipe, self.baseline.as_deref(), ro).unwrap()
@@ -149,19 +158,41 @@ fn grad_log_pi(theta: &[f64], s: usize, a: usize) -> Vec<f64> {
     g
 }
 
-/// The inner step `θ + (α/N)·Σ_τ Σ_h (R^h − b_h) ∇log π`, `R^h = Σ_{t≥h} γ^t r_t`
-/// (`b = 0` without a time baseline), written out.
+/// The inner step `θ + (α/N)·Σ_τ Σ_h A_h ∇log π`, `R^h = Σ_{t≥h} γ^t r_t`, written out:
+/// `A_h = R^h − b_h` (`b = 0` without a table), or for the scaled table
+/// `A_h = R^h − κ_n b_h` with `κ_n = Σ_{j<n,h} R^h_j b_h / Σ_{j<n,h} b_h²` (1 for the first
+/// episode), divided by `√(mean A²)` over the batch when normalised.
 fn reference_update(case: &Case, mdp: &TabularMdp, batch: &[&Path], theta: &[f64]) -> Vec<f64> {
     let g = f64::from(GAMMA);
-    let mut out = theta.to_vec();
+    let scaled = case.recipe.advantage == Advantage::ScaledTimeBaseline;
+    let table = |h: usize| case.baseline.as_ref().map_or(0.0, |b| b[h]);
+    let (mut rb, mut bb) = (0.0, 0.0);
+    let mut advantages: Vec<Vec<f64>> = Vec::new();
     for path in batch {
         let r = path.rewards(mdp);
-        for h in 0..r.len() {
-            let rtg: f64 = (h..r.len()).map(|t| g.powi(t as i32) * r[t]).sum::<f64>()
-                - case.baseline.as_ref().map_or(0.0, |b| b[h]);
+        let rtg: Vec<f64> = (0..r.len())
+            .map(|h| (h..r.len()).map(|t| g.powi(t as i32) * r[t]).sum())
+            .collect();
+        let kappa = if scaled && bb > 0.0 { rb / bb } else { 1.0 };
+        advantages.push((0..r.len()).map(|h| rtg[h] - kappa * table(h)).collect());
+        for (h, x) in rtg.iter().enumerate() {
+            rb += x * table(h);
+            bb += table(h) * table(h);
+        }
+    }
+    let all: Vec<f64> = advantages.iter().flatten().copied().collect();
+    let scale = if scaled && case.recipe.normalize {
+        let ms = all.iter().map(|a| a * a).sum::<f64>() / all.len() as f64;
+        1.0 / ms.sqrt().max(1e-8)
+    } else {
+        1.0
+    };
+    let mut out = theta.to_vec();
+    for (path, adv) in batch.iter().zip(&advantages) {
+        for (h, a) in adv.iter().enumerate() {
             let gl = grad_log_pi(theta, path.states[h], path.actions[h]);
             for (o, x) in out.iter_mut().zip(gl) {
-                *o += case.alpha_per_sample() * rtg * x;
+                *o += case.alpha_per_sample() * a * scale * x;
             }
         }
     }
@@ -396,9 +427,10 @@ fn check(case: Case) {
     let grad_v = fd_gradient(|t| exact_v(&case, t), &case.theta);
     let e = expected_estimates(&case);
     let label = format!(
-        "H={horizon} |D|={episodes} ζ={steps} |D_o|={outer_episodes}{}",
-        if case.baseline.is_some() {
-            " time-baseline"
+        "H={horizon} |D|={episodes} ζ={steps} |D_o|={outer_episodes} {}{}",
+        case.recipe.advantage.name(),
+        if case.recipe.normalize {
+            " normalised"
         } else {
             ""
         }
@@ -452,6 +484,25 @@ fn sgmrl_is_unbiased_with_a_time_baseline() {
     assert!((v0 - v1).abs() > 1e-6, "the table changes V: {v0} vs {v1}");
     check(based);
     check(Case::new(2, 1, 2, 1).with_time_baseline(&[-0.3, 0.9]));
+}
+
+/// The per-goal scaled table (`scaled-baseline`): the baseline of a batch's second episode
+/// depends on its first, and the normalising scale on the whole batch, yet the inner step
+/// stays a fixed function of the batch, so SG-MRL stays unbiased for its objective (one
+/// and two steps, normalised or not).
+#[test]
+fn sgmrl_is_unbiased_with_a_scaled_baseline() {
+    let plain = Case::new(2, 2, 1, 1).with_time_baseline(&[0.7, -0.4]);
+    let scaled = Case::new(2, 2, 1, 1).with_scaled_baseline(&[0.7, -0.4], false);
+    let normed = Case::new(2, 2, 1, 1).with_scaled_baseline(&[0.7, -0.4], true);
+    let v = [&plain, &scaled, &normed].map(|c| exact_v(c, &c.theta));
+    assert!(
+        (v[0] - v[1]).abs() > 1e-6 && (v[1] - v[2]).abs() > 1e-6,
+        "κ and the scale change V: {v:?}"
+    );
+    check(scaled);
+    check(normed);
+    check(Case::new(2, 2, 2, 1).with_scaled_baseline(&[-0.3, 0.9], true));
 }
 
 #[test]

@@ -152,6 +152,32 @@ mod tests {
         assert_eq!(gae.episode_floats, 20 * 100 * 5 + 20 + 8 * 8 + 3 * 8);
     }
 
+    /// The per-goal scaled baseline streams, normalised or not: one episode and four
+    /// running sums, within 1.2× the `P` + one-episode yardstick on the embedded task.
+    #[test]
+    fn scaled_baseline_streams_within_the_yardstick() {
+        let shape = PolicyShape {
+            distribution: Distribution::Gaussian,
+            obs_dim: 2,
+            hidden: [16, 0],
+            act_dim: 2,
+        };
+        let r = Recipe {
+            episodes: 20,
+            horizon: 20,
+            advantage: Advantage::ScaledTimeBaseline,
+            normalize: true,
+            ..base()
+        };
+        let m = Memory::for_recipe(&r, &shape);
+        assert_eq!(m.episode_floats, 20 * 5 + 4);
+        let bound = Memory::lower_bound_floats(&shape, 20);
+        assert_eq!(m.total_floats(), bound + 4 + 2 * 16);
+        // 880 bytes against 1.2 × 736.
+        assert_eq!(m.total_bytes(), 880);
+        assert!(m.total_floats() * 10 <= bound * 12);
+    }
+
     #[test]
     fn episode_floats_hold_the_batch_and_the_advantage_scratch() {
         // A softmax policy over 3 actions on 2-D observations: one action scalar per step.

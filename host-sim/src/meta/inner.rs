@@ -216,12 +216,11 @@ mod tests {
     use sgmrl::sim::Nav2d;
 
     /// The host's inner step (batched f32 kernels, core advantages) is the device's: the
-    /// core's per-sample `batch_gradient` on the same episodes under the same recipe.
+    /// core's per-sample `batch_gradient` on the same episodes under the same recipe, for
+    /// a batch rule and for the streaming per-goal scaled table with its step scale.
     #[test]
     fn inner_step_is_the_cores_batch_gradient() {
-        type P = GaussianMlp<2, 8, 8, 2>;
-        let net = Net::new(P::SHAPE).unwrap();
-        let recipe = Recipe {
+        let gae = Recipe {
             alpha: 0.1,
             steps: 1,
             episodes: 6,
@@ -232,6 +231,20 @@ mod tests {
             loss: LossScale::PerStep,
             action: Nav2d::PAPER_ACTION_MAP,
         };
+        let scaled = Recipe {
+            advantage: Advantage::ScaledTimeBaseline,
+            loss: LossScale::PerEpisode,
+            ..gae
+        };
+        let table: Vec<f32> = (0..30).map(|h| -0.02 * (30 - h) as f32).collect();
+        inner_step_matches(&gae, None);
+        inner_step_matches(&scaled, Some(&table));
+    }
+
+    fn inner_step_matches(recipe: &Recipe, table: Option<&[f32]>) {
+        type P = GaussianMlp<2, 8, 8, 2>;
+        let recipe = *recipe;
+        let net = Net::new(P::SHAPE).unwrap();
         let theta = net.glorot_init(&mut Rng::new(4));
         let spec = SampleSpec {
             episodes: 6,
@@ -253,13 +266,13 @@ mod tests {
             &P::default(),
             &theta[..],
             &recipe,
-            None::<&[f32]>,
+            table,
             &episodes,
             &mut want,
             &mut scratch,
         )
         .unwrap();
-        let w = advantage::weights(&recipe, &ro).unwrap();
+        let w = advantage::weights_with_baseline(&recipe, table, &ro).unwrap();
         let mut ad = Adaptation::new(&net, &theta, recipe.alpha_per_sample());
         ad.step(
             ro.clone(),
@@ -274,7 +287,8 @@ mod tests {
         let den: f32 = want.iter().map(|b| b * b).sum();
         assert!(
             (num / den).sqrt() < 1e-4,
-            "rel. error {}",
+            "{:?}: rel. error {}",
+            recipe.advantage,
             (num / den).sqrt()
         );
         for ((t1, t0), g) in ad.theta().iter().zip(&theta).zip(got) {

@@ -559,11 +559,11 @@ impl<F: TaskFamily> MetaTrainer<F> {
         .map(Some)
     }
 
-    /// Whether this configuration adapts with a fitted `TimeBaseline` table.
+    /// Whether this configuration adapts with a fitted time table (`TimeBaseline`, or
+    /// `ScaledBaseline`, which scales the same table per goal).
     pub fn fits_time_baseline(&self) -> bool {
         let cfg = &self.config;
-        cfg.recipe.advantage == Advantage::TimeBaseline
-            && cfg.algorithm.inner_steps(cfg.recipe.steps) > 0
+        cfg.recipe.advantage.uses_table() && cfg.algorithm.inner_steps(cfg.recipe.steps) > 0
     }
 
     /// The share of [`Self::time_baseline`]'s fit that the tasks `tasks` contribute
