@@ -329,7 +329,7 @@ impl<'m, P: Policy, M: MetaSource> Adapter<'m, P, M> {
     /// An adapter for `policy` starting at `meta`, following `recipe`, using `memory` (at
     /// least `Memory::for_recipe(&recipe, &P::SHAPE).total_floats()` scalars). `baseline` is the
     /// per-time-step table, required exactly when the recipe's rule is
-    /// [`Advantage::TimeBaseline`]. `seed` names the random streams.
+    /// [`TimeBaseline`](crate::recipe::Advantage::TimeBaseline) or its scaled variant. `seed` names the random streams.
     pub fn new(
         policy: P,
         meta: M,

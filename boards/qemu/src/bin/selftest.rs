@@ -549,7 +549,7 @@ fn bundle_rejects_every_malformation() -> Outcome {
             },
         ),
         (8, &[2], BundleError::UnknownDistribution(2)),
-        (36, &[4], BundleError::UnknownAdvantage(4)),
+        (36, &[5], BundleError::UnknownAdvantage(5)),
         (54, &[7], BundleError::UnknownTrainer(7)),
         (16, &[0, 0], BundleError::BadShape(no_outputs)),
         (
