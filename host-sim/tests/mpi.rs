@@ -15,9 +15,17 @@ fn sgmrl() -> &'static str {
 }
 
 /// `mpirun -n ranks sgmrl args…`, oversubscribed (this machine has 2 cores), allowed as
-/// root, one thread per rank.
+/// root, one thread per rank. Each job gets its own Open MPI session directory: the tests
+/// run in parallel, and with the shared default (`/tmp/ompi.HOST.UID`) one job's cleanup
+/// can remove the folder while another job creates its `pid.N` in it, which fails that
+/// job's `orte_init` ("A call to mkdir was unable to create the desired directory").
 fn mpirun(ranks: usize, args: &[String]) -> Command {
+    static JOBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let job = JOBS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let session = std::env::temp_dir().join(format!("sgmrl-mpi-test-{}-{job}", std::process::id()));
+    std::fs::create_dir_all(&session).expect("create the MPI session directory");
     let mut c = Command::new("mpirun");
+    c.env("OMPI_MCA_orte_tmpdir_base", &session);
     c.args([
         "--oversubscribe",
         "-n",
