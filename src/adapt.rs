@@ -125,11 +125,11 @@ impl<E: core::fmt::Debug> core::fmt::Display for AdaptError<E> {
 impl<E: core::fmt::Debug> std::error::Error for AdaptError<E> {}
 
 impl<E> AdaptError<E> {
-    /// The environment's error, or the adapter's own (the inverse of
-    /// [`AdaptError::with_env`]): a control loop reports the two apart.
-    pub fn split_env(self) -> Result<E, AdaptError> {
-        Err(match self {
-            Self::Env(e) => return Ok(e),
+    /// The same error with its environment error, if it is one, turned into `env(e)`;
+    /// every other kind is kept as it is (the one place that lists the kinds).
+    fn map_env<F>(self, env: impl FnOnce(E) -> AdaptError<F>) -> AdaptError<F> {
+        match self {
+            Self::Env(e) => env(e),
             Self::Recipe(e) => AdaptError::Recipe(e),
             Self::Memory { needed, got } => AdaptError::Memory { needed, got },
             Self::Shape => AdaptError::Shape,
@@ -144,7 +144,17 @@ impl<E> AdaptError<E> {
             Self::NonFiniteStep => AdaptError::NonFiniteStep,
             Self::Policy(e) => AdaptError::Policy(e),
             Self::Estimator(e) => AdaptError::Estimator(e),
-        })
+        }
+    }
+
+    /// The environment's error, or the adapter's own (the inverse of
+    /// [`AdaptError::with_env`]): a control loop reports the two apart.
+    pub fn split_env(self) -> Result<E, AdaptError> {
+        match self {
+            Self::Env(e) => Ok(e),
+            // Not an environment error, so the closure never runs.
+            other => Err(other.map_env(|_| AdaptError::Shape)),
+        }
     }
 }
 
@@ -163,23 +173,7 @@ impl<E> From<EstimatorError> for AdaptError<E> {
 impl AdaptError {
     /// The same error, for an adapter driven by an environment with error type `E`.
     pub fn with_env<E>(self) -> AdaptError<E> {
-        match self {
-            Self::Recipe(e) => AdaptError::Recipe(e),
-            Self::Memory { needed, got } => AdaptError::Memory { needed, got },
-            Self::Shape => AdaptError::Shape,
-            Self::Bundle(e) => AdaptError::Bundle(e),
-            Self::TooWide => AdaptError::TooWide,
-            Self::NonFiniteObservation => AdaptError::NonFiniteObservation,
-            Self::NonFiniteReward => AdaptError::NonFiniteReward,
-            Self::HorizonReached => AdaptError::HorizonReached,
-            Self::RewardWithoutAction => AdaptError::RewardWithoutAction,
-            Self::MissingReward => AdaptError::MissingReward,
-            Self::EmptyEpisode => AdaptError::EmptyEpisode,
-            Self::NonFiniteStep => AdaptError::NonFiniteStep,
-            Self::Policy(e) => AdaptError::Policy(e),
-            Self::Estimator(e) => AdaptError::Estimator(e),
-            Self::Env(never) => match never {},
-        }
+        self.map_env(|never| match never {})
     }
 }
 
